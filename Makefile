@@ -1,0 +1,40 @@
+# Single entry point. Every target builds in one cargo profile (`opt`, see Cargo.toml) and one
+# target directory outside the work tree, so RocksDB's C++ is compiled once per machine.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/regionstore/target
+CARGO_PROFILE := --profile opt
+
+.PHONY: all deps build run test fmt fmt-check clippy bench ci
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cargo build $(CARGO_PROFILE) --workspace --all-targets
+
+# The main job. Until region-sim exists this is the storage demo (see README).
+run: deps
+	cargo run $(CARGO_PROFILE) --bin storage-demo -- $(ARGS)
+
+test: deps
+	cargo test $(CARGO_PROFILE) --workspace --all-targets
+	cargo test $(CARGO_PROFILE) --workspace --doc
+	# The batch system's FSM state, model-checked exhaustively on loom's atomics.
+	cargo test $(CARGO_PROFILE) -p router --features loom --lib -- loom_
+
+fmt:
+	cargo fmt --all
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy: deps
+	cargo clippy $(CARGO_PROFILE) --workspace --all-targets -- -D warnings
+	cargo clippy $(CARGO_PROFILE) -p router --features loom --lib --tests -- -D warnings
+
+bench: deps
+	cargo bench $(CARGO_PROFILE) --workspace $(if $(BENCH),--bench $(BENCH),)
+
+# What CI runs.
+ci: fmt-check clippy test

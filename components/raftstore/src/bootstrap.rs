@@ -1,0 +1,100 @@
+//! Bootstrapping a store and the first region of a cluster, and checking a store's identity
+//! when it opens its engines again.
+
+use engine::{keys, KvEngine, Mutable, RaftEngine, RaftLogBatch, WriteOptions, CF_META};
+use proto::{
+    metapb,
+    raft_serverpb::{PeerState, RegionLocalState, StoreIdent},
+};
+
+use crate::{
+    raft::storage::{initial_apply_state, initial_raft_state},
+    Error, Result,
+};
+
+/// Writes the store ident into fresh engines. Bootstrapping again with the same ids is a
+/// no-op; with other ids it is refused.
+pub fn bootstrap_store<EK: KvEngine>(kv: &EK, cluster_id: u64, store_id: u64) -> Result<()> {
+    if cluster_id == 0 || store_id == 0 {
+        return Err(Error::InvalidArgument("cluster id and store id must be non-zero".into()));
+    }
+    if kv.get_msg_cf::<StoreIdent>(CF_META, keys::STORE_IDENT_KEY)?.is_some() {
+        return check_store_ident(kv, cluster_id, store_id);
+    }
+    let mut ident = StoreIdent::default();
+    ident.cluster_id = cluster_id;
+    ident.store_id = store_id;
+    let mut wb = kv.write_batch();
+    wb.put_msg_cf(CF_META, keys::STORE_IDENT_KEY, &ident)?;
+    kv.write(&mut wb, WriteOptions::SYNC)?;
+    Ok(())
+}
+
+/// Checks that the engines belong to this store of this cluster.
+pub fn check_store_ident<EK: KvEngine>(kv: &EK, cluster_id: u64, store_id: u64) -> Result<()> {
+    let Some(ident) = kv.get_msg_cf::<StoreIdent>(CF_META, keys::STORE_IDENT_KEY)? else {
+        return Err(Error::NotBootstrapped(format!("no store ident in {}", kv.path().display())));
+    };
+    if ident.cluster_id != cluster_id {
+        return Err(Error::ClusterIdMismatch { expected: cluster_id, found: ident.cluster_id });
+    }
+    if ident.store_id != store_id {
+        return Err(Error::StoreIdMismatch { expected: store_id, found: ident.store_id });
+    }
+    Ok(())
+}
+
+/// Writes the initial states of the first region of a cluster: raft state to the raft engine
+/// first, then region and apply state to the kv engine, both synced. A store that crashes in
+/// between sees no region state and bootstraps again.
+pub fn bootstrap_first_region<EK: KvEngine, ER: RaftEngine>(
+    kv: &EK,
+    raft: &ER,
+    region: &metapb::Region,
+) -> Result<()> {
+    if region.peers.is_empty() {
+        return Err(Error::InvalidArgument(format!("region {} has no peers", region.id)));
+    }
+    if !load_region_states(kv)?.is_empty() {
+        return Err(Error::AlreadyBootstrapped("the store already holds regions".into()));
+    }
+    let mut batch = raft.log_batch(1);
+    batch.put_raft_state(region.id, &initial_raft_state())?;
+    raft.consume(&mut batch, true)?;
+
+    let mut state = RegionLocalState::default();
+    state.set_state(PeerState::Normal);
+    state.set_region(region.clone());
+    let mut wb = kv.write_batch();
+    wb.put_msg_cf(CF_META, &keys::region_state_key(region.id), &state)?;
+    wb.put_msg_cf(CF_META, &keys::apply_state_key(region.id), &initial_apply_state())?;
+    kv.write(&mut wb, WriteOptions::SYNC)?;
+    Ok(())
+}
+
+/// Every region state the store holds, in region id order (tombstones included).
+pub fn load_region_states<EK: KvEngine>(kv: &EK) -> Result<Vec<RegionLocalState>> {
+    let mut states = Vec::new();
+    let mut err = None;
+    kv.scan(CF_META, keys::REGION_META_MIN_KEY, keys::REGION_META_MAX_KEY, false, |k, v| {
+        let Some(region_id) = keys::decode_region_state_key(k) else {
+            return Ok(true);
+        };
+        match <RegionLocalState as proto::Message>::parse_from_bytes(v) {
+            Ok(s) if s.get_region().id == region_id => states.push(s),
+            Ok(s) => {
+                err = Some(Error::StateCorrupted {
+                    region_id,
+                    detail: format!("region state holds region {}", s.get_region().id),
+                });
+                return Ok(false);
+            }
+            Err(e) => return Err(engine::Error::corrupted_value(k, e)),
+        }
+        Ok(true)
+    })?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(states),
+    }
+}
