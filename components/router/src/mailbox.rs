@@ -1,6 +1,9 @@
 //! Mailboxes: a message channel plus the FSM state that schedules the FSM on delivery.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{fence, AtomicBool, Ordering},
+    Arc,
+};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -28,13 +31,20 @@ pub fn mailbox_channel<M>(capacity: usize) -> (LooseBoundedSender<M>, Receiver<M
 }
 
 /// Where a mailbox sends FSMs that became ready: the poller pool's queue.
+///
+/// Once closed (at shutdown) nothing may stay queued: [`Scheduler::close`] drains the queue,
+/// and a `schedule` that raced with it drains again after sending. A SeqCst fence on both
+/// sides, between the write (flag / item) and the read (item / flag), makes sure at least one
+/// of them sees the other's write.
 pub(crate) struct Scheduler<F: Fsm> {
     tx: Sender<Scheduled<F>>,
+    rx: Receiver<Scheduled<F>>,
+    closed: Arc<AtomicBool>,
 }
 
 impl<F: Fsm> Clone for Scheduler<F> {
     fn clone(&self) -> Self {
-        Scheduler { tx: self.tx.clone() }
+        Scheduler { tx: self.tx.clone(), rx: self.rx.clone(), closed: self.closed.clone() }
     }
 }
 
@@ -49,12 +59,33 @@ pub(crate) enum Scheduled<F: Fsm> {
 impl<F: Fsm> Scheduler<F> {
     pub(crate) fn new() -> (Self, Receiver<Scheduled<F>>) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        (Scheduler { tx }, rx)
+        let scheduler = Scheduler { tx, rx: rx.clone(), closed: Arc::default() };
+        (scheduler, rx)
     }
 
     pub(crate) fn schedule(&self, fsm: Box<F>, mailbox: BasicMailbox<F>) {
-        // Fails only once every poller is gone (shut down); the FSM is then dropped.
+        // Cannot fail: this scheduler holds a receiver.
         let _ = self.tx.send(Scheduled::Ready(fsm, mailbox));
+        fence(Ordering::SeqCst);
+        if self.closed.load(Ordering::Relaxed) {
+            self.drain();
+        }
+    }
+
+    /// Refuses to keep anything queued from now on, and drops what is queued: each FSM goes
+    /// back to its (closed) mailbox, which drops it.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        self.drain();
+    }
+
+    fn drain(&self) {
+        while let Ok(scheduled) = self.rx.try_recv() {
+            if let Scheduled::Ready(fsm, mailbox) = scheduled {
+                mailbox.release(fsm);
+            }
+        }
     }
 
     pub(crate) fn stop_one(&self) {

@@ -134,6 +134,11 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
             return Err(SendError::Closed { addr, msg });
         }
         let Some(mailbox) = self.lookup(addr) else {
+            // Shutdown sets the flag before it empties the map, so a send that finds the map
+            // empty because of a shutdown sees the flag here.
+            if self.is_shutdown() {
+                return Err(SendError::Closed { addr, msg });
+            }
             return Err(SendError::NotFound { addr, msg });
         };
         let scheduler = &self.shared.normal_scheduler;

@@ -133,8 +133,9 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
     }
 
     /// Stops the system: refuses new sends, lets every poller finish its round and exit,
-    /// joins them, then drops every FSM (normal ones in address order, then the control
-    /// FSM). Messages still queued are dropped with their FSMs. Idempotent.
+    /// joins them, then drops every FSM (idle normal ones in address order, then the control
+    /// FSM, then those still in the ready queues). Messages still queued are dropped with
+    /// their FSMs. When it returns no FSM is alive. Idempotent.
     pub fn shutdown(&mut self) {
         self.router.shutdown();
         for _ in &self.workers {
@@ -144,18 +145,12 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
             // A poller that panicked has already reported it; shutdown goes on.
             let _ = worker.join();
         }
-        // FSMs still in the ready queues were never handed out again: drop them.
-        while let Ok(s) = self.normal_rx.try_recv() {
-            if let Scheduled::Ready(fsm, mailbox) = s {
-                mailbox.release(fsm);
-            }
-        }
-        while let Ok(s) = self.control_rx.try_recv() {
-            if let Scheduled::Ready(fsm, mailbox) = s {
-                mailbox.release(fsm);
-            }
-        }
+        // Close every mailbox first, so that no FSM can be taken and scheduled any more (a
+        // send that won the race before is caught by the schedulers' close), then drop what
+        // the ready queues still hold.
         self.router.close_all();
+        self.router.normal_scheduler().close();
+        self.router.control_scheduler().close();
     }
 }
 
