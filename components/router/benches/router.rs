@@ -163,5 +163,37 @@ fn bench_router(c: &mut Criterion) {
     system.shutdown();
 }
 
-criterion_group!(benches, bench_router);
+/// Router lookups: a warm per-handle cache (hits) against a working set larger than the cache
+/// (every lookup misses and takes the shared map's read lock).
+fn bench_lookup(c: &mut Criterion) {
+    let cfg = Config::default();
+    let (ctl_tx, ctl_rx) = mailbox_channel(16);
+    let (router, _system) =
+        create_system::<CountFsm, CountFsm>(&cfg, ctl_tx, Box::new(CountFsm { rx: ctl_rx }))
+            .unwrap();
+    let addrs = 4 * router::ROUTER_CACHE_CAPACITY as u64;
+    router.register_all((0..addrs).map(|id| {
+        let (tx, rx) = mailbox_channel(16);
+        (id, BasicMailbox::new(tx, Box::new(CountFsm { rx })))
+    }));
+    let mut group = c.benchmark_group("router_lookup");
+    group.throughput(Throughput::Elements(1));
+    let hot = router::ROUTER_CACHE_CAPACITY as u64 / 2;
+    let mut i = 0u64;
+    group.bench_function("cache_hit", |b| {
+        b.iter(|| {
+            i = (i + 1) % hot;
+            assert!(router.contains(i));
+        })
+    });
+    group.bench_function("cache_miss_shared_map", |b| {
+        b.iter(|| {
+            i = (i + 1) % addrs;
+            assert!(router.contains(i));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_router, bench_lookup);
 criterion_main!(benches);
