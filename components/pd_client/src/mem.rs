@@ -1,0 +1,366 @@
+//! An in-memory placement driver, shared by every store of an in-process cluster.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    ops::Bound::{Excluded, Unbounded},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, MutexGuard,
+    },
+};
+
+use proto::metapb::{self, PeerRole};
+
+use crate::{Error, Operator, PdClient, RegionStats, Result, SplitIds, StoreStats};
+
+/// Behaviour of [`MemPd`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemPdConfig {
+    /// The cluster id stores must match.
+    pub cluster_id: u64,
+    /// Move leaders from stores with more leaders to stores with fewer.
+    pub balance_leaders: bool,
+    /// Transfer a leader only when its store leads this many more regions than the target.
+    pub leader_balance_threshold: u64,
+}
+
+impl Default for MemPdConfig {
+    fn default() -> Self {
+        MemPdConfig { cluster_id: 1, balance_leaders: false, leader_balance_threshold: 2 }
+    }
+}
+
+/// Where a region's range ends; the empty end key is +infinity and sorts last.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum EndKey {
+    Key(Vec<u8>),
+    Infinity,
+}
+
+impl EndKey {
+    fn of(region: &metapb::Region) -> EndKey {
+        if region.end_key.is_empty() {
+            EndKey::Infinity
+        } else {
+            EndKey::Key(region.end_key.clone())
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    bootstrapped: bool,
+    stores: BTreeMap<u64, metapb::Store>,
+    store_stats: HashMap<u64, StoreStats>,
+    regions: HashMap<u64, metapb::Region>,
+    /// End key → region id: the region holding `k` is the first entry with end > k.
+    ranges: BTreeMap<EndKey, u64>,
+    leaders: HashMap<u64, (metapb::Peer, u64)>,
+    operators: HashMap<u64, Operator>,
+}
+
+/// An in-memory placement driver. See the crate docs.
+pub struct MemPd {
+    cfg: MemPdConfig,
+    next_id: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+fn epoch(region: &metapb::Region) -> (u64, u64) {
+    let e = region.get_region_epoch();
+    (e.conf_ver, e.version)
+}
+
+impl MemPd {
+    /// A placement driver with no stores and no regions.
+    pub fn new(cfg: MemPdConfig) -> Self {
+        MemPd { cfg, next_id: AtomicU64::new(1000), inner: Mutex::default() }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way later
+        // calls trip over: every update checks before it writes.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the leader of `region_id` to carry out `op` (replacing any pending operator). It is
+    /// handed out with every heartbeat until the region shows it done.
+    pub fn add_operator(&self, region_id: u64, op: Operator) {
+        self.inner().operators.insert(region_id, op);
+    }
+
+    /// The operator pending for a region.
+    pub fn pending_operator(&self, region_id: u64) -> Option<Operator> {
+        self.inner().operators.get(&region_id).cloned()
+    }
+
+    /// Every known region, in key order.
+    pub fn regions(&self) -> Vec<metapb::Region> {
+        let inner = self.inner();
+        inner.ranges.values().filter_map(|id| inner.regions.get(id).cloned()).collect()
+    }
+
+    /// How many regions each store leads, as far as heartbeats tell.
+    pub fn leader_counts(&self) -> BTreeMap<u64, u64> {
+        let inner = self.inner();
+        let mut counts: BTreeMap<u64, u64> = inner.stores.keys().map(|id| (*id, 0)).collect();
+        for (leader, _) in inner.leaders.values() {
+            *counts.entry(leader.store_id).or_default() += 1;
+        }
+        counts
+    }
+
+    /// The last store heartbeat of a store.
+    pub fn store_stats(&self, store_id: u64) -> Option<StoreStats> {
+        self.inner().store_stats.get(&store_id).cloned()
+    }
+}
+
+impl Inner {
+    fn check_bootstrapped(&self) -> Result<()> {
+        if self.bootstrapped {
+            Ok(())
+        } else {
+            Err(Error::NotBootstrapped)
+        }
+    }
+
+    /// Ids of regions other than `region` whose range overlaps it.
+    fn overlapping(&self, region: &metapb::Region) -> Vec<u64> {
+        let start = EndKey::Key(region.start_key.clone());
+        let end = EndKey::of(region);
+        let mut ids = Vec::new();
+        for (_, id) in self.ranges.range((Excluded(start), Unbounded)) {
+            let other = &self.regions[id];
+            if EndKey::Key(other.start_key.clone()) >= end {
+                break;
+            }
+            if *id != region.id {
+                ids.push(*id);
+            }
+        }
+        ids
+    }
+
+    /// Refuses `region` if what is known of it, or of a region covering part of its range,
+    /// is newer.
+    fn check_stale(&self, region: &metapb::Region) -> Result<()> {
+        let stale = |known: &metapb::Region| {
+            let (k, r) = (epoch(known), epoch(region));
+            Err(Error::StaleRegion { region_id: region.id, reported: r, known: k })
+        };
+        if let Some(known) = self.regions.get(&region.id) {
+            let (k, r) = (epoch(known), epoch(region));
+            if r.0 < k.0 || r.1 < k.1 {
+                return stale(known);
+            }
+        }
+        for id in self.overlapping(region) {
+            let other = &self.regions[&id];
+            if epoch(other).1 > epoch(region).1 {
+                return stale(other);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `region`, replacing its old range and every region it overlaps.
+    fn put_region(&mut self, region: metapb::Region) {
+        for id in self.overlapping(&region) {
+            if let Some(old) = self.regions.remove(&id) {
+                self.ranges.remove(&EndKey::of(&old));
+                self.leaders.remove(&id);
+                self.operators.remove(&id);
+            }
+        }
+        if let Some(old) = self.regions.remove(&region.id) {
+            if self.ranges.get(&EndKey::of(&old)) == Some(&region.id) {
+                self.ranges.remove(&EndKey::of(&old));
+            }
+        }
+        self.ranges.insert(EndKey::of(&region), region.id);
+        self.regions.insert(region.id, region);
+    }
+
+    fn leader_of(&self, region_id: u64) -> Option<metapb::Peer> {
+        self.leaders.get(&region_id).map(|(p, _)| p.clone())
+    }
+
+    /// A leader transfer that evens out leader counts, if one is worth it.
+    fn balance_leader(
+        &self,
+        cfg: &MemPdConfig,
+        region: &metapb::Region,
+        leader: &metapb::Peer,
+        stats: &RegionStats,
+    ) -> Option<Operator> {
+        let mut counts: HashMap<u64, u64> = HashMap::new();
+        for (l, _) in self.leaders.values() {
+            *counts.entry(l.store_id).or_default() += 1;
+        }
+        let from = counts.get(&leader.store_id).copied().unwrap_or(0);
+        let unhealthy = |p: &metapb::Peer| {
+            stats.down_peers.iter().chain(&stats.pending_peers).any(|d| d.id == p.id)
+        };
+        let target = region
+            .get_peers()
+            .iter()
+            .filter(|p| p.id != leader.id && p.get_role() == PeerRole::Voter && !unhealthy(p))
+            .min_by_key(|p| (counts.get(&p.store_id).copied().unwrap_or(0), p.store_id))?;
+        let to = counts.get(&target.store_id).copied().unwrap_or(0);
+        (from >= to + cfg.leader_balance_threshold)
+            .then(|| Operator::TransferLeader(target.clone()))
+    }
+}
+
+/// Whether `op` shows as done in `region` led by `leader`; `None` if it can no longer apply.
+fn operator_done(op: &Operator, region: &metapb::Region, leader: &metapb::Peer) -> Option<bool> {
+    let find = |id: u64| region.get_peers().iter().find(|p| p.id == id);
+    match op {
+        Operator::AddPeer(p) => Some(find(p.id).is_some_and(|q| q.get_role() == PeerRole::Voter)),
+        Operator::AddLearner(p) => Some(find(p.id).is_some()),
+        Operator::RemovePeer(p) => Some(find(p.id).is_none()),
+        Operator::TransferLeader(p) => find(p.id).map(|_| leader.id == p.id),
+    }
+}
+
+impl PdClient for MemPd {
+    fn cluster_id(&self) -> u64 {
+        self.cfg.cluster_id
+    }
+
+    fn alloc_id(&self) -> Result<u64> {
+        Ok(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn bootstrap_cluster(&self, store: metapb::Store, region: metapb::Region) -> Result<()> {
+        let mut inner = self.inner();
+        if inner.bootstrapped {
+            return Err(Error::AlreadyBootstrapped);
+        }
+        if region.peers.is_empty() || region.id == 0 {
+            return Err(Error::Invalid("the first region needs an id and peers".into()));
+        }
+        inner.stores.insert(store.id, store);
+        inner.put_region(region);
+        inner.bootstrapped = true;
+        Ok(())
+    }
+
+    fn is_cluster_bootstrapped(&self) -> Result<bool> {
+        Ok(self.inner().bootstrapped)
+    }
+
+    fn put_store(&self, store: metapb::Store) -> Result<()> {
+        if store.id == 0 {
+            return Err(Error::Invalid("store id 0".into()));
+        }
+        self.inner().stores.insert(store.id, store);
+        Ok(())
+    }
+
+    fn get_store(&self, store_id: u64) -> Result<metapb::Store> {
+        self.inner().stores.get(&store_id).cloned().ok_or(Error::StoreNotFound(store_id))
+    }
+
+    fn get_all_stores(&self) -> Result<Vec<metapb::Store>> {
+        Ok(self.inner().stores.values().cloned().collect())
+    }
+
+    fn get_region(&self, key: &[u8]) -> Result<(metapb::Region, Option<metapb::Peer>)> {
+        let inner = self.inner();
+        inner.check_bootstrapped()?;
+        let not_found = || Error::RegionNotFound(format!("key {key:?}"));
+        let (_, id) = inner
+            .ranges
+            .range((Excluded(EndKey::Key(key.to_vec())), Unbounded))
+            .next()
+            .ok_or_else(not_found)?;
+        let region = &inner.regions[id];
+        if region.start_key.as_slice() > key {
+            return Err(not_found());
+        }
+        Ok((region.clone(), inner.leader_of(*id)))
+    }
+
+    fn get_region_by_id(&self, region_id: u64) -> Result<(metapb::Region, Option<metapb::Peer>)> {
+        let inner = self.inner();
+        let region = inner
+            .regions
+            .get(&region_id)
+            .cloned()
+            .ok_or_else(|| Error::RegionNotFound(format!("id {region_id}")))?;
+        Ok((region, inner.leader_of(region_id)))
+    }
+
+    fn region_heartbeat(
+        &self,
+        term: u64,
+        region: metapb::Region,
+        leader: metapb::Peer,
+        stats: RegionStats,
+    ) -> Result<Option<Operator>> {
+        let mut inner = self.inner();
+        inner.check_bootstrapped()?;
+        inner.check_stale(&region)?;
+        let region_id = region.id;
+        if let Some((_, known_term)) = inner.leaders.get(&region_id) {
+            if term < *known_term {
+                return Ok(None); // an old leader's late report: the region is newer elsewhere
+            }
+        }
+        inner.put_region(region.clone());
+        inner.leaders.insert(region_id, (leader.clone(), term));
+        if let Some(op) = inner.operators.get(&region_id).cloned() {
+            match operator_done(&op, &region, &leader) {
+                Some(false) => return Ok(Some(op)),
+                Some(true) | None => {
+                    inner.operators.remove(&region_id);
+                }
+            }
+        }
+        if self.cfg.balance_leaders {
+            if let Some(op) = inner.balance_leader(&self.cfg, &region, &leader, &stats) {
+                inner.operators.insert(region_id, op.clone());
+                return Ok(Some(op));
+            }
+        }
+        Ok(None)
+    }
+
+    fn store_heartbeat(&self, stats: StoreStats) -> Result<()> {
+        let mut inner = self.inner();
+        if !inner.stores.contains_key(&stats.store_id) {
+            return Err(Error::StoreNotFound(stats.store_id));
+        }
+        inner.store_stats.insert(stats.store_id, stats);
+        Ok(())
+    }
+
+    fn ask_batch_split(&self, region: &metapb::Region, count: usize) -> Result<Vec<SplitIds>> {
+        if count == 0 {
+            return Err(Error::Invalid("a split needs at least one new region".into()));
+        }
+        self.inner().check_stale(region)?;
+        let mut ids = Vec::with_capacity(count);
+        for _ in 0..count {
+            let new_region_id = self.alloc_id()?;
+            let new_peer_ids =
+                region.get_peers().iter().map(|_| self.alloc_id()).collect::<Result<_>>()?;
+            ids.push(SplitIds { new_region_id, new_peer_ids });
+        }
+        Ok(ids)
+    }
+
+    fn report_batch_split(&self, regions: Vec<metapb::Region>) -> Result<()> {
+        let mut inner = self.inner();
+        inner.check_bootstrapped()?;
+        for region in &regions {
+            inner.check_stale(region)?;
+        }
+        for region in regions {
+            inner.put_region(region);
+        }
+        Ok(())
+    }
+}

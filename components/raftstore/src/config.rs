@@ -1,0 +1,195 @@
+//! Configuration of a store.
+
+use std::time::Duration;
+
+/// Tuning of a store's raft groups, log GC, apply and batch systems.
+///
+/// Times are counted in base ticks where raft counts ticks, so the relation that matters
+/// (heartbeat < election) holds whatever the tick length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Length of one raft tick.
+    pub raft_base_tick_interval: Duration,
+    /// Ticks between leader heartbeats.
+    pub raft_heartbeat_ticks: usize,
+    /// Ticks without a leader before a follower campaigns (raft randomises up to twice this).
+    pub raft_election_timeout_ticks: usize,
+    /// Most in-flight append messages per follower.
+    pub raft_max_inflight_msgs: usize,
+    /// Most bytes of entries in one append message.
+    pub raft_max_size_per_msg: u64,
+    /// Most bytes of one proposed entry; larger proposals get `RaftEntryTooLarge`.
+    pub raft_entry_max_size: u64,
+    /// Sync the raft log before acknowledging; off trades durability on power loss for speed.
+    pub sync_log: bool,
+    /// How often a leader considers compacting its log.
+    pub raft_log_gc_tick_interval: Duration,
+    /// Keep at least this many applied entries behind the slowest follower.
+    pub raft_log_gc_threshold: u64,
+    /// Compact once this many applied entries pile up, even if a follower lags (it then
+    /// catches up by snapshot).
+    pub raft_log_gc_count_limit: u64,
+    /// Compact once the applied log exceeds this many bytes, even if a follower lags.
+    pub raft_log_gc_size_limit: u64,
+    /// Most entries the apply side writes in one kv write batch.
+    pub apply_batch_max_entries: usize,
+    /// Poller threads of the store batch system.
+    pub store_pool_size: usize,
+    /// Poller threads of the apply batch system.
+    pub apply_pool_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            raft_base_tick_interval: Duration::from_secs(1),
+            raft_heartbeat_ticks: 2,
+            raft_election_timeout_ticks: 10,
+            raft_max_inflight_msgs: 256,
+            raft_max_size_per_msg: 1 << 20,
+            raft_entry_max_size: 8 << 20,
+            sync_log: true,
+            raft_log_gc_tick_interval: Duration::from_secs(3),
+            raft_log_gc_threshold: 50,
+            raft_log_gc_count_limit: 72_000,
+            raft_log_gc_size_limit: 72 << 20,
+            apply_batch_max_entries: 256,
+            store_pool_size: 2,
+            apply_pool_size: 2,
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("raftstore config: {field} {reason}")]
+pub struct ConfigError {
+    /// The offending field.
+    pub field: &'static str,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+fn refuse(field: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+    Err(ConfigError { field, reason: reason.into() })
+}
+
+impl Config {
+    /// Short ticks for tests and simulations: elections in tens of milliseconds, a small log
+    /// GC threshold so that log GC and snapshots happen.
+    pub fn for_tests() -> Self {
+        Config {
+            raft_base_tick_interval: Duration::from_millis(10),
+            raft_election_timeout_ticks: 10,
+            raft_heartbeat_ticks: 2,
+            raft_log_gc_tick_interval: Duration::from_millis(50),
+            raft_log_gc_threshold: 20,
+            raft_log_gc_count_limit: 200,
+            raft_log_gc_size_limit: 8 << 20,
+            sync_log: false,
+            store_pool_size: 1,
+            apply_pool_size: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Checks every field and the relations between them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.raft_base_tick_interval.is_zero() {
+            return refuse("raft_base_tick_interval", "must be positive");
+        }
+        if self.raft_heartbeat_ticks == 0 {
+            return refuse("raft_heartbeat_ticks", "must be at least 1");
+        }
+        if self.raft_election_timeout_ticks <= self.raft_heartbeat_ticks {
+            return refuse(
+                "raft_election_timeout_ticks",
+                format!("must exceed raft_heartbeat_ticks ({})", self.raft_heartbeat_ticks),
+            );
+        }
+        let positive = [
+            ("raft_max_inflight_msgs", self.raft_max_inflight_msgs as u64),
+            ("raft_max_size_per_msg", self.raft_max_size_per_msg),
+            ("raft_entry_max_size", self.raft_entry_max_size),
+            ("raft_log_gc_threshold", self.raft_log_gc_threshold),
+            ("apply_batch_max_entries", self.apply_batch_max_entries as u64),
+            ("store_pool_size", self.store_pool_size as u64),
+            ("apply_pool_size", self.apply_pool_size as u64),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return refuse(field, "must be at least 1");
+            }
+        }
+        if self.raft_log_gc_tick_interval.is_zero() {
+            return refuse("raft_log_gc_tick_interval", "must be positive");
+        }
+        if self.raft_log_gc_count_limit < self.raft_log_gc_threshold {
+            return refuse(
+                "raft_log_gc_count_limit",
+                format!("must be at least raft_log_gc_threshold ({})", self.raft_log_gc_threshold),
+            );
+        }
+        if self.raft_entry_max_size > self.raft_log_gc_size_limit {
+            return refuse("raft_entry_max_size", "must not exceed raft_log_gc_size_limit");
+        }
+        Ok(())
+    }
+
+    /// The election timeout as a duration.
+    pub fn election_timeout(&self) -> Duration {
+        self.raft_base_tick_interval * self.raft_election_timeout_ticks as u32
+    }
+
+    /// The raft-rs configuration of peer `peer_id` that has applied up to `applied`:
+    /// check-quorum and pre-vote on, so that an isolated leader steps down and a
+    /// partitioned peer does not disrupt the group when it returns.
+    pub fn raft_config(&self, peer_id: u64, applied: u64) -> raft::Config {
+        raft::Config {
+            id: peer_id,
+            election_tick: self.raft_election_timeout_ticks,
+            heartbeat_tick: self.raft_heartbeat_ticks,
+            applied,
+            max_size_per_msg: self.raft_max_size_per_msg,
+            max_inflight_msgs: self.raft_max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: true,
+            skip_bcast_commit: false,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_make_a_valid_raft_config() {
+        for cfg in [Config::default(), Config::for_tests()] {
+            cfg.validate().unwrap();
+            let rc = cfg.raft_config(7, 5);
+            rc.validate().unwrap();
+            assert!(rc.check_quorum && rc.pre_vote);
+        }
+        assert_eq!(Config::for_tests().election_timeout(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let field = |c: Config| c.validate().unwrap_err().field;
+        let d = Config::default;
+        assert_eq!(
+            field(Config { raft_election_timeout_ticks: 2, ..d() }),
+            "raft_election_timeout_ticks"
+        );
+        assert_eq!(field(Config { raft_heartbeat_ticks: 0, ..d() }), "raft_heartbeat_ticks");
+        assert_eq!(
+            field(Config { raft_base_tick_interval: Duration::ZERO, ..d() }),
+            "raft_base_tick_interval"
+        );
+        assert_eq!(field(Config { apply_pool_size: 0, ..d() }), "apply_pool_size");
+        assert_eq!(field(Config { raft_log_gc_count_limit: 10, ..d() }), "raft_log_gc_count_limit");
+        assert_eq!(field(Config { raft_entry_max_size: 1 << 30, ..d() }), "raft_entry_max_size");
+    }
+}
