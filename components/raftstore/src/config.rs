@@ -35,6 +35,10 @@ pub struct Config {
     pub apply_batch_max_entries: usize,
     /// Poller threads of the store batch system.
     pub store_pool_size: usize,
+    /// Most messages a peer handles in one round before others get their turn.
+    pub messages_per_tick: usize,
+    /// Soft capacity of a peer's mailbox; commands beyond it get `ServerIsBusy`.
+    pub mailbox_capacity: usize,
     /// Poller threads of the apply batch system.
     pub apply_pool_size: usize,
 }
@@ -55,6 +59,8 @@ impl Default for Config {
             raft_log_gc_size_limit: 72 << 20,
             apply_batch_max_entries: 256,
             store_pool_size: 2,
+            messages_per_tick: 4096,
+            mailbox_capacity: 4096,
             apply_pool_size: 2,
         }
     }
@@ -115,6 +121,8 @@ impl Config {
             ("apply_batch_max_entries", self.apply_batch_max_entries as u64),
             ("store_pool_size", self.store_pool_size as u64),
             ("apply_pool_size", self.apply_pool_size as u64),
+            ("messages_per_tick", self.messages_per_tick as u64),
+            ("mailbox_capacity", self.mailbox_capacity as u64),
         ];
         for (field, value) in positive {
             if value == 0 {

@@ -1,20 +1,37 @@
 //! The multi-raft store of regionstore.
 //!
-//! Built so far (the foundation):
-//! - [`raft::storage::PeerStorage`]: one region's raft log and states over the engines,
-//!   implementing `raft::Storage`, with validation and typed errors on recovery;
-//! - [`bootstrap`]: the store ident and the first region of a cluster;
-//! - [`Config`]: the store's tuning, validated, and the `raft::Config` it gives each peer.
+//! A store runs one raft group per region it holds a peer of, on two batch systems (see the
+//! `router` crate): the **store system** drives `PeerFsm`s (raft messages, commands, ticks;
+//! one raft-engine write per round) and the `StoreFsm`; the **apply system** drives
+//! `ApplyFsm`s that execute committed entries against the kv engine (one write batch per
+//! round) and answer the proposals.
 //!
-//! Peers, the store and apply batch systems, `StoreMeta` and admin commands are not here yet;
-//! see `docs/architecture.md` for the plan.
+//! ```text
+//! client ─RaftCommand─▶ PeerFsm ─propose─▶ raft ─ready─▶ log batch ─persist─▶ send
+//!                                             │ committed entries
+//!                                             ▼
+//!                       PeerFsm ◀─ApplyRes── ApplyFsm ──response──▶ client
+//! ```
+//!
+//! Layout: [`fsm`] is thin glue; [`raft`] holds the peer, its storage and the apply state;
+//! [`operation`] has one module per feature. Built so far: bootstrap and recovery, writes
+//! (put, delete, delete range) with epoch and key checks at propose and apply, typed client
+//! errors, raft persistence and replication. Not yet: membership changes, leader transfer,
+//! log GC, snapshots, peers created for unknown regions, reads.
 
 pub mod bootstrap;
 mod config;
 mod errors;
+pub mod fsm;
+pub mod msg;
+pub mod operation;
 pub mod raft;
+mod store;
+pub mod store_meta;
+pub mod transport;
 
 pub use self::{
     config::{Config, ConfigError},
     errors::{Error, Result},
+    store::{RaftRouter, RaftStore},
 };

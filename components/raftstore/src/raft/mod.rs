@@ -1,5 +1,6 @@
-//! Per-peer raft state. Today: [`storage::PeerStorage`], the raft log storage of one peer.
-//! The `Peer` that drives a `RawNode` over it, and the apply state, come with the raftstore
-//! core.
+//! Per-peer raft state: the [`peer::Peer`] with its `RawNode`, its [`storage::PeerStorage`],
+//! and the [`apply::Apply`] state of the apply side.
 
+pub mod apply;
+pub mod peer;
 pub mod storage;

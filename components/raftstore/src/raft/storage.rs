@@ -206,6 +206,17 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
         self.raft_state.set_hard_state(hs);
     }
 
+    /// Records a commit index learned after the last ready; persisted by the next
+    /// [`PeerStorage::write_raft_state`].
+    pub fn set_commit_index(&mut self, commit: u64) {
+        self.raft_state.mut_hard_state().commit = commit;
+    }
+
+    /// Records the apply state the apply side has written (in memory only).
+    pub fn set_apply_state(&mut self, state: RaftApplyState) {
+        self.apply_state = state;
+    }
+
     /// Adds the raft state to `batch`.
     pub fn write_raft_state(&self, batch: &mut ER::LogBatch) -> Result<()> {
         batch.put_raft_state(self.region.id, &self.raft_state)?;

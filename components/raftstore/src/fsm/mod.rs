@@ -1,0 +1,6 @@
+//! Thin glue between the batch systems and the peers: FSMs hold a mailbox receiver and their
+//! state, and dispatch each message to one operation; handlers run the rounds.
+
+pub mod apply;
+pub mod peer;
+pub mod store;

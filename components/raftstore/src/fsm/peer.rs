@@ -1,0 +1,45 @@
+//! `PeerFsm`: a peer on the store batch system. Each message is one call into `operation/`.
+
+use crossbeam_channel::Receiver;
+use engine::{KvEngine, RaftEngine};
+use router::{mailbox_channel, Fsm, LooseBoundedSender};
+
+use crate::{fsm::store::StoreContext, msg::PeerMsg, raft::peer::Peer, transport::Transport};
+
+/// A region's peer as an FSM.
+pub struct PeerFsm<EK: KvEngine, ER: RaftEngine> {
+    pub(crate) rx: Receiver<PeerMsg>,
+    pub(crate) peer: Peer<EK, ER>,
+}
+
+impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
+    /// The FSM and the sender of its mailbox.
+    pub fn create(peer: Peer<EK, ER>, capacity: usize) -> (LooseBoundedSender<PeerMsg>, Box<Self>) {
+        let (tx, rx) = mailbox_channel(capacity);
+        (tx, Box::new(PeerFsm { rx, peer }))
+    }
+
+    pub(crate) fn handle<T: Transport>(&mut self, msg: PeerMsg, ctx: &mut StoreContext<EK, ER, T>) {
+        match msg {
+            PeerMsg::RaftMessage(m) => self.peer.on_raft_message(*m),
+            PeerMsg::RaftCommand(c) => self.peer.propose_command(&ctx.cfg, *c),
+            PeerMsg::Tick => self.peer.on_tick(),
+            PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r),
+            PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
+        }
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Fsm for PeerFsm<EK, ER> {
+    type Message = PeerMsg;
+    fn is_stopped(&self) -> bool {
+        false
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// One base tick.
+    pub(crate) fn on_tick(&mut self) {
+        self.raft_group.tick();
+    }
+}

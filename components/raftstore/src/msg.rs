@@ -1,0 +1,145 @@
+//! Messages of the store and apply batch systems.
+
+use crossbeam_channel::{Receiver, Sender};
+use proto::{
+    eraftpb::Entry,
+    metapb,
+    raft_cmdpb::{RaftCmdRequest, RaftCmdResponse},
+    raft_serverpb::{RaftApplyState, RaftMessage},
+};
+use raft::StateRole;
+
+use crate::Error;
+
+/// Where a command's response goes: a typed one-shot channel, answered exactly once. Dropping
+/// an unanswered sender answers `OutcomeUnknown`, so no caller is ever left hanging.
+pub struct CmdResponseSender {
+    tx: Option<Sender<RaftCmdResponse>>,
+}
+
+impl CmdResponseSender {
+    /// A sender and the receiver its response arrives on.
+    pub fn channel() -> (CmdResponseSender, Receiver<RaftCmdResponse>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        (CmdResponseSender { tx: Some(tx) }, rx)
+    }
+
+    /// Answers with `resp`.
+    pub fn respond(mut self, resp: RaftCmdResponse) {
+        if let Some(tx) = self.tx.take() {
+            // The caller may have given up waiting; nothing to do then.
+            let _ = tx.send(resp);
+        }
+    }
+
+    /// Answers with an error.
+    pub fn respond_error(self, err: Error) {
+        self.respond(error_response(&err));
+    }
+}
+
+impl Drop for CmdResponseSender {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let err = Error::OutcomeUnknown("the command was dropped unanswered".into());
+            let _ = tx.send(error_response(&err));
+        }
+    }
+}
+
+/// A response carrying only `err`.
+pub fn error_response(err: &Error) -> RaftCmdResponse {
+    let mut resp = RaftCmdResponse::default();
+    resp.mut_header().set_error(err.to_errorpb());
+    resp
+}
+
+/// A command and where to answer it.
+pub struct RaftCommand {
+    /// The request.
+    pub request: RaftCmdRequest,
+    /// The response channel.
+    pub ch: CmdResponseSender,
+}
+
+impl RaftCommand {
+    /// A command and the receiver of its response.
+    pub fn new(request: RaftCmdRequest) -> (RaftCommand, Receiver<RaftCmdResponse>) {
+        let (ch, rx) = CmdResponseSender::channel();
+        (RaftCommand { request, ch }, rx)
+    }
+}
+
+/// A snapshot of a peer's state, for tests, tools and the placement driver.
+#[derive(Clone, Debug)]
+pub struct PeerStatus {
+    /// The region as the peer knows it.
+    pub region: metapb::Region,
+    /// This peer.
+    pub peer: metapb::Peer,
+    /// Its raft role.
+    pub role: StateRole,
+    /// Its raft term.
+    pub term: u64,
+    /// The leader's peer id as it knows it (0 if none).
+    pub leader_id: u64,
+    /// Commit index.
+    pub commit_index: u64,
+    /// Applied index.
+    pub applied_index: u64,
+}
+
+/// Messages of a peer FSM.
+pub enum PeerMsg {
+    /// A raft message from another peer of the region.
+    RaftMessage(Box<RaftMessage>),
+    /// A command to propose.
+    RaftCommand(Box<RaftCommand>),
+    /// One base tick passed.
+    Tick,
+    /// The apply side applied entries.
+    ApplyRes(Box<ApplyRes>),
+    /// Report the peer's status.
+    Query(Sender<PeerStatus>),
+}
+
+/// Messages of the store FSM.
+pub enum StoreMsg {
+    /// A raft message for a region that has no peer on this store.
+    RaftMessage(Box<RaftMessage>),
+}
+
+/// A committed entry's proposer, waiting for the result.
+pub struct Proposal {
+    /// Log index of the proposed entry.
+    pub index: u64,
+    /// Term it was proposed in. If the entry that commits at `index` has another term, the
+    /// proposal lost its place and is answered `StaleCommand`.
+    pub term: u64,
+    /// Where to answer.
+    pub ch: CmdResponseSender,
+}
+
+/// Committed entries for the apply FSM, with the proposals they answer.
+pub struct ApplyTask {
+    /// Committed entries, in order.
+    pub entries: Vec<Entry>,
+    /// Proposals whose index is among `entries`.
+    pub proposals: Vec<Proposal>,
+}
+
+/// Messages of an apply FSM.
+pub enum ApplyMsg {
+    /// Apply these entries.
+    Apply(ApplyTask),
+}
+
+/// What the apply side reports back to the peer.
+pub struct ApplyRes {
+    /// The region.
+    pub region_id: u64,
+    /// The apply state after the batch.
+    pub apply_state: RaftApplyState,
+    /// Term of the last applied entry.
+    pub applied_term: u64,
+}

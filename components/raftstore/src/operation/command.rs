@@ -1,0 +1,113 @@
+//! Writes: the checks a command passes before it is proposed, proposing it, and the checks
+//! the apply side repeats when it executes it.
+//!
+//! ```text
+//! RaftCommand ──▶ check store, leader, term, epoch, keys, size ──▶ propose ──▶ Proposal
+//!                 (fail: answer now, nothing applied)                   │
+//!                                                       committed ──▶ apply: epoch, keys
+//!                                                                      again ──▶ answer
+//! ```
+
+use engine::{KvEngine, RaftEngine};
+use proto::{
+    metapb::Region,
+    raft_cmdpb::{CmdType, RaftCmdRequest},
+    Message,
+};
+use slog::debug;
+
+use crate::{
+    msg::{Proposal, RaftCommand},
+    raft::{apply::check_request_keys, peer::Peer},
+    Config, Error, Result,
+};
+
+/// Checks that the request's region epoch is current. Writes depend on the region's range,
+/// so a request built against an older version (before a split or merge) is refused with the
+/// current region, for the client to route again.
+pub fn check_region_epoch(req: &RaftCmdRequest, region: &Region) -> Result<()> {
+    let have = req.get_header().get_region_epoch();
+    let current = region.get_region_epoch();
+    if have.version != current.version {
+        return Err(Error::EpochNotMatch {
+            msg: format!(
+                "request epoch version {} != region {} version {}",
+                have.version, region.id, current.version
+            ),
+            regions: vec![region.clone()],
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `key` is inside `region`.
+pub fn check_key_in_region(key: &[u8], region: &Region) -> Result<()> {
+    if engine::keys::in_range(key, &region.start_key, &region.end_key) {
+        Ok(())
+    } else {
+        Err(Error::KeyNotInRegion { key: key.to_vec(), region: Box::new(region.clone()) })
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Proposes a write, or answers it with the error that stopped it.
+    pub(crate) fn propose_command(&mut self, cfg: &Config, cmd: RaftCommand) {
+        match self.check_and_propose(cfg, &cmd.request) {
+            Ok(index) => {
+                let term = self.term();
+                self.proposals.push_back(Proposal { index, term, ch: cmd.ch });
+            }
+            Err(e) => {
+                debug!(self.logger, "command refused"; "err" => %e);
+                cmd.ch.respond_error(e);
+            }
+        }
+    }
+
+    fn check_and_propose(&mut self, cfg: &Config, req: &RaftCmdRequest) -> Result<u64> {
+        let header = req.get_header();
+        let store_id = self.peer.store_id;
+        if header.get_peer().store_id != 0 && header.get_peer().store_id != store_id {
+            return Err(Error::StoreNotMatch {
+                request: header.get_peer().store_id,
+                actual: store_id,
+            });
+        }
+        if !self.is_leader() {
+            return Err(Error::NotLeader { region_id: self.region_id(), leader: self.leader() });
+        }
+        if header.term != 0 && header.term != self.term() {
+            return Err(Error::StaleCommand);
+        }
+        if req.has_admin_request() {
+            return Err(Error::InvalidRequest("admin commands are not supported yet".into()));
+        }
+        if req.get_requests().is_empty() {
+            return Err(Error::InvalidRequest("a command without requests".into()));
+        }
+        check_region_epoch(req, self.region())?;
+        for r in req.get_requests() {
+            if matches!(r.get_cmd_type(), CmdType::Get | CmdType::Snap) {
+                return Err(Error::InvalidRequest("reads do not go through raft here".into()));
+            }
+            check_request_keys(r, self.region())?;
+        }
+        let data = req
+            .write_to_bytes()
+            .map_err(|e| Error::InvalidRequest(format!("cannot encode request: {e}")))?;
+        if data.len() as u64 > cfg.raft_entry_max_size {
+            return Err(Error::RaftEntryTooLarge {
+                region_id: self.region_id(),
+                size: data.len() as u64,
+            });
+        }
+        let last = self.raft_group.raft.raft_log.last_index();
+        let dropped = self.raft_group.propose(vec![], data).is_err()
+            || self.raft_group.raft.raft_log.last_index() == last;
+        if dropped {
+            // Raft refuses proposals while it transfers leadership.
+            return Err(Error::NotLeader { region_id: self.region_id(), leader: self.leader() });
+        }
+        Ok(self.raft_group.raft.raft_log.last_index())
+    }
+}

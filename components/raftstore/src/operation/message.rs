@@ -1,0 +1,27 @@
+//! Raft messages from other peers of the region.
+
+use engine::{KvEngine, RaftEngine};
+use proto::raft_serverpb::RaftMessage;
+use slog::{debug, warn};
+
+use crate::raft::peer::Peer;
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Steps a raft message into the group. A misaddressed message, or one raft refuses, is
+    /// dropped with a log line: a bad message never stops the peer.
+    pub(crate) fn on_raft_message(&mut self, mut msg: RaftMessage) {
+        if msg.get_to_peer().id != self.peer_id() || msg.region_id != self.region_id() {
+            warn!(self.logger, "dropping misaddressed raft message";
+                "to_peer" => msg.get_to_peer().id, "region" => msg.region_id);
+            return;
+        }
+        let from = msg.get_from_peer().id;
+        if from == 0 || msg.get_message().from != from || msg.get_message().to != self.peer_id() {
+            warn!(self.logger, "dropping malformed raft message"; "from" => from);
+            return;
+        }
+        if let Err(e) = self.raft_group.step(msg.take_message()) {
+            debug!(self.logger, "raft refused a message"; "from" => from, "err" => %e);
+        }
+    }
+}

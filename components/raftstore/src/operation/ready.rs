@@ -1,0 +1,132 @@
+//! Raft readies, in two steps around the round's single raft-engine write:
+//!
+//! ```text
+//! handle_normal (per peer)                 end of round (once)      end of round (per peer)
+//! ─────────────────────────                ───────────────────      ───────────────────────
+//! ready():                                 consume(log batch,       persisted messages → send
+//!   messages → send (leader appends)         sync = cfg.sync_log)   advance_append → light ready:
+//!   committed entries → apply                                         commit, messages → send,
+//!   entries + hard state → log batch                                  committed entries → apply
+//! ```
+//!
+//! Apply results come back as `ApplyRes` and advance raft's applied index.
+
+use engine::{KvEngine, RaftEngine};
+use proto::eraftpb::{Entry, Message};
+use raft::StateRole;
+use slog::{error, info, warn};
+
+use crate::{
+    fsm::apply::ApplyRouter,
+    msg::{ApplyMsg, ApplyRes, ApplyTask},
+    raft::peer::Peer,
+    transport::Transport,
+    Error,
+};
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Takes the next ready, if any and if the previous one was persisted: sends what needs no
+    /// persistence, hands committed entries to apply, and adds entries and hard state to the
+    /// round's `batch`. The ready waits until the batch is written.
+    pub(crate) fn collect_ready<T: Transport>(
+        &mut self,
+        batch: &mut ER::LogBatch,
+        trans: &mut T,
+        apply: &ApplyRouter<EK>,
+    ) {
+        if self.pending_ready.is_some() || !self.raft_group.has_ready() {
+            return;
+        }
+        let mut ready = self.raft_group.ready();
+        if ready.ss().is_some_and(|ss| ss.raft_state != StateRole::Leader) {
+            self.on_leadership_lost();
+        }
+        if !ready.snapshot().is_empty() {
+            error!(self.logger, "received a snapshot, which this store cannot apply yet");
+        }
+        self.send(ready.take_messages(), trans);
+        self.hand_to_apply(ready.take_committed_entries(), apply);
+        let store = self.raft_group.mut_store();
+        if let Err(e) = store.append(ready.entries(), batch) {
+            error!(self.logger, "cannot append entries"; "err" => %e);
+        }
+        if let Some(hs) = ready.hs() {
+            store.set_hard_state(hs.clone());
+        }
+        if !ready.entries().is_empty() || ready.hs().is_some() {
+            if let Err(e) = store.write_raft_state(batch) {
+                error!(self.logger, "cannot write raft state"; "err" => %e);
+            }
+        }
+        self.pending_ready = Some(ready);
+    }
+
+    /// After the round's batch is written: sends the messages that waited for it, advances
+    /// raft, and hands newly committed entries to apply.
+    pub(crate) fn on_persisted<T: Transport>(&mut self, trans: &mut T, apply: &ApplyRouter<EK>) {
+        let Some(mut ready) = self.pending_ready.take() else {
+            return;
+        };
+        self.send(ready.take_persisted_messages(), trans);
+        let mut light = self.raft_group.advance_append(ready);
+        if let Some(commit) = light.commit_index() {
+            // Persisted with the next raft state written; on restart the apply state's
+            // commit index covers a lag.
+            self.raft_group.mut_store().set_commit_index(commit);
+        }
+        self.send(light.take_messages(), trans);
+        self.hand_to_apply(light.take_committed_entries(), apply);
+    }
+
+    /// This peer is no longer leader: its pending proposals may still commit under the new
+    /// leader, or be overwritten. Answer them now that the outcome is unknown, rather than
+    /// leave their callers waiting on a peer that cannot decide it.
+    fn on_leadership_lost(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        info!(self.logger, "lost leadership with pending proposals"; "count" => self.proposals.len());
+        for p in self.proposals.drain(..) {
+            p.ch.respond_error(Error::OutcomeUnknown(
+                "leadership was lost before the command committed".into(),
+            ));
+        }
+    }
+
+    fn send<T: Transport>(&mut self, msgs: Vec<Message>, trans: &mut T) {
+        for m in msgs {
+            let to = m.to;
+            match self.wrap_message(m) {
+                Some(msg) => {
+                    if trans.send(msg).is_err() {
+                        self.raft_group.report_unreachable(to);
+                    }
+                }
+                None => warn!(self.logger, "message to a peer not in the region"; "to" => to),
+            }
+        }
+    }
+
+    fn hand_to_apply(&mut self, entries: Vec<Entry>, apply: &ApplyRouter<EK>) {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
+        let mut proposals = Vec::new();
+        while self.proposals.front().is_some_and(|p| p.index <= last) {
+            proposals.extend(self.proposals.pop_front());
+        }
+        let task = ApplyTask { entries, proposals };
+        if let Err(e) = apply.force_send(self.region_id(), ApplyMsg::Apply(task)) {
+            // Only when the store shuts down; the proposals answer OutcomeUnknown as they drop.
+            warn!(self.logger, "apply is gone"; "err" => %e);
+        }
+    }
+
+    /// The apply side applied up to `res.apply_state.applied_index`.
+    pub(crate) fn on_apply_res(&mut self, res: ApplyRes) {
+        self.applied_term = res.applied_term;
+        let applied = res.apply_state.applied_index;
+        self.raft_group.mut_store().set_apply_state(res.apply_state);
+        self.raft_group.advance_apply_to(applied);
+    }
+}

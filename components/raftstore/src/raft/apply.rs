@@ -1,0 +1,181 @@
+//! The apply side of one region: executes committed entries against the kv engine.
+
+use std::collections::VecDeque;
+
+use engine::{keys, KvEngine, Mutable, CF_DEFAULT, CF_META};
+use proto::{
+    eraftpb::{Entry, EntryType},
+    metapb::Region,
+    raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request, Response},
+    raft_serverpb::RaftApplyState,
+    Message,
+};
+use slog::{error, warn, Logger};
+
+use crate::{
+    msg::{error_response, ApplyRes, ApplyTask, CmdResponseSender, Proposal},
+    operation::command::{check_key_in_region, check_region_epoch},
+    Error, Result,
+};
+
+/// Responses to send once the write batch holding their effects is written.
+pub type PendingResponses = Vec<(CmdResponseSender, RaftCmdResponse)>;
+
+/// A region's apply state and the proposals waiting for their entries.
+pub struct Apply<EK: KvEngine> {
+    region: Region,
+    kv: EK,
+    apply_state: RaftApplyState,
+    applied_term: u64,
+    pending: VecDeque<Proposal>,
+    logger: Logger,
+}
+
+impl<EK: KvEngine> Apply<EK> {
+    /// The apply side of `region`, starting from `apply_state`.
+    pub fn new(region: Region, kv: EK, apply_state: RaftApplyState, logger: Logger) -> Self {
+        let applied_term = apply_state.commit_term;
+        Apply { region, kv, apply_state, applied_term, pending: VecDeque::new(), logger }
+    }
+
+    /// The kv engine.
+    pub fn kv(&self) -> &EK {
+        &self.kv
+    }
+
+    /// Executes `task` into `wb` (written by the caller), queueing the responses in `out`.
+    /// Returns what to report to the peer once `wb` is written.
+    pub fn apply(
+        &mut self,
+        task: ApplyTask,
+        wb: &mut EK::WriteBatch,
+        out: &mut PendingResponses,
+    ) -> ApplyRes {
+        self.pending.extend(task.proposals);
+        for entry in task.entries {
+            if entry.index <= self.apply_state.applied_index {
+                continue; // replayed after a restart: already in the kv engine
+            }
+            let resp = match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => RaftCmdResponse::default(),
+                EntryType::EntryNormal => self.exec_normal(&entry, wb),
+                _ => {
+                    warn!(self.logger, "membership changes are not applied yet"; "index" => entry.index);
+                    error_response(&Error::InvalidRequest("membership change unsupported".into()))
+                }
+            };
+            self.apply_state.applied_index = entry.index;
+            self.apply_state.commit_index = entry.index;
+            self.apply_state.commit_term = entry.term;
+            self.applied_term = entry.term;
+            self.answer(entry.index, entry.term, resp, out);
+        }
+        if let Err(e) =
+            wb.put_msg_cf(CF_META, &keys::apply_state_key(self.region.id), &self.apply_state)
+        {
+            error!(self.logger, "cannot encode apply state"; "err" => %e);
+        }
+        ApplyRes {
+            region_id: self.region.id,
+            apply_state: self.apply_state.clone(),
+            applied_term: self.applied_term,
+        }
+    }
+
+    /// Hands `resp` to the proposal of the entry at `index` in `term`; a proposal whose index
+    /// was taken by an entry of another term lost its place.
+    fn answer(&mut self, index: u64, term: u64, resp: RaftCmdResponse, out: &mut PendingResponses) {
+        let mut resp = Some(resp);
+        while let Some(p) = self.pending.front() {
+            if p.index > index {
+                break;
+            }
+            let p = self.pending.pop_front().expect("front exists");
+            if p.index == index && p.term == term {
+                out.push((p.ch, resp.take().unwrap_or_default()));
+            } else {
+                out.push((p.ch, error_response(&Error::StaleCommand)));
+            }
+        }
+    }
+
+    fn exec_normal(&self, entry: &Entry, wb: &mut EK::WriteBatch) -> RaftCmdResponse {
+        let req = match RaftCmdRequest::parse_from_bytes(&entry.data) {
+            Ok(req) => req,
+            Err(e) => {
+                error!(self.logger, "undecodable entry skipped"; "index" => entry.index, "err" => %e);
+                return error_response(&Error::InvalidRequest(format!("undecodable entry: {e}")));
+            }
+        };
+        match self.exec_write(&req, wb) {
+            Ok(resp) => resp,
+            Err(e) => error_response(&e),
+        }
+    }
+
+    /// Checks the whole command first, then writes it, so a command applies all or nothing.
+    fn exec_write(&self, req: &RaftCmdRequest, wb: &mut EK::WriteBatch) -> Result<RaftCmdResponse> {
+        check_region_epoch(req, &self.region)?;
+        for r in req.get_requests() {
+            check_request_keys(r, &self.region)?;
+        }
+        let mut resp = RaftCmdResponse::default();
+        for r in req.get_requests() {
+            resp.responses.push(self.exec_request(r, wb)?);
+        }
+        Ok(resp)
+    }
+
+    fn exec_request(&self, r: &Request, wb: &mut EK::WriteBatch) -> Result<Response> {
+        let cf =
+            |name: &str| if name.is_empty() { CF_DEFAULT.to_string() } else { name.to_string() };
+        let mut resp = Response::default();
+        resp.set_cmd_type(r.get_cmd_type());
+        match r.get_cmd_type() {
+            CmdType::Put => {
+                let put = r.get_put();
+                wb.put_cf(&cf(&put.cf), &keys::data_key(&put.key), &put.value)?;
+            }
+            CmdType::Delete => {
+                let del = r.get_delete();
+                wb.delete_cf(&cf(&del.cf), &keys::data_key(&del.key))?;
+            }
+            CmdType::DeleteRange => {
+                let dr = r.get_delete_range();
+                let end = if dr.end_key.is_empty() {
+                    keys::data_end_key(&self.region.end_key)
+                } else {
+                    keys::data_key(&dr.end_key)
+                };
+                wb.delete_range_cf(&cf(&dr.cf), &keys::data_key(&dr.start_key), &end)?;
+            }
+            other => return Err(Error::InvalidRequest(format!("{other:?} is not a write"))),
+        }
+        Ok(resp)
+    }
+}
+
+/// Checks that every key a request touches is in `region`.
+pub(crate) fn check_request_keys(r: &Request, region: &Region) -> Result<()> {
+    match r.get_cmd_type() {
+        CmdType::Put => check_key_in_region(&r.get_put().key, region),
+        CmdType::Delete => check_key_in_region(&r.get_delete().key, region),
+        CmdType::Get => check_key_in_region(&r.get_get().key, region),
+        CmdType::DeleteRange => {
+            let dr = r.get_delete_range();
+            check_key_in_region(&dr.start_key, region)?;
+            let end_ok = dr.end_key.is_empty() && region.end_key.is_empty()
+                || !dr.end_key.is_empty()
+                    && (region.end_key.is_empty() || dr.end_key <= region.end_key);
+            if !end_ok || (!dr.end_key.is_empty() && dr.end_key < dr.start_key) {
+                return Err(Error::KeyNotInRegion {
+                    key: dr.end_key.clone(),
+                    region: Box::new(region.clone()),
+                });
+            }
+            Ok(())
+        }
+        CmdType::Snap => Ok(()),
+        CmdType::Invalid => Err(Error::InvalidRequest("request without a command type".into())),
+    }
+}

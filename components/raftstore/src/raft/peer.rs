@@ -1,0 +1,139 @@
+//! `Peer`: one region's raft group on this store. State only; the operations on it live in
+//! `operation/`.
+
+use std::collections::VecDeque;
+
+use engine::{KvEngine, RaftEngine};
+use proto::{
+    eraftpb,
+    metapb::{self, Region},
+    raft_serverpb::RaftMessage,
+};
+use raft::{RawNode, Ready, StateRole};
+use slog::{o, Logger};
+
+use crate::{
+    msg::{PeerStatus, Proposal},
+    raft::storage::PeerStorage,
+    Config, Error, Result,
+};
+
+/// One region's raft group on this store.
+pub struct Peer<EK: KvEngine, ER: RaftEngine> {
+    pub(crate) raft_group: RawNode<PeerStorage<EK, ER>>,
+    pub(crate) peer: metapb::Peer,
+    pub(crate) logger: Logger,
+    /// Proposals not yet handed to apply, in index order.
+    pub(crate) proposals: VecDeque<Proposal>,
+    /// A ready whose entries and hard state are in this round's raft log batch, waiting for it
+    /// to be written.
+    pub(crate) pending_ready: Option<Ready>,
+    /// Term of the last applied entry.
+    pub(crate) applied_term: u64,
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// The peer of `region` on `store_id`, over its persisted state. `logger` is the store's;
+    /// the peer's logger adds its region and peer ids, once.
+    pub fn new(
+        cfg: &Config,
+        store_id: u64,
+        kv: EK,
+        raft: ER,
+        region: Region,
+        logger: &Logger,
+    ) -> Result<Self> {
+        let peer = region.get_peers().iter().find(|p| p.store_id == store_id).cloned().ok_or_else(
+            || {
+                Error::InvalidArgument(format!(
+                    "region {} has no peer on store {store_id}",
+                    region.id
+                ))
+            },
+        )?;
+        let logger = logger.new(o!("region_id" => region.id, "peer_id" => peer.id));
+        let storage = PeerStorage::new(kv, raft, region, logger.clone())?;
+        let applied = storage.applied_index();
+        let applied_term = storage.apply_state().commit_term.max(storage.truncated_term());
+        let raft_cfg = cfg.raft_config(peer.id, applied);
+        let raft_group = RawNode::new(&raft_cfg, storage, &logger)
+            .map_err(|e| Error::InvalidArgument(format!("raft: {e}")))?;
+        Ok(Peer {
+            raft_group,
+            peer,
+            logger,
+            proposals: VecDeque::new(),
+            pending_ready: None,
+            applied_term,
+        })
+    }
+
+    /// The region as this peer knows it.
+    pub fn region(&self) -> &Region {
+        self.raft_group.store().region()
+    }
+
+    /// The region's id.
+    pub fn region_id(&self) -> u64 {
+        self.region().id
+    }
+
+    /// This peer's id.
+    pub fn peer_id(&self) -> u64 {
+        self.peer.id
+    }
+
+    /// The peer's storage.
+    pub fn storage(&self) -> &PeerStorage<EK, ER> {
+        self.raft_group.store()
+    }
+
+    /// Whether this peer is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft_group.raft.state == StateRole::Leader
+    }
+
+    /// The current raft term.
+    pub fn term(&self) -> u64 {
+        self.raft_group.raft.term
+    }
+
+    /// The leader as this peer knows it.
+    pub fn leader(&self) -> Option<metapb::Peer> {
+        self.peer_by_id(self.raft_group.raft.leader_id)
+    }
+
+    /// The region's peer with this id.
+    pub fn peer_by_id(&self, peer_id: u64) -> Option<metapb::Peer> {
+        self.region().get_peers().iter().find(|p| p.id == peer_id).cloned()
+    }
+
+    /// The peer's current status.
+    pub fn status(&self) -> PeerStatus {
+        let raft = &self.raft_group.raft;
+        PeerStatus {
+            region: self.region().clone(),
+            peer: self.peer.clone(),
+            role: raft.state,
+            term: raft.term,
+            leader_id: raft.leader_id,
+            commit_index: raft.raft_log.committed,
+            applied_index: self.storage().applied_index(),
+        }
+    }
+
+    /// Wraps a raft message for the transport, or `None` if its target is not in the region.
+    pub(crate) fn wrap_message(&self, msg: eraftpb::Message) -> Option<RaftMessage> {
+        let to_peer = self.peer_by_id(msg.to)?;
+        let region = self.region();
+        let mut out = RaftMessage::default();
+        out.region_id = region.id;
+        out.set_from_peer(self.peer.clone());
+        out.set_to_peer(to_peer);
+        out.set_region_epoch(region.get_region_epoch().clone());
+        out.start_key = region.start_key.clone();
+        out.end_key = region.end_key.clone();
+        out.set_message(msg);
+        Some(out)
+    }
+}

@@ -1,0 +1,259 @@
+//! A running store: its two batch systems, its peers recovered from the engines, and the
+//! ticker that drives raft time.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use engine::{KvEngine, RaftEngine};
+use proto::raft_serverpb::{PeerState, RaftMessage};
+use router::{create_system, BasicMailbox, BatchSystem, SendError};
+use slog::{info, o, warn, Logger};
+
+use crate::{
+    bootstrap::{check_store_ident, load_region_states},
+    fsm::{
+        apply::{ApplyControl, ApplyFsm, ApplyHandlerBuilder, ApplyRouter},
+        peer::PeerFsm,
+        store::{StoreFsm, StoreHandlerBuilder, StoreRouter},
+    },
+    msg::{PeerMsg, PeerStatus, RaftCommand, StoreMsg},
+    raft::{apply::Apply, peer::Peer},
+    store_meta::{SharedStoreMeta, StoreMeta},
+    transport::{Transport, TransportError},
+    Config, Error, Result,
+};
+
+/// The handle clients and transports use to reach a store's peers. Cheap to clone; clone one
+/// per thread (it caches mailboxes).
+pub struct RaftRouter<EK: KvEngine, ER: RaftEngine> {
+    store_id: u64,
+    router: StoreRouter<EK, ER>,
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Clone for RaftRouter<EK, ER> {
+    fn clone(&self) -> Self {
+        RaftRouter { store_id: self.store_id, router: self.router.clone() }
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
+    /// The store's id.
+    pub fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    /// Delivers a raft message from another store: to the region's peer, or to the store FSM
+    /// if the region has no peer here. Messages for another store are refused.
+    pub fn send_raft_message(&self, msg: RaftMessage) -> std::result::Result<(), TransportError> {
+        if msg.get_to_peer().store_id != self.store_id {
+            return Err(TransportError::Unreachable(msg.get_to_peer().store_id));
+        }
+        let region_id = msg.region_id;
+        match self.router.try_send(region_id, PeerMsg::RaftMessage(Box::new(msg))) {
+            Ok(()) => Ok(()),
+            Err(SendError::NotFound { msg: PeerMsg::RaftMessage(m), .. }) => self
+                .router
+                .send_control(StoreMsg::RaftMessage(m))
+                .map_err(|_| TransportError::Busy(self.store_id)),
+            Err(_) => Err(TransportError::Busy(self.store_id)),
+        }
+    }
+
+    /// Sends a command to its region's peer. Every failure is answered on the command's
+    /// channel with a typed error (`RegionNotFound`, `ServerIsBusy`, `Unavailable` as
+    /// `OutcomeUnknown`), so the caller always hears back.
+    pub fn send_command(&self, cmd: RaftCommand) {
+        let region_id = cmd.request.get_header().region_id;
+        match self.router.try_send(region_id, PeerMsg::RaftCommand(Box::new(cmd))) {
+            Ok(()) => {}
+            Err(e) => {
+                let err = match &e {
+                    SendError::NotFound { .. } => Error::RegionNotFound(region_id),
+                    SendError::Full { .. } => {
+                        Error::ServerIsBusy(format!("region {region_id} mailbox is full"))
+                    }
+                    SendError::Closed { .. } => Error::RegionNotFound(region_id),
+                };
+                if let PeerMsg::RaftCommand(cmd) = e.into_inner() {
+                    cmd.ch.respond_error(err);
+                }
+            }
+        }
+    }
+
+    /// The status of the region's peer on this store, or `None` if it has none or does not
+    /// answer within `timeout`.
+    pub fn query(&self, region_id: u64, timeout: Duration) -> Option<PeerStatus> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.router.force_send(region_id, PeerMsg::Query(tx)).ok()?;
+        rx.recv_timeout(timeout).ok()
+    }
+}
+
+/// A running store.
+pub struct RaftStore<EK: KvEngine, ER: RaftEngine> {
+    store_id: u64,
+    router: StoreRouter<EK, ER>,
+    store_system: BatchSystem<PeerFsm<EK, ER>, StoreFsm>,
+    apply_system: BatchSystem<ApplyFsm<EK>, ApplyControl>,
+    meta: SharedStoreMeta,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+    logger: Logger,
+}
+
+impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
+    /// Opens a bootstrapped store: checks its identity, recovers a peer for every live region
+    /// in its engines, and starts the batch systems and the ticker.
+    pub fn start<T: Transport>(
+        cfg: Config,
+        cluster_id: u64,
+        store_id: u64,
+        kv: EK,
+        raft: ER,
+        trans: T,
+        logger: &Logger,
+    ) -> Result<Self> {
+        cfg.validate().map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        check_store_ident(&kv, cluster_id, store_id)?;
+        let logger = logger.new(o!("store_id" => store_id));
+        let store_cfg = router::Config {
+            pool_size: cfg.store_pool_size,
+            messages_per_tick: cfg.messages_per_tick,
+            mailbox_capacity: cfg.mailbox_capacity,
+            ..Default::default()
+        };
+        let apply_cfg = router::Config { pool_size: cfg.apply_pool_size, ..store_cfg.clone() };
+        let (store_tx, store_fsm) = StoreFsm::create(store_id, logger.clone());
+        let (router, mut store_system) = create_system(&store_cfg, store_tx, store_fsm)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let (ctl_tx, ctl_fsm) = ApplyControl::create();
+        let (apply_router, mut apply_system) = create_system(&apply_cfg, ctl_tx, ctl_fsm)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let meta = Arc::new(Mutex::new(StoreMeta::new(store_id)));
+
+        let recovered =
+            recover_peers(&cfg, store_id, &kv, &raft, &router, &apply_router, &meta, &logger)?;
+        info!(logger, "store starting"; "regions" => recovered);
+
+        let unavailable =
+            |e: std::io::Error| Error::Unavailable(format!("cannot spawn pollers: {e}"));
+        apply_system
+            .spawn(
+                &format!("apply-{store_id}"),
+                ApplyHandlerBuilder { kv, store: router.clone(), cfg: cfg.clone() },
+            )
+            .map_err(unavailable)?;
+        let builder = StoreHandlerBuilder { cfg: cfg.clone(), trans, apply: apply_router, raft };
+        store_system.spawn(&format!("raftstore-{store_id}"), builder).map_err(unavailable)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker =
+            spawn_ticker(store_id, cfg.raft_base_tick_interval, router.clone(), stop.clone())
+                .map_err(unavailable)?;
+        Ok(RaftStore {
+            store_id,
+            router,
+            store_system,
+            apply_system,
+            meta,
+            stop,
+            ticker: Some(ticker),
+            logger,
+        })
+    }
+
+    /// The store's id.
+    pub fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    /// A handle to reach this store's peers.
+    pub fn router(&self) -> RaftRouter<EK, ER> {
+        RaftRouter { store_id: self.store_id, router: self.router.clone() }
+    }
+
+    /// The store's regions and ranges.
+    pub fn meta(&self) -> &SharedStoreMeta {
+        &self.meta
+    }
+
+    /// Stops the ticker and both batch systems; pending commands are answered
+    /// `OutcomeUnknown` as their peers drop. Idempotent.
+    pub fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+        self.store_system.shutdown();
+        self.apply_system.shutdown();
+        info!(self.logger, "store stopped");
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Drop for RaftStore<EK, ER> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Creates and registers a peer and an apply FSM for every live region with a peer on this
+/// store. Returns how many.
+#[allow(clippy::too_many_arguments)]
+fn recover_peers<EK: KvEngine, ER: RaftEngine>(
+    cfg: &Config,
+    store_id: u64,
+    kv: &EK,
+    raft: &ER,
+    router: &StoreRouter<EK, ER>,
+    apply_router: &ApplyRouter<EK>,
+    meta: &SharedStoreMeta,
+    logger: &Logger,
+) -> Result<usize> {
+    let mut count = 0;
+    for state in load_region_states(kv)? {
+        let region = state.get_region();
+        if state.get_state() != PeerState::Normal {
+            continue;
+        }
+        if !region.get_peers().iter().any(|p| p.store_id == store_id) {
+            warn!(logger, "region state without a peer on this store"; "region_id" => region.id);
+            continue;
+        }
+        let peer = Peer::new(cfg, store_id, kv.clone(), raft.clone(), region.clone(), logger)?;
+        let apply = Apply::new(
+            region.clone(),
+            kv.clone(),
+            peer.storage().apply_state().clone(),
+            peer.logger.clone(),
+        );
+        let (apply_tx, apply_fsm) = ApplyFsm::create(apply, cfg.mailbox_capacity);
+        apply_router.register(region.id, BasicMailbox::new(apply_tx, apply_fsm));
+        let (tx, fsm) = PeerFsm::create(peer, cfg.mailbox_capacity);
+        router.register(region.id, BasicMailbox::new(tx, fsm));
+        meta.lock().unwrap_or_else(|e| e.into_inner()).set_region(region.clone());
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Sends a tick to every peer once per base tick until `stop`.
+fn spawn_ticker<EK: KvEngine, ER: RaftEngine>(
+    store_id: u64,
+    tick: Duration,
+    router: StoreRouter<EK, ER>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("ticker-{store_id}")).spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(tick);
+            router.broadcast_normal(|| PeerMsg::Tick);
+        }
+    })
+}

@@ -1,0 +1,125 @@
+//! `StoreMeta`: what a store knows of its regions, behind one mutex shared by the store's
+//! threads.
+//!
+//! Regions by id, and their ranges by data end key, so a key finds its region with one
+//! ordered lookup and a new range is checked for overlap the same way. Every change of a
+//! region's range goes through [`StoreMeta::set_region`] so the two maps never disagree.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    ops::Bound::{Excluded, Unbounded},
+    sync::{Arc, Mutex},
+};
+
+use engine::keys;
+use proto::metapb::Region;
+
+/// Regions and ranges of one store.
+#[derive(Debug, Default)]
+pub struct StoreMeta {
+    /// The store's id.
+    pub store_id: u64,
+    regions: HashMap<u64, Region>,
+    /// Data end key → region id.
+    ranges: BTreeMap<Vec<u8>, u64>,
+}
+
+/// `StoreMeta` as the store's threads share it.
+pub type SharedStoreMeta = Arc<Mutex<StoreMeta>>;
+
+impl StoreMeta {
+    /// An empty meta for `store_id`.
+    pub fn new(store_id: u64) -> Self {
+        StoreMeta { store_id, ..Default::default() }
+    }
+
+    /// Adds or replaces a region, moving its range.
+    pub fn set_region(&mut self, region: Region) {
+        if let Some(old) = self.regions.get(&region.id) {
+            let old_end = keys::data_end_key(&old.end_key);
+            if self.ranges.get(&old_end) == Some(&region.id) {
+                self.ranges.remove(&old_end);
+            }
+        }
+        self.ranges.insert(keys::data_end_key(&region.end_key), region.id);
+        self.regions.insert(region.id, region);
+    }
+
+    /// Removes a region and its range.
+    pub fn remove_region(&mut self, region_id: u64) -> Option<Region> {
+        let region = self.regions.remove(&region_id)?;
+        let end = keys::data_end_key(&region.end_key);
+        if self.ranges.get(&end) == Some(&region_id) {
+            self.ranges.remove(&end);
+        }
+        Some(region)
+    }
+
+    /// The region with this id.
+    pub fn region(&self, region_id: u64) -> Option<&Region> {
+        self.regions.get(&region_id)
+    }
+
+    /// The region holding user key `key`.
+    pub fn region_by_key(&self, key: &[u8]) -> Option<&Region> {
+        let data_key = keys::data_key(key);
+        let (_, id) = self.ranges.range((Excluded(data_key), Unbounded)).next()?;
+        let region = &self.regions[id];
+        keys::in_range(key, &region.start_key, &region.end_key).then_some(region)
+    }
+
+    /// Ids of regions whose range overlaps `[start, end)` (user keys, empty end = +inf).
+    pub fn overlapping(&self, start: &[u8], end: &[u8]) -> Vec<u64> {
+        let data_end = keys::data_end_key(end);
+        let mut ids = Vec::new();
+        for (_, id) in self.ranges.range((Excluded(keys::data_key(start)), Unbounded)) {
+            let region = &self.regions[id];
+            if keys::data_key(&region.start_key) >= data_end {
+                break;
+            }
+            ids.push(*id);
+        }
+        ids
+    }
+
+    /// Number of regions.
+    pub fn len(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// Whether the store has no region.
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(id: u64, start: &[u8], end: &[u8]) -> Region {
+        let mut r = Region::default();
+        r.id = id;
+        r.start_key = start.to_vec();
+        r.end_key = end.to_vec();
+        r
+    }
+
+    #[test]
+    fn lookup_and_overlap() {
+        let mut meta = StoreMeta::new(1);
+        meta.set_region(region(1, b"", b"m"));
+        meta.set_region(region(2, b"m", b""));
+        assert_eq!(meta.region_by_key(b"a").unwrap().id, 1);
+        assert_eq!(meta.region_by_key(b"m").unwrap().id, 2);
+        assert_eq!(meta.region_by_key(b"zzz").unwrap().id, 2);
+        assert_eq!(meta.overlapping(b"k", b"n"), vec![1, 2]);
+        assert_eq!(meta.overlapping(b"n", b"p"), vec![2]);
+        assert_eq!(meta.overlapping(b"a", b"m"), vec![1]);
+        meta.set_region(region(1, b"", b"c")); // shrink
+        assert!(meta.region_by_key(b"d").is_none(), "a hole after shrinking");
+        assert_eq!(meta.remove_region(2).unwrap().id, 2);
+        assert_eq!(meta.len(), 1);
+        assert!(meta.region_by_key(b"x").is_none());
+    }
+}

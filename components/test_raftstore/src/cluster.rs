@@ -1,0 +1,354 @@
+//! `Cluster`: N stores on RocksDB in temporary directories, in one process.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use engine::{
+    keys,
+    rocks::{open_engines, RocksConfig, RocksEngine, RocksRaftEngine},
+    Peekable,
+};
+use pd_client::{MemPd, MemPdConfig, PdClient};
+use proto::{
+    metapb,
+    raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request},
+};
+use raft::StateRole;
+use raftstore::{
+    bootstrap::{bootstrap_first_region, bootstrap_store},
+    msg::{PeerStatus, RaftCommand},
+    Config, Error, RaftStore,
+};
+use slog::Logger;
+use tempfile::TempDir;
+
+use crate::transport::{ChannelTransport, Isolate, Network, Partition, TestRouter};
+
+/// The cluster id of every harness cluster.
+pub const CLUSTER_ID: u64 = 1;
+/// The id of the first region.
+pub const FIRST_REGION: u64 = 1;
+
+type Store = RaftStore<RocksEngine, RocksRaftEngine>;
+
+/// An in-process cluster. See the crate docs.
+pub struct Cluster {
+    /// The store configuration every store starts with.
+    pub cfg: Config,
+    /// The placement driver shared by the stores.
+    pub pd: Arc<MemPd>,
+    /// The network between the stores.
+    pub network: Arc<Network>,
+    count: u64,
+    dirs: HashMap<u64, TempDir>,
+    stores: HashMap<u64, Store>,
+    routers: HashMap<u64, TestRouter>,
+    engines: HashMap<u64, RocksEngine>,
+    logger: Logger,
+}
+
+/// A logger for tests: silent unless `REGIONSTORE_LOG` is set.
+pub fn test_logger() -> Logger {
+    use slog::Drain;
+    if std::env::var_os("REGIONSTORE_LOG").is_none() {
+        return Logger::root(slog::Discard, slog::o!());
+    }
+    let decorator = slog_term::TermDecorator::new().stderr().build();
+    let drain = slog_term::FullFormat::new(decorator).build().fuse();
+    let drain = slog_async::Async::new(drain).build().fuse();
+    Logger::root(drain, slog::o!())
+}
+
+impl Cluster {
+    /// `count` stores with short ticks ([`Config::for_tests`]), not started.
+    pub fn new(count: u64) -> Self {
+        Self::with_config(count, Config::for_tests())
+    }
+
+    /// `count` stores with `cfg`, not started.
+    pub fn with_config(count: u64, cfg: Config) -> Self {
+        let pd = Arc::new(MemPd::new(MemPdConfig { cluster_id: CLUSTER_ID, ..Default::default() }));
+        Cluster {
+            cfg,
+            pd,
+            network: Arc::default(),
+            count,
+            dirs: HashMap::new(),
+            stores: HashMap::new(),
+            routers: HashMap::new(),
+            engines: HashMap::new(),
+            logger: test_logger(),
+        }
+    }
+
+    /// Bootstraps every store and the first region (a peer on every store), then starts all
+    /// stores.
+    pub fn run(&mut self) {
+        let mut region = metapb::Region::default();
+        region.id = FIRST_REGION;
+        region.mut_region_epoch().conf_ver = 1;
+        region.mut_region_epoch().version = 1;
+        for store_id in 1..=self.count {
+            let mut peer = metapb::Peer::default();
+            peer.id = self.pd.alloc_id().unwrap();
+            peer.store_id = store_id;
+            region.peers.push(peer);
+        }
+        for store_id in 1..=self.count {
+            let dir =
+                tempfile::Builder::new().prefix(&format!("store-{store_id}-")).tempdir().unwrap();
+            let (kv, raft) = open_engines(dir.path(), &RocksConfig::small()).unwrap();
+            bootstrap_store(&kv, CLUSTER_ID, store_id).unwrap();
+            bootstrap_first_region(&kv, &raft, &region).unwrap();
+            let mut store = metapb::Store::default();
+            store.id = store_id;
+            if store_id == 1 {
+                self.pd.bootstrap_cluster(store, region.clone()).unwrap();
+            } else {
+                self.pd.put_store(store).unwrap();
+            }
+            self.dirs.insert(store_id, dir);
+        }
+        for store_id in 1..=self.count {
+            self.start_store(store_id);
+        }
+    }
+
+    /// Starts (or restarts) a stopped store from its engines.
+    pub fn start_store(&mut self, store_id: u64) {
+        assert!(!self.stores.contains_key(&store_id), "store {store_id} is running");
+        let dir = self.dirs[&store_id].path();
+        let (kv, raft) = open_engines(dir, &RocksConfig::small()).unwrap();
+        let trans = ChannelTransport::new(store_id, self.network.clone());
+        let store = RaftStore::start(
+            self.cfg.clone(),
+            CLUSTER_ID,
+            store_id,
+            kv.clone(),
+            raft,
+            trans,
+            &self.logger,
+        )
+        .unwrap_or_else(|e| panic!("store {store_id} failed to start: {e}"));
+        let router = store.router();
+        self.network.add_store(router.clone());
+        self.routers.insert(store_id, router);
+        self.engines.insert(store_id, kv);
+        self.stores.insert(store_id, store);
+    }
+
+    /// Stops a store: it leaves the network, shuts down, and closes its engines.
+    pub fn stop_store(&mut self, store_id: u64) {
+        self.network.remove_store(store_id);
+        self.routers.remove(&store_id);
+        self.engines.remove(&store_id);
+        if let Some(mut store) = self.stores.remove(&store_id) {
+            store.shutdown();
+        }
+    }
+
+    /// Stops and starts a store again.
+    pub fn restart_store(&mut self, store_id: u64) {
+        self.stop_store(store_id);
+        self.start_store(store_id);
+    }
+
+    /// Ids of running stores.
+    pub fn running_stores(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.stores.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The kv engine of a running store.
+    pub fn kv(&self, store_id: u64) -> &RocksEngine {
+        &self.engines[&store_id]
+    }
+
+    /// The router of a running store.
+    pub fn router(&self, store_id: u64) -> &TestRouter {
+        &self.routers[&store_id]
+    }
+
+    /// The status of a region's peer on a running store.
+    pub fn peer_status(&self, store_id: u64, region_id: u64) -> Option<PeerStatus> {
+        self.routers.get(&store_id)?.query(region_id, Duration::from_secs(1))
+    }
+
+    /// The leader of a region among running stores (the one with the highest term).
+    pub fn leader_of_region(&self, region_id: u64) -> Option<metapb::Peer> {
+        self.running_stores()
+            .into_iter()
+            .filter_map(|s| self.peer_status(s, region_id))
+            .filter(|st| st.role == StateRole::Leader)
+            .max_by_key(|st| st.term)
+            .map(|st| st.peer)
+    }
+
+    /// Waits (at most 10 s) for a leader of the region.
+    pub fn wait_leader(&self, region_id: u64) -> metapb::Peer {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(leader) = self.leader_of_region(region_id) {
+                return leader;
+            }
+            assert!(Instant::now() < deadline, "no leader of region {region_id} within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The region as a running store's peer knows it.
+    pub fn region(&self, region_id: u64) -> metapb::Region {
+        self.running_stores()
+            .into_iter()
+            .find_map(|s| self.peer_status(s, region_id))
+            .map(|st| st.region)
+            .unwrap_or_else(|| panic!("no running store has region {region_id}"))
+    }
+
+    /// Sends `req` to a store and waits for the response; a response carrying an error is
+    /// returned as that typed error.
+    pub fn call_command(
+        &self,
+        store_id: u64,
+        req: RaftCmdRequest,
+        timeout: Duration,
+    ) -> Result<RaftCmdResponse, Error> {
+        let router =
+            self.routers.get(&store_id).ok_or(Error::RegionNotFound(req.get_header().region_id))?;
+        let (cmd, rx) = RaftCommand::new(req);
+        router.send_command(cmd);
+        let resp = rx
+            .recv_timeout(timeout)
+            .map_err(|_| Error::OutcomeUnknown(format!("no response within {timeout:?}")))?;
+        if resp.get_header().has_error() {
+            return Err(Error::from_errorpb(resp.get_header().get_error()));
+        }
+        Ok(resp)
+    }
+
+    /// Writes through the region's leader, retrying on retryable errors for up to 10 s.
+    pub fn write(&self, requests: Vec<Request>, key: &[u8]) -> Result<RaftCmdResponse, Error> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (region, _) =
+                self.pd.get_region(key).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+            let res = match self.leader_of_region(region.id) {
+                Some(leader) => {
+                    let req = new_request(&self.region(region.id), &leader, requests.clone());
+                    self.call_command(leader.store_id, req, Duration::from_secs(3))
+                }
+                None => Err(Error::NotLeader { region_id: region.id, leader: None }),
+            };
+            match res {
+                Err(e)
+                    if (e.is_retryable() || matches!(e, Error::OutcomeUnknown(_)))
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Puts `key` = `value`, panicking if it cannot within 10 s.
+    pub fn must_put(&self, key: &[u8], value: &[u8]) {
+        self.write(vec![put_request(key, value)], key)
+            .unwrap_or_else(|e| panic!("put {key:?}: {e}"));
+    }
+
+    /// Deletes `key`, panicking if it cannot within 10 s.
+    pub fn must_delete(&self, key: &[u8]) {
+        self.write(vec![delete_request(key)], key)
+            .unwrap_or_else(|e| panic!("delete {key:?}: {e}"));
+    }
+
+    /// Waits (at most 5 s) until a store's kv engine holds `key` = `value`.
+    pub fn must_get_equal(&self, store_id: u64, key: &[u8], value: &[u8]) {
+        self.wait_value(store_id, key, Some(value));
+    }
+
+    /// Waits (at most 5 s) until a store's kv engine has no `key`.
+    pub fn must_get_none(&self, store_id: u64, key: &[u8]) {
+        self.wait_value(store_id, key, None);
+    }
+
+    fn wait_value(&self, store_id: u64, key: &[u8], want: Option<&[u8]>) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.kv(store_id).get_value(&keys::data_key(key)).unwrap();
+            if got.as_deref() == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "store {store_id}: {key:?} is {got:?}, want {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Cuts the stores in `a` off from those in `b`.
+    pub fn partition(&self, a: &[u64], b: &[u64]) {
+        self.network.add_filter(Box::new(Partition::new(a, b)));
+    }
+
+    /// Cuts a store off from all others.
+    pub fn isolate(&self, store_id: u64) {
+        self.network.add_filter(Box::new(Isolate(store_id)));
+    }
+
+    /// Heals every cut.
+    pub fn clear_filters(&self) {
+        self.network.clear_filters();
+    }
+
+    /// Stops every store.
+    pub fn shutdown(&mut self) {
+        for id in self.running_stores() {
+            self.stop_store(id);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A command for `region` addressed to `peer`, carrying `requests`.
+pub fn new_request(
+    region: &metapb::Region,
+    peer: &metapb::Peer,
+    requests: Vec<Request>,
+) -> RaftCmdRequest {
+    let mut req = RaftCmdRequest::default();
+    let header = req.mut_header();
+    header.region_id = region.id;
+    header.set_peer(peer.clone());
+    header.set_region_epoch(region.get_region_epoch().clone());
+    req.requests = requests.into();
+    req
+}
+
+/// A put of `key` = `value` in the default column family.
+pub fn put_request(key: &[u8], value: &[u8]) -> Request {
+    let mut r = Request::default();
+    r.set_cmd_type(CmdType::Put);
+    r.mut_put().key = key.to_vec();
+    r.mut_put().value = value.to_vec();
+    r
+}
+
+/// A delete of `key` in the default column family.
+pub fn delete_request(key: &[u8]) -> Request {
+    let mut r = Request::default();
+    r.set_cmd_type(CmdType::Delete);
+    r.mut_delete().key = key.to_vec();
+    r
+}

@@ -1,0 +1,3 @@
+mod test_errors;
+mod test_failover;
+mod test_replication;

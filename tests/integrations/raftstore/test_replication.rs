@@ -1,0 +1,42 @@
+//! A cluster elects a leader and replicates writes to every store.
+
+use test_raftstore::{put_request, Cluster, FIRST_REGION};
+
+#[test]
+fn election_and_replication_to_all_stores() {
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    let leader = cluster.wait_leader(FIRST_REGION);
+    assert!((1..=3).contains(&leader.store_id));
+    cluster.must_put(b"k1", b"v1");
+    for store in 1..=3 {
+        cluster.must_get_equal(store, b"k1", b"v1");
+    }
+    cluster.must_delete(b"k1");
+    for store in 1..=3 {
+        cluster.must_get_none(store, b"k1");
+    }
+}
+
+#[test]
+fn a_batch_of_writes_applies_together() {
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    let puts = (0..10).map(|i| put_request(format!("key{i}").as_bytes(), b"v")).collect();
+    let resp = cluster.write(puts, b"key0").unwrap();
+    assert_eq!(resp.get_responses().len(), 10);
+    for store in 1..=3 {
+        for i in 0..10 {
+            cluster.must_get_equal(store, format!("key{i}").as_bytes(), b"v");
+        }
+    }
+}
+
+#[test]
+fn single_store_cluster_elects_itself() {
+    let mut cluster = Cluster::new(1);
+    cluster.run();
+    assert_eq!(cluster.wait_leader(FIRST_REGION).store_id, 1);
+    cluster.must_put(b"solo", b"1");
+    cluster.must_get_equal(1, b"solo", b"1");
+}
