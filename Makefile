@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/regionstore/target
 CARGO_PROFILE := --profile opt
 
-.PHONY: all deps build run test fmt fmt-check clippy bench ci
+.PHONY: all deps build run demo test fmt fmt-check clippy bench ci
 
 all: build
 
@@ -13,8 +13,11 @@ deps:
 build: deps
 	cargo build $(CARGO_PROFILE) --workspace --all-targets
 
-# The main job. Until region-sim exists this is the storage demo (see README).
+# The main job: region-sim on its default (embedded) settings; ARGS="..." passes options.
 run: deps
+	cargo run $(CARGO_PROFILE) --bin region-sim -- $(ARGS)
+
+demo: deps
 	cargo run $(CARGO_PROFILE) --bin storage-demo -- $(ARGS)
 
 test: deps

@@ -89,6 +89,28 @@ impl Error {
         }
     }
 
+    /// A short stable name of the error, for counters and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Engine(_) => "engine",
+            Error::StoreIdMismatch { .. } | Error::ClusterIdMismatch { .. } => "identity_mismatch",
+            Error::NotBootstrapped(_) | Error::AlreadyBootstrapped(_) => "bootstrap",
+            Error::StateCorrupted { .. } => "state_corrupted",
+            Error::InvalidArgument(_) => "invalid_argument",
+            Error::Unavailable(_) => "unavailable",
+            Error::NotLeader { .. } => "not_leader",
+            Error::RegionNotFound(_) => "region_not_found",
+            Error::KeyNotInRegion { .. } => "key_not_in_region",
+            Error::EpochNotMatch { .. } => "epoch_not_match",
+            Error::StaleCommand => "stale_command",
+            Error::ServerIsBusy(_) => "server_is_busy",
+            Error::RaftEntryTooLarge { .. } => "raft_entry_too_large",
+            Error::StoreNotMatch { .. } => "store_not_match",
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::OutcomeUnknown(_) => "outcome_unknown",
+        }
+    }
+
     /// The error as it travels in a response header.
     pub fn to_errorpb(&self) -> errorpb::Error {
         let mut e = errorpb::Error::default();

@@ -2,6 +2,7 @@
 
 use std::{
     collections::HashMap,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -25,7 +26,10 @@ use raftstore::{
 use slog::Logger;
 use tempfile::TempDir;
 
-use crate::transport::{ChannelTransport, Isolate, Network, Partition, TestRouter};
+use crate::{
+    client::{Client, Outcome},
+    transport::{ChannelTransport, Isolate, Network, Partition, TestRouter},
+};
 
 /// The cluster id of every harness cluster.
 pub const CLUSTER_ID: u64 = 1;
@@ -33,6 +37,21 @@ pub const CLUSTER_ID: u64 = 1;
 pub const FIRST_REGION: u64 = 1;
 
 type Store = RaftStore<RocksEngine, RocksRaftEngine>;
+
+/// Where a store's engines live.
+enum StoreDir {
+    Temp(TempDir),
+    Kept(PathBuf),
+}
+
+impl StoreDir {
+    fn path(&self) -> &Path {
+        match self {
+            StoreDir::Temp(t) => t.path(),
+            StoreDir::Kept(p) => p,
+        }
+    }
+}
 
 /// An in-process cluster. See the crate docs.
 pub struct Cluster {
@@ -43,7 +62,8 @@ pub struct Cluster {
     /// The network between the stores.
     pub network: Arc<Network>,
     count: u64,
-    dirs: HashMap<u64, TempDir>,
+    data_dir: Option<PathBuf>,
+    dirs: HashMap<u64, StoreDir>,
     stores: HashMap<u64, Store>,
     routers: HashMap<u64, TestRouter>,
     engines: HashMap<u64, RocksEngine>,
@@ -76,11 +96,32 @@ impl Cluster {
             pd,
             network: Arc::default(),
             count,
+            data_dir: None,
             dirs: HashMap::new(),
             stores: HashMap::new(),
             routers: HashMap::new(),
             engines: HashMap::new(),
             logger: test_logger(),
+        }
+    }
+
+    /// Keeps the stores' engines under `dir/store-N` (kept after the cluster stops) instead of
+    /// temporary directories. Call before [`Cluster::run`].
+    pub fn set_data_dir(&mut self, dir: &Path) {
+        self.data_dir = Some(dir.to_path_buf());
+    }
+
+    fn store_dir(&self, store_id: u64) -> StoreDir {
+        match &self.data_dir {
+            Some(dir) => {
+                let path = dir.join(format!("store-{store_id}"));
+                std::fs::create_dir_all(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                StoreDir::Kept(path)
+            }
+            None => StoreDir::Temp(
+                tempfile::Builder::new().prefix(&format!("store-{store_id}-")).tempdir().unwrap(),
+            ),
         }
     }
 
@@ -98,8 +139,7 @@ impl Cluster {
             region.peers.push(peer);
         }
         for store_id in 1..=self.count {
-            let dir =
-                tempfile::Builder::new().prefix(&format!("store-{store_id}-")).tempdir().unwrap();
+            let dir = self.store_dir(store_id);
             let (kv, raft) = open_engines(dir.path(), &RocksConfig::small()).unwrap();
             bootstrap_store(&kv, CLUSTER_ID, store_id).unwrap();
             bootstrap_first_region(&kv, &raft, &region).unwrap();
@@ -230,27 +270,21 @@ impl Cluster {
         Ok(resp)
     }
 
-    /// Writes through the region's leader, retrying on retryable errors for up to 10 s.
+    /// A client of the running stores (see [`Client`]).
+    pub fn client(&self) -> Client {
+        Client::new(self.pd.clone(), self.routers.clone())
+    }
+
+    /// Writes through the region's leader, retrying for up to 10 s on errors that mean "not
+    /// applied" and, since tests own their keys, also on unknown outcomes.
     pub fn write(&self, requests: Vec<Request>, key: &[u8]) -> Result<RaftCmdResponse, Error> {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut client = self.client();
         loop {
-            let (region, _) =
-                self.pd.get_region(key).map_err(|e| Error::InvalidRequest(e.to_string()))?;
-            let res = match self.leader_of_region(region.id) {
-                Some(leader) => {
-                    let req = new_request(&self.region(region.id), &leader, requests.clone());
-                    self.call_command(leader.store_id, req, Duration::from_secs(3))
-                }
-                None => Err(Error::NotLeader { region_id: region.id, leader: None }),
-            };
-            match res {
-                Err(e)
-                    if (e.is_retryable() || matches!(e, Error::OutcomeUnknown(_)))
-                        && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                other => return other,
+            match client.write(key, requests.clone(), deadline) {
+                Outcome::Ok(resp) => return Ok(resp),
+                Outcome::Unknown(_) if Instant::now() < deadline => continue,
+                Outcome::Unknown(e) | Outcome::Failed(e) => return Err(e),
             }
         }
     }

@@ -6,11 +6,17 @@
 //! ([`raftstore::Config::for_tests`]: 10 ms), so elections take tens of milliseconds and
 //! every wait helper is bounded.
 //!
+//! A [`Client`] writes the way a real client of a region store does (route by key through
+//! the placement driver, cache leaders, follow `NotLeader` hints); `region-sim` drives its
+//! workload through it.
+//!
 //! Set `REGIONSTORE_LOG=1` to see the stores' logs.
 
+mod client;
 mod cluster;
 pub mod transport;
 
+pub use self::client::{Client, Outcome};
 pub use self::cluster::{
     delete_request, new_request, put_request, test_logger, Cluster, CLUSTER_ID, FIRST_REGION,
 };

@@ -1,0 +1,82 @@
+//! Command-line options.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Serialize;
+
+/// region-sim: runs a cluster of stores in one process on RocksDB, drives a workload through
+/// a real client, and reports what happened.
+#[derive(Parser, Debug, Clone, Serialize)]
+#[command(version, about)]
+pub struct Args {
+    /// Stores in the cluster.
+    #[arg(long, default_value_t = 3)]
+    pub stores: u64,
+    /// Seconds the workload runs.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Concurrent clients (threads).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Fraction of operations that are reads. Reads are not built yet: a non-zero ratio is
+    /// reported and every operation is a write.
+    #[arg(long, default_value_t = 0.0)]
+    pub read_ratio: f64,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 1000)]
+    pub key_space: u64,
+    /// Bytes of each value.
+    #[arg(long, default_value_t = 64)]
+    pub value_size: usize,
+    /// Seed of every random choice, so a run can be replayed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Keep the stores' data here (must be empty or absent) instead of a temporary directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report_json: Option<PathBuf>,
+    /// Write every client operation as JSON lines here.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Sync the raft log on every write round (durable on power loss, slower).
+    #[arg(long)]
+    pub sync_log: bool,
+    /// No progress bar (for logs and CI).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Args {
+    /// Refuses values that cannot run.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.stores == 0 {
+            return Err("--stores must be at least 1".into());
+        }
+        if self.clients == 0 {
+            return Err("--clients must be at least 1".into());
+        }
+        if !(self.duration > 0.0 && self.duration.is_finite()) {
+            return Err("--duration must be a positive number of seconds".into());
+        }
+        if !(0.0..=1.0).contains(&self.read_ratio) {
+            return Err("--read-ratio must be within 0..=1".into());
+        }
+        if self.key_space == 0 {
+            return Err("--key-space must be at least 1".into());
+        }
+        if self.value_size < 16 {
+            return Err(
+                "--value-size must be at least 16 (a value starts with its unique id)".into()
+            );
+        }
+        if let Some(dir) = &self.data_dir {
+            if dir.exists() && std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_some()) {
+                return Err(format!("--data-dir {} is not empty", dir.display()));
+            }
+        }
+        Ok(())
+    }
+}

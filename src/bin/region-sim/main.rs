@@ -1,0 +1,129 @@
+//! region-sim: a cluster of stores in one process on RocksDB, a workload driven through a
+//! real client, and a report (human summary, `--report-json`, `--history`).
+//!
+//! With no arguments: 3 stores under a temporary directory (removed at exit), one region,
+//! 8 clients writing for 10 seconds. See `--help`.
+
+mod args;
+mod history;
+mod report;
+mod workload;
+
+use std::{
+    process::ExitCode,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use raft::StateRole;
+use test_raftstore::{Cluster, FIRST_REGION};
+
+use crate::{
+    args::Args,
+    history::History,
+    report::{Regions, Report, StoreReport},
+    workload::{run_client, ClientStats},
+};
+
+type Error = Box<dyn std::error::Error>;
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("region-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), Error> {
+    args.validate()?;
+    let cfg = raftstore::Config { sync_log: args.sync_log, ..raftstore::Config::for_tests() };
+    let mut cluster = Cluster::with_config(args.stores, cfg);
+    if let Some(dir) = &args.data_dir {
+        cluster.set_data_dir(dir);
+    }
+    cluster.run();
+    cluster.wait_leader(FIRST_REGION);
+    let initial = cluster.pd.regions().len();
+
+    let start = Instant::now();
+    let history = History::create(args.history.as_deref(), start)?;
+    let deadline = start + Duration::from_secs_f64(args.duration);
+    let done = AtomicU64::new(0);
+    let per_client: Vec<ClientStats> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..args.clients)
+            .map(|p| {
+                let client = cluster.client();
+                let (args, history, done) = (&args, &history, &done);
+                s.spawn(move || run_client(p, client, args, deadline, history, done))
+            })
+            .collect();
+        show_progress(&args, start, deadline, &done, || handles.iter().all(|h| h.is_finished()));
+        handles.into_iter().map(|h| h.join().expect("client thread panicked")).collect()
+    });
+    let duration_s = start.elapsed().as_secs_f64();
+    history.flush()?;
+
+    let mut stats = per_client.into_iter().reduce(|mut a, b| {
+        a.merge(&b);
+        a
+    });
+    let stats = stats.take().expect("at least one client");
+    let regions = Regions { initial, final_: cluster.pd.regions().len() };
+    let report = Report::new(&args, duration_s, &stats, regions, store_reports(&cluster));
+    report.print_summary();
+    if let Some(path) = &args.report_json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    cluster.shutdown();
+    Ok(())
+}
+
+/// A progress bar until every client is done (hidden when stderr is not a terminal).
+fn show_progress(
+    args: &Args,
+    start: Instant,
+    deadline: Instant,
+    done: &AtomicU64,
+    finished: impl Fn() -> bool,
+) {
+    let total = deadline.duration_since(start).as_millis() as u64;
+    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+            .expect("valid template"),
+    );
+    while !finished() {
+        let elapsed = start.elapsed();
+        bar.set_position((elapsed.as_millis() as u64).min(total));
+        let ops = done.load(Ordering::Relaxed);
+        bar.set_message(format!(
+            "{ops} ops, {:.0} ops/s",
+            ops as f64 / elapsed.as_secs_f64().max(1e-3)
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+}
+
+/// Peers and leaders per store, as the stores themselves report.
+fn store_reports(cluster: &Cluster) -> Vec<StoreReport> {
+    let regions = cluster.pd.regions();
+    cluster
+        .running_stores()
+        .into_iter()
+        .map(|id| {
+            let statuses: Vec<_> =
+                regions.iter().filter_map(|r| cluster.peer_status(id, r.id)).collect();
+            StoreReport {
+                id,
+                peers: statuses.len() as u64,
+                leaders: statuses.iter().filter(|s| s.role == StateRole::Leader).count() as u64,
+            }
+        })
+        .collect()
+}
