@@ -87,6 +87,8 @@ pub struct PeerStatus {
     pub commit_index: u64,
     /// Applied index.
     pub applied_index: u64,
+    /// Index of the last compacted log entry.
+    pub truncated_index: u64,
 }
 
 /// Messages of a peer FSM.

@@ -15,7 +15,7 @@ use engine::{
 use pd_client::{MemPd, MemPdConfig, PdClient};
 use proto::{
     metapb,
-    raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request},
+    raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest, RaftCmdResponse, Request},
 };
 use raft::StateRole;
 use raftstore::{
@@ -66,7 +66,7 @@ pub struct Cluster {
     dirs: HashMap<u64, StoreDir>,
     stores: HashMap<u64, Store>,
     routers: HashMap<u64, TestRouter>,
-    engines: HashMap<u64, RocksEngine>,
+    engines: HashMap<u64, (RocksEngine, RocksRaftEngine)>,
     logger: Logger,
 }
 
@@ -168,7 +168,7 @@ impl Cluster {
             CLUSTER_ID,
             store_id,
             kv.clone(),
-            raft,
+            raft.clone(),
             trans,
             &self.logger,
         )
@@ -176,7 +176,7 @@ impl Cluster {
         let router = store.router();
         self.network.add_store(router.clone());
         self.routers.insert(store_id, router);
-        self.engines.insert(store_id, kv);
+        self.engines.insert(store_id, (kv, raft));
         self.stores.insert(store_id, store);
     }
 
@@ -205,7 +205,12 @@ impl Cluster {
 
     /// The kv engine of a running store.
     pub fn kv(&self, store_id: u64) -> &RocksEngine {
-        &self.engines[&store_id]
+        &self.engines[&store_id].0
+    }
+
+    /// The raft engine of a running store.
+    pub fn raft_engine(&self, store_id: u64) -> &RocksRaftEngine {
+        &self.engines[&store_id].1
     }
 
     /// The router of a running store.
@@ -286,6 +291,28 @@ impl Cluster {
                 Outcome::Unknown(_) if Instant::now() < deadline => continue,
                 Outcome::Unknown(e) | Outcome::Failed(e) => return Err(e),
             }
+        }
+    }
+
+    /// Makes `peer` the region's leader, asking the current leader until it happens (at most
+    /// 10 s).
+    pub fn must_transfer_leader(&self, region_id: u64, peer: &metapb::Peer) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.leader_of_region(region_id).as_ref().map(|l| l.id) != Some(peer.id) {
+            assert!(
+                Instant::now() < deadline,
+                "leadership of {region_id} did not move to {}",
+                peer.id
+            );
+            if let Some(leader) = self.leader_of_region(region_id) {
+                let mut req = new_request(&self.region(region_id), &leader, vec![]);
+                let admin = req.mut_admin_request();
+                admin.set_cmd_type(AdminCmdType::TransferLeader);
+                admin.mut_transfer_leader().set_peer(peer.clone());
+                // An error only means the leader moved meanwhile: look again.
+                let _ = self.call_command(leader.store_id, req, Duration::from_secs(1));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

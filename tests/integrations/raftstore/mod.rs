@@ -1,3 +1,4 @@
+mod test_admin;
 mod test_errors;
 mod test_failover;
 mod test_replication;

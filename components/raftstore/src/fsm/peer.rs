@@ -23,7 +23,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
         match msg {
             PeerMsg::RaftMessage(m) => self.peer.on_raft_message(*m),
             PeerMsg::RaftCommand(c) => self.peer.propose_command(&ctx.cfg, *c),
-            PeerMsg::Tick => self.peer.on_tick(),
+            PeerMsg::Tick => self.peer.on_tick(&ctx.cfg),
             PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r),
             PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
         }
@@ -34,12 +34,5 @@ impl<EK: KvEngine, ER: RaftEngine> Fsm for PeerFsm<EK, ER> {
     type Message = PeerMsg;
     fn is_stopped(&self) -> bool {
         false
-    }
-}
-
-impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
-    /// One base tick.
-    pub(crate) fn on_tick(&mut self) {
-        self.raft_group.tick();
     }
 }

@@ -11,7 +11,7 @@
 use engine::{KvEngine, RaftEngine};
 use proto::{
     metapb::Region,
-    raft_cmdpb::{CmdType, RaftCmdRequest},
+    raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest},
     Message,
 };
 use slog::debug;
@@ -50,8 +50,11 @@ pub fn check_key_in_region(key: &[u8], region: &Region) -> Result<()> {
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
-    /// Proposes a write, or answers it with the error that stopped it.
+    /// Proposes a command, or answers it with the error that stopped it.
     pub(crate) fn propose_command(&mut self, cfg: &Config, cmd: RaftCommand) {
+        if cmd.request.get_admin_request().get_cmd_type() == AdminCmdType::TransferLeader {
+            return self.transfer_leader(cmd);
+        }
         match self.check_and_propose(cfg, &cmd.request) {
             Ok(index) => {
                 let term = self.term();
@@ -80,7 +83,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return Err(Error::StaleCommand);
         }
         if req.has_admin_request() {
-            return Err(Error::InvalidRequest("admin commands are not supported yet".into()));
+            let kind = req.get_admin_request().get_cmd_type();
+            return Err(Error::InvalidRequest(format!("admin command {kind:?} is not supported")));
         }
         if req.get_requests().is_empty() {
             return Err(Error::InvalidRequest("a command without requests".into()));

@@ -3,8 +3,12 @@
 //! - `command`: writes: checks, propose, and the checks the apply side repeats;
 //! - `ready`: raft readies: persist in the round's batch, send, hand committed entries to
 //!   apply, and take apply results back;
-//! - `message`: raft messages from other peers.
+//! - `message`: raft messages from other peers;
+//! - `transfer_leader`: handing leadership to another peer;
+//! - `log_gc`: compacting the raft log (CompactLog), proposed on a tick, applied by every peer.
 
 pub mod command;
+pub mod log_gc;
 pub mod message;
 pub mod ready;
+pub mod transfer_leader;

@@ -126,7 +126,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     pub(crate) fn on_apply_res(&mut self, res: ApplyRes) {
         self.applied_term = res.applied_term;
         let applied = res.apply_state.applied_index;
+        let old_truncated = self.storage().truncated_index();
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
+        self.on_log_compacted(old_truncated);
     }
 }

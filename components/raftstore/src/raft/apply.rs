@@ -6,7 +6,7 @@ use engine::{keys, KvEngine, Mutable, CF_DEFAULT, CF_META};
 use proto::{
     eraftpb::{Entry, EntryType},
     metapb::Region,
-    raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Request, Response},
+    raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest, RaftCmdResponse, Request, Response},
     raft_serverpb::RaftApplyState,
     Message,
 };
@@ -14,7 +14,10 @@ use slog::{error, warn, Logger};
 
 use crate::{
     msg::{error_response, ApplyRes, ApplyTask, CmdResponseSender, Proposal},
-    operation::command::{check_key_in_region, check_region_epoch},
+    operation::{
+        command::{check_key_in_region, check_region_epoch},
+        log_gc::exec_compact_log,
+    },
     Error, Result,
 };
 
@@ -99,7 +102,7 @@ impl<EK: KvEngine> Apply<EK> {
         }
     }
 
-    fn exec_normal(&self, entry: &Entry, wb: &mut EK::WriteBatch) -> RaftCmdResponse {
+    fn exec_normal(&mut self, entry: &Entry, wb: &mut EK::WriteBatch) -> RaftCmdResponse {
         let req = match RaftCmdRequest::parse_from_bytes(&entry.data) {
             Ok(req) => req,
             Err(e) => {
@@ -107,10 +110,27 @@ impl<EK: KvEngine> Apply<EK> {
                 return error_response(&Error::InvalidRequest(format!("undecodable entry: {e}")));
             }
         };
-        match self.exec_write(&req, wb) {
+        let res =
+            if req.has_admin_request() { self.exec_admin(&req) } else { self.exec_write(&req, wb) };
+        match res {
             Ok(resp) => resp,
             Err(e) => error_response(&e),
         }
+    }
+
+    fn exec_admin(&mut self, req: &RaftCmdRequest) -> Result<RaftCmdResponse> {
+        let admin = req.get_admin_request();
+        match admin.get_cmd_type() {
+            AdminCmdType::CompactLog => exec_compact_log(admin, &mut self.apply_state)?,
+            other => {
+                return Err(Error::InvalidRequest(format!(
+                    "admin command {other:?} is not applied here"
+                )))
+            }
+        }
+        let mut resp = RaftCmdResponse::default();
+        resp.mut_admin_response().set_cmd_type(admin.get_cmd_type());
+        Ok(resp)
     }
 
     /// Checks the whole command first, then writes it, so a command applies all or nothing.

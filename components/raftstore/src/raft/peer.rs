@@ -30,6 +30,8 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) pending_ready: Option<Ready>,
     /// Term of the last applied entry.
     pub(crate) applied_term: u64,
+    /// Base ticks since the last log GC check.
+    pub(crate) ticks_since_gc: u64,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -65,6 +67,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             proposals: VecDeque::new(),
             pending_ready: None,
             applied_term,
+            ticks_since_gc: 0,
         })
     }
 
@@ -119,6 +122,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             leader_id: raft.leader_id,
             commit_index: raft.raft_log.committed,
             applied_index: self.storage().applied_index(),
+            truncated_index: self.storage().truncated_index(),
         }
     }
 

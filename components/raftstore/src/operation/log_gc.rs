@@ -1,0 +1,97 @@
+//! Raft log GC: the leader proposes `CompactLog` on a tick; every peer applies it by moving
+//! its truncated state, then deletes the compacted entries from its raft engine.
+//!
+//! The leader compacts only entries that are applied and that every peer already has: a peer
+//! missing compacted entries could only catch up by snapshot, and snapshots are not built
+//! yet. So a stopped peer holds GC back; `raft_log_gc_count_limit` and
+//! `raft_log_gc_size_limit`, which force GC past lagging peers, take effect with snapshots.
+
+use engine::{KvEngine, RaftEngine};
+use proto::{
+    raft_cmdpb::{AdminCmdType, AdminRequest, RaftCmdRequest},
+    raft_serverpb::RaftApplyState,
+    Message,
+};
+use slog::{debug, warn};
+
+use crate::{raft::peer::Peer, Config, Error, Result};
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Counts base ticks; every `raft_log_gc_tick_interval` a leader considers compacting.
+    pub(crate) fn on_tick(&mut self, cfg: &Config) {
+        self.raft_group.tick();
+        self.ticks_since_gc += 1;
+        let gc_ticks = cfg.raft_log_gc_tick_interval.as_millis()
+            / cfg.raft_base_tick_interval.as_millis().max(1);
+        if self.ticks_since_gc as u128 >= gc_ticks.max(1) {
+            self.ticks_since_gc = 0;
+            self.propose_log_gc(cfg);
+        }
+    }
+
+    fn propose_log_gc(&mut self, cfg: &Config) {
+        if !self.is_leader() {
+            return;
+        }
+        let first = self.storage().truncated_index() + 1;
+        let replicated =
+            self.raft_group.raft.prs().iter().map(|(_, pr)| pr.matched).min().unwrap_or(0);
+        let compact_index = replicated.min(self.storage().applied_index());
+        if compact_index < first || compact_index + 1 - first < cfg.raft_log_gc_threshold {
+            return;
+        }
+        let Ok(compact_term) = self.raft_group.raft.raft_log.term(compact_index) else {
+            return;
+        };
+        let mut req = RaftCmdRequest::default();
+        req.mut_header().region_id = self.region_id();
+        req.mut_header().set_region_epoch(self.region().get_region_epoch().clone());
+        let mut admin = AdminRequest::default();
+        admin.set_cmd_type(AdminCmdType::CompactLog);
+        admin.mut_compact_log().compact_index = compact_index;
+        admin.mut_compact_log().compact_term = compact_term;
+        req.set_admin_request(admin);
+        match req.write_to_bytes() {
+            Ok(data) => {
+                debug!(self.logger, "proposing log gc"; "compact_index" => compact_index);
+                // Nobody waits for the answer: a dropped proposal is retried next tick.
+                let _ = self.raft_group.propose(vec![], data);
+            }
+            Err(e) => warn!(self.logger, "cannot encode CompactLog"; "err" => %e),
+        }
+    }
+
+    /// The apply side moved the truncated index from `old` to the one in the storage: delete
+    /// the compacted entries.
+    pub(crate) fn on_log_compacted(&mut self, old_truncated: u64) {
+        let new_truncated = self.storage().truncated_index();
+        if new_truncated <= old_truncated {
+            return;
+        }
+        let region_id = self.region_id();
+        if let Err(e) =
+            self.storage().raft_engine().gc(region_id, old_truncated + 1, new_truncated + 1)
+        {
+            // The entries stay until the next GC; nothing reads below the truncated index.
+            warn!(self.logger, "raft log gc failed"; "err" => %e);
+        }
+    }
+}
+
+/// Applies `CompactLog`: moves the truncated state forward, never past what was applied
+/// before this entry. An older compaction than the current one is a no-op.
+pub(crate) fn exec_compact_log(req: &AdminRequest, state: &mut RaftApplyState) -> Result<()> {
+    let c = req.get_compact_log();
+    if c.compact_index <= state.get_truncated_state().index {
+        return Ok(());
+    }
+    if c.compact_index > state.applied_index {
+        return Err(Error::InvalidRequest(format!(
+            "compact index {} is beyond applied index {}",
+            c.compact_index, state.applied_index
+        )));
+    }
+    state.mut_truncated_state().index = c.compact_index;
+    state.mut_truncated_state().term = c.compact_term;
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! Admin operations: leader transfer and raft log GC.
+
+use std::time::{Duration, Instant};
+
+use engine::RaftEngine;
+use proto::raft_cmdpb::AdminCmdType;
+use raftstore::{Config, Error};
+use test_raftstore::{new_request, Cluster, FIRST_REGION};
+
+#[test]
+fn leadership_moves_to_the_asked_peer_and_writes_follow() {
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    cluster.must_put(b"k", b"v1");
+    let leader = cluster.wait_leader(FIRST_REGION);
+    for target in cluster.region(FIRST_REGION).get_peers().iter().filter(|p| p.id != leader.id) {
+        cluster.must_transfer_leader(FIRST_REGION, target);
+        cluster.must_put(b"k", target.id.to_string().as_bytes());
+        cluster.must_get_equal(leader.store_id, b"k", target.id.to_string().as_bytes());
+    }
+}
+
+#[test]
+fn transfer_to_a_stranger_or_via_a_follower_is_refused() {
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    let leader = cluster.wait_leader(FIRST_REGION);
+    let region = cluster.region(FIRST_REGION);
+    let mut stranger = leader.clone();
+    stranger.id = 424242;
+    let mut req = new_request(&region, &leader, vec![]);
+    req.mut_admin_request().set_cmd_type(AdminCmdType::TransferLeader);
+    req.mut_admin_request().mut_transfer_leader().set_peer(stranger);
+    let res = cluster.call_command(leader.store_id, req.clone(), Duration::from_secs(3));
+    assert!(matches!(res, Err(Error::InvalidRequest(_))), "{res:?}");
+    let follower = region.get_peers().iter().find(|p| p.id != leader.id).unwrap();
+    let res = cluster.call_command(follower.store_id, req, Duration::from_secs(3));
+    assert!(matches!(res, Err(Error::NotLeader { .. })), "{res:?}");
+}
+
+fn gc_config() -> Config {
+    Config {
+        raft_log_gc_threshold: 10,
+        raft_log_gc_tick_interval: Duration::from_millis(30),
+        ..Config::for_tests()
+    }
+}
+
+fn wait_truncated_beyond(cluster: &Cluster, store: u64, index: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let truncated = cluster.peer_status(store, FIRST_REGION).unwrap().truncated_index;
+        if truncated > index {
+            return truncated;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "store {store}: log not compacted past {index} ({truncated})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn every_peer_compacts_its_log_and_deletes_the_entries() {
+    let mut cluster = Cluster::with_config(3, gc_config());
+    cluster.run();
+    for i in 0..60 {
+        cluster.must_put(format!("k{i}").as_bytes(), b"v");
+    }
+    for store in 1..=3 {
+        let truncated = wait_truncated_beyond(&cluster, store, 20);
+        let raft = cluster.raft_engine(store);
+        assert_eq!(
+            raft.get_entry(FIRST_REGION, truncated).unwrap(),
+            None,
+            "compacted entries deleted"
+        );
+        assert!(
+            raft.get_entry(FIRST_REGION, truncated + 1).unwrap().is_some() || {
+                cluster.peer_status(store, FIRST_REGION).unwrap().applied_index == truncated
+            }
+        );
+    }
+    cluster.restart_store(2);
+    cluster.must_put(b"after", b"restart");
+    cluster.must_get_equal(2, b"after", b"restart");
+}
+
+#[test]
+fn a_stopped_follower_holds_gc_back_and_catches_up_from_the_log() {
+    let mut cluster = Cluster::with_config(3, gc_config());
+    cluster.run();
+    cluster.must_put(b"k0", b"v");
+    let leader = cluster.wait_leader(FIRST_REGION);
+    let follower = (1..=3).find(|s| *s != leader.store_id).unwrap();
+    for store in 1..=3 {
+        cluster.must_get_equal(store, b"k0", b"v");
+    }
+    let matched = cluster.peer_status(follower, FIRST_REGION).unwrap().applied_index;
+    cluster.stop_store(follower);
+    for i in 0..60 {
+        cluster.must_put(format!("k{i}").as_bytes(), b"w");
+    }
+    std::thread::sleep(Duration::from_millis(300)); // several GC ticks
+    let truncated = cluster.peer_status(leader.store_id, FIRST_REGION).unwrap().truncated_index;
+    assert!(
+        truncated <= matched,
+        "leader compacted to {truncated}, past the stopped follower's {matched}"
+    );
+    cluster.start_store(follower);
+    for i in 0..60 {
+        cluster.must_get_equal(follower, format!("k{i}").as_bytes(), b"w");
+    }
+    wait_truncated_beyond(&cluster, leader.store_id, matched);
+}
