@@ -27,11 +27,10 @@ pub struct Config {
     /// Keep at least this many applied entries behind the slowest follower.
     pub raft_log_gc_threshold: u64,
     /// Compact once this many applied entries pile up, even if a follower lags (it then
-    /// catches up by snapshot). Validated now; takes effect once snapshots exist (until then
-    /// GC never passes the slowest peer, see `operation::log_gc`).
+    /// catches up by snapshot).
     pub raft_log_gc_count_limit: u64,
-    /// Compact once the applied log exceeds this many bytes, even if a follower lags. Takes
-    /// effect with snapshots, like `raft_log_gc_count_limit`.
+    /// Compact once the applied log exceeds this many bytes, even if a follower lags.
+    /// Validated but not yet enforced: peers do not track their log's byte size yet.
     pub raft_log_gc_size_limit: u64,
     /// Most entries the apply side writes in one kv write batch.
     pub apply_batch_max_entries: usize,

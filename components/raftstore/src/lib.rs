@@ -16,8 +16,9 @@
 //! Layout: [`fsm`] is thin glue; [`raft`] holds the peer, its storage and the apply state;
 //! [`operation`] has one module per feature. Built so far: bootstrap and recovery, writes
 //! (put, delete, delete range) with epoch and key checks at propose and apply, typed client
-//! errors, raft persistence and replication, leader transfer, log GC up to the slowest peer.
-//! Not yet: membership changes, snapshots, peers created for unknown regions, reads.
+//! errors, raft persistence and replication, leader transfer, log GC, membership changes,
+//! snapshots, peers created on demand and destroyed on removal. Not yet: reads, placement
+//! driver heartbeats, chunked snapshots.
 
 pub mod bootstrap;
 mod config;

@@ -2,7 +2,7 @@
 
 use crossbeam_channel::{Receiver, Sender};
 use proto::{
-    eraftpb::Entry,
+    eraftpb::{ConfChange, Entry},
     metapb,
     raft_cmdpb::{RaftCmdRequest, RaftCmdResponse},
     raft_serverpb::{RaftApplyState, RaftMessage},
@@ -134,6 +134,24 @@ pub struct ApplyTask {
 pub enum ApplyMsg {
     /// Apply these entries.
     Apply(ApplyTask),
+    /// The peer applied a snapshot: start over from this region and apply state.
+    Reset {
+        /// The region the snapshot holds.
+        region: metapb::Region,
+        /// The apply state the snapshot wrote.
+        apply_state: RaftApplyState,
+    },
+}
+
+/// Effects of admin commands that the peer must act on after apply.
+pub enum ExecResult {
+    /// A membership change was applied: `cc` goes to raft, `region` is the new region.
+    ChangePeer {
+        /// The raft conf change.
+        cc: ConfChange,
+        /// The region after the change.
+        region: metapb::Region,
+    },
 }
 
 /// What the apply side reports back to the peer.
@@ -144,4 +162,6 @@ pub struct ApplyRes {
     pub apply_state: RaftApplyState,
     /// Term of the last applied entry.
     pub applied_term: u64,
+    /// Admin effects, in log order.
+    pub exec_results: Vec<ExecResult>,
 }

@@ -23,6 +23,7 @@ use crate::{
         store::{StoreFsm, StoreHandlerBuilder, StoreRouter},
     },
     msg::{PeerMsg, PeerStatus, RaftCommand, StoreMsg},
+    operation::snapshot::SnapGenerator,
     raft::{apply::Apply, peer::Peer},
     store_meta::{SharedStoreMeta, StoreMeta},
     transport::{Transport, TransportError},
@@ -105,6 +106,7 @@ pub struct RaftStore<EK: KvEngine, ER: RaftEngine> {
     meta: SharedStoreMeta,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
+    snap_worker: Option<JoinHandle<()>>,
     logger: Logger,
 }
 
@@ -130,27 +132,48 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             ..Default::default()
         };
         let apply_cfg = router::Config { pool_size: cfg.apply_pool_size, ..store_cfg.clone() };
-        let (store_tx, store_fsm) = StoreFsm::create(store_id, logger.clone());
+        let (store_tx, store_fsm) = StoreFsm::create();
         let (router, mut store_system) = create_system(&store_cfg, store_tx, store_fsm)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let (ctl_tx, ctl_fsm) = ApplyControl::create();
         let (apply_router, mut apply_system) = create_system(&apply_cfg, ctl_tx, ctl_fsm)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let meta = Arc::new(Mutex::new(StoreMeta::new(store_id)));
+        let unavailable =
+            |e: std::io::Error| Error::Unavailable(format!("cannot spawn a thread: {e}"));
+        let (snap_gen, snap_worker) =
+            SnapGenerator::start(kv.clone(), store_id, logger.clone()).map_err(unavailable)?;
 
-        let recovered =
-            recover_peers(&cfg, store_id, &kv, &raft, &router, &apply_router, &meta, &logger)?;
+        let recovered = recover_peers(
+            &cfg,
+            store_id,
+            &kv,
+            &raft,
+            &router,
+            &apply_router,
+            &meta,
+            &snap_gen,
+            &logger,
+        )?;
         info!(logger, "store starting"; "regions" => recovered);
 
-        let unavailable =
-            |e: std::io::Error| Error::Unavailable(format!("cannot spawn pollers: {e}"));
         apply_system
             .spawn(
                 &format!("apply-{store_id}"),
-                ApplyHandlerBuilder { kv, store: router.clone(), cfg: cfg.clone() },
+                ApplyHandlerBuilder { kv: kv.clone(), store: router.clone(), cfg: cfg.clone() },
             )
             .map_err(unavailable)?;
-        let builder = StoreHandlerBuilder { cfg: cfg.clone(), trans, apply: apply_router, raft };
+        let builder = StoreHandlerBuilder {
+            cfg: cfg.clone(),
+            trans,
+            apply: apply_router,
+            router: router.clone(),
+            kv,
+            raft,
+            meta: meta.clone(),
+            snap_gen: Some(snap_gen),
+            logger: logger.clone(),
+        };
         store_system.spawn(&format!("raftstore-{store_id}"), builder).map_err(unavailable)?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -165,6 +188,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             meta,
             stop,
             ticker: Some(ticker),
+            snap_worker: Some(snap_worker),
             logger,
         })
     }
@@ -193,6 +217,11 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
         }
         self.store_system.shutdown();
         self.apply_system.shutdown();
+        // Every generator handle lived in a peer or a poller, all dropped now: the worker
+        // sees its channel close and exits.
+        if let Some(w) = self.snap_worker.take() {
+            let _ = w.join();
+        }
         info!(self.logger, "store stopped");
     }
 }
@@ -214,6 +243,7 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
     router: &StoreRouter<EK, ER>,
     apply_router: &ApplyRouter<EK>,
     meta: &SharedStoreMeta,
+    snap_gen: &SnapGenerator<EK>,
     logger: &Logger,
 ) -> Result<usize> {
     let mut count = 0;
@@ -226,7 +256,15 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
             warn!(logger, "region state without a peer on this store"; "region_id" => region.id);
             continue;
         }
-        let peer = Peer::new(cfg, store_id, kv.clone(), raft.clone(), region.clone(), logger)?;
+        let peer = Peer::new(
+            cfg,
+            store_id,
+            kv.clone(),
+            raft.clone(),
+            region.clone(),
+            Some(snap_gen.clone()),
+            logger,
+        )?;
         let apply = Apply::new(
             region.clone(),
             kv.clone(),

@@ -15,7 +15,7 @@ use engine::{
 use pd_client::{MemPd, MemPdConfig, PdClient};
 use proto::{
     metapb,
-    raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest, RaftCmdResponse, Request},
+    raft_cmdpb::{AdminCmdType, CmdType, ConfChangeType, RaftCmdRequest, RaftCmdResponse, Request},
 };
 use raft::StateRole;
 use raftstore::{
@@ -128,21 +128,28 @@ impl Cluster {
     /// Bootstraps every store and the first region (a peer on every store), then starts all
     /// stores.
     pub fn run(&mut self) {
+        let all: Vec<u64> = (1..=self.count).collect();
+        self.run_with_region_on(&all);
+    }
+
+    /// Bootstraps every store, and the first region with peers on `voters` only; the other
+    /// stores start empty (peers reach them through membership changes and snapshots).
+    pub fn run_with_region_on(&mut self, voters: &[u64]) {
         let mut region = metapb::Region::default();
         region.id = FIRST_REGION;
         region.mut_region_epoch().conf_ver = 1;
         region.mut_region_epoch().version = 1;
-        for store_id in 1..=self.count {
-            let mut peer = metapb::Peer::default();
-            peer.id = self.pd.alloc_id().unwrap();
-            peer.store_id = store_id;
+        for store_id in voters {
+            let peer = self.new_peer(*store_id);
             region.peers.push(peer);
         }
         for store_id in 1..=self.count {
             let dir = self.store_dir(store_id);
             let (kv, raft) = open_engines(dir.path(), &RocksConfig::small()).unwrap();
             bootstrap_store(&kv, CLUSTER_ID, store_id).unwrap();
-            bootstrap_first_region(&kv, &raft, &region).unwrap();
+            if voters.contains(&store_id) {
+                bootstrap_first_region(&kv, &raft, &region).unwrap();
+            }
             let mut store = metapb::Store::default();
             store.id = store_id;
             if store_id == 1 {
@@ -292,6 +299,68 @@ impl Cluster {
                 Outcome::Unknown(e) | Outcome::Failed(e) => return Err(e),
             }
         }
+    }
+
+    /// A new peer on `store_id` with an id from the placement driver.
+    pub fn new_peer(&self, store_id: u64) -> metapb::Peer {
+        let mut peer = metapb::Peer::default();
+        peer.id = self.pd.alloc_id().unwrap();
+        peer.store_id = store_id;
+        peer
+    }
+
+    /// The leader of a region and the region as the leader knows it.
+    pub fn leader_region(&self, region_id: u64) -> (metapb::Peer, metapb::Region) {
+        let leader = self.wait_leader(region_id);
+        let status = self.peer_status(leader.store_id, region_id).expect("leader answers");
+        (leader, status.region)
+    }
+
+    /// Asks the leader for a membership change once; the typed error if it refuses.
+    pub fn change_peer(
+        &self,
+        region_id: u64,
+        change_type: ConfChangeType,
+        peer: &metapb::Peer,
+    ) -> Result<RaftCmdResponse, Error> {
+        let (leader, region) = self.leader_region(region_id);
+        let mut req = new_request(&region, &leader, vec![]);
+        let admin = req.mut_admin_request();
+        admin.set_cmd_type(AdminCmdType::ChangePeer);
+        admin.mut_change_peer().set_change_type(change_type);
+        admin.mut_change_peer().set_peer(peer.clone());
+        self.call_command(leader.store_id, req, Duration::from_secs(3))
+    }
+
+    fn must_change_peer(&self, region_id: u64, change_type: ConfChangeType, peer: &metapb::Peer) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.change_peer(region_id, change_type, peer) {
+                Ok(_) => return,
+                Err(e)
+                    if Instant::now() < deadline
+                        && (e.is_retryable() || matches!(e, Error::OutcomeUnknown(_))) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("{change_type:?} {peer:?} on region {region_id}: {e}"),
+            }
+        }
+    }
+
+    /// Adds `peer` as a voter (or promotes it from learner).
+    pub fn must_add_peer(&self, region_id: u64, peer: &metapb::Peer) {
+        self.must_change_peer(region_id, ConfChangeType::AddNode, peer);
+    }
+
+    /// Adds `peer` as a learner.
+    pub fn must_add_learner(&self, region_id: u64, peer: &metapb::Peer) {
+        self.must_change_peer(region_id, ConfChangeType::AddLearnerNode, peer);
+    }
+
+    /// Removes `peer`.
+    pub fn must_remove_peer(&self, region_id: u64, peer: &metapb::Peer) {
+        self.must_change_peer(region_id, ConfChangeType::RemoveNode, peer);
     }
 
     /// Makes `peer` the region's leader, asking the current leader until it happens (at most

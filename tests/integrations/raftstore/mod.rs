@@ -1,4 +1,5 @@
 mod test_admin;
 mod test_errors;
 mod test_failover;
+mod test_membership;
 mod test_replication;

@@ -106,6 +106,7 @@ impl<EK: KvEngine, ER: RaftEngine> PollHandler<ApplyFsm<EK>, ApplyControl>
                 ApplyMsg::Apply(task) => {
                     self.results.push(fsm.apply.apply(task, &mut self.wb, &mut self.responses))
                 }
+                ApplyMsg::Reset { region, apply_state } => fsm.apply.reset(region, apply_state),
             }
         }
         if self.wb.count() >= self.cfg.apply_batch_max_entries * 4 {

@@ -20,11 +20,14 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
     }
 
     pub(crate) fn handle<T: Transport>(&mut self, msg: PeerMsg, ctx: &mut StoreContext<EK, ER, T>) {
+        if self.peer.destroyed {
+            return; // messages that raced with the destroy
+        }
         match msg {
-            PeerMsg::RaftMessage(m) => self.peer.on_raft_message(*m),
+            PeerMsg::RaftMessage(m) => self.peer.on_raft_message(*m, ctx),
             PeerMsg::RaftCommand(c) => self.peer.propose_command(&ctx.cfg, *c),
             PeerMsg::Tick => self.peer.on_tick(&ctx.cfg),
-            PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r),
+            PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r, ctx),
             PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
         }
     }
@@ -33,6 +36,6 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
 impl<EK: KvEngine, ER: RaftEngine> Fsm for PeerFsm<EK, ER> {
     type Message = PeerMsg;
     fn is_stopped(&self) -> bool {
-        false
+        self.peer.destroyed
     }
 }

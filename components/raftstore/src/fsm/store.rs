@@ -4,16 +4,17 @@
 
 use crossbeam_channel::Receiver;
 use engine::{KvEngine, RaftEngine};
-use proto::raft_serverpb::RaftMessage;
 use router::{
     drain, mailbox_channel, Fsm, HandleResult, HandlerBuilder, LooseBoundedSender, PollHandler,
     Router,
 };
-use slog::{debug, Logger};
+use slog::Logger;
 
 use crate::{
     fsm::{apply::ApplyRouter, peer::PeerFsm},
     msg::{PeerMsg, StoreMsg},
+    operation::{life::maybe_create_peer, snapshot::SnapGenerator},
+    store_meta::SharedStoreMeta,
     transport::Transport,
     Config,
 };
@@ -24,29 +25,23 @@ pub type StoreRouter<EK, ER> = Router<PeerFsm<EK, ER>, StoreFsm>;
 /// The store's own FSM: messages for regions that have no peer here.
 pub struct StoreFsm {
     rx: Receiver<StoreMsg>,
-    store_id: u64,
-    logger: Logger,
 }
 
 impl StoreFsm {
     /// The FSM and the sender of its mailbox.
-    pub fn create(store_id: u64, logger: Logger) -> (LooseBoundedSender<StoreMsg>, Box<Self>) {
+    pub fn create() -> (LooseBoundedSender<StoreMsg>, Box<Self>) {
         let (tx, rx) = mailbox_channel(4096);
-        (tx, Box::new(StoreFsm { rx, store_id, logger }))
+        (tx, Box::new(StoreFsm { rx }))
     }
 
-    fn handle(&mut self, msg: StoreMsg) {
+    fn handle<EK: KvEngine, ER: RaftEngine, T: Transport>(
+        &mut self,
+        msg: StoreMsg,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
         match msg {
-            StoreMsg::RaftMessage(m) => self.on_unknown_region_message(*m),
+            StoreMsg::RaftMessage(m) => maybe_create_peer(ctx, *m),
         }
-    }
-
-    /// A message for a region with no peer here. Creating a peer for it needs a snapshot to
-    /// fill it, which this store cannot send yet: the message is dropped (raft retries).
-    fn on_unknown_region_message(&mut self, msg: RaftMessage) {
-        debug!(self.logger, "message for a region not on this store";
-            "store_id" => self.store_id, "region_id" => msg.region_id,
-            "to_peer" => msg.get_to_peer().id);
     }
 }
 
@@ -62,7 +57,12 @@ pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) cfg: Config,
     pub(crate) trans: T,
     pub(crate) apply: ApplyRouter<EK>,
+    pub(crate) router: StoreRouter<EK, ER>,
+    pub(crate) kv: EK,
     pub(crate) raft: ER,
+    pub(crate) meta: SharedStoreMeta,
+    pub(crate) snap_gen: Option<SnapGenerator<EK>>,
+    pub(crate) logger: Logger,
     pub(crate) log_batch: ER::LogBatch,
     pub(crate) msgs: Vec<PeerMsg>,
 }
@@ -79,7 +79,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
     fn handle_control(&mut self, store: &mut StoreFsm) -> HandleResult {
         let res = drain(&store.rx, self.ctx.cfg.messages_per_tick, &mut self.store_msgs);
         for msg in self.store_msgs.drain(..) {
-            store.handle(msg);
+            store.handle(msg, &mut self.ctx);
         }
         res
     }
@@ -91,8 +91,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
             fsm.handle(msg, &mut self.ctx);
         }
         self.ctx.msgs = msgs;
-        let ctx = &mut self.ctx;
-        fsm.peer.collect_ready(&mut ctx.log_batch, &mut ctx.trans, &ctx.apply);
+        fsm.peer.collect_ready(&mut self.ctx);
         res
     }
 
@@ -117,7 +116,12 @@ pub struct StoreHandlerBuilder<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) cfg: Config,
     pub(crate) trans: T,
     pub(crate) apply: ApplyRouter<EK>,
+    pub(crate) router: StoreRouter<EK, ER>,
+    pub(crate) kv: EK,
     pub(crate) raft: ER,
+    pub(crate) meta: SharedStoreMeta,
+    pub(crate) snap_gen: Option<SnapGenerator<EK>>,
+    pub(crate) logger: Logger,
 }
 
 impl<EK: KvEngine, ER: RaftEngine, T: Transport> HandlerBuilder<PeerFsm<EK, ER>, StoreFsm>
@@ -130,7 +134,12 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> HandlerBuilder<PeerFsm<EK, ER>,
                 cfg: self.cfg.clone(),
                 trans: self.trans.clone(),
                 apply: self.apply.clone(),
+                router: self.router.clone(),
+                kv: self.kv.clone(),
                 raft: self.raft.clone(),
+                meta: self.meta.clone(),
+                snap_gen: self.snap_gen.clone(),
+                logger: self.logger.clone(),
                 log_batch: self.raft.log_batch(256),
                 msgs: Vec::new(),
             },

@@ -52,8 +52,10 @@ pub fn check_key_in_region(key: &[u8], region: &Region) -> Result<()> {
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Proposes a command, or answers it with the error that stopped it.
     pub(crate) fn propose_command(&mut self, cfg: &Config, cmd: RaftCommand) {
-        if cmd.request.get_admin_request().get_cmd_type() == AdminCmdType::TransferLeader {
-            return self.transfer_leader(cmd);
+        match cmd.request.get_admin_request().get_cmd_type() {
+            AdminCmdType::TransferLeader => return self.transfer_leader(cmd),
+            AdminCmdType::ChangePeer => return self.propose_conf_change(cmd),
+            _ => {}
         }
         match self.check_and_propose(cfg, &cmd.request) {
             Ok(index) => {

@@ -1,10 +1,10 @@
 //! Raft log GC: the leader proposes `CompactLog` on a tick; every peer applies it by moving
 //! its truncated state, then deletes the compacted entries from its raft engine.
 //!
-//! The leader compacts only entries that are applied and that every peer already has: a peer
-//! missing compacted entries could only catch up by snapshot, and snapshots are not built
-//! yet. So a stopped peer holds GC back; `raft_log_gc_count_limit` and
-//! `raft_log_gc_size_limit`, which force GC past lagging peers, take effect with snapshots.
+//! The leader compacts applied entries that every peer already has. When more than
+//! `raft_log_gc_count_limit` applied entries pile up it compacts past lagging peers too; they
+//! then catch up by snapshot. (`raft_log_gc_size_limit` is validated but not yet measured: the
+//! peer does not track the log's byte size.)
 
 use engine::{KvEngine, RaftEngine};
 use proto::{
@@ -36,7 +36,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let first = self.storage().truncated_index() + 1;
         let replicated =
             self.raft_group.raft.prs().iter().map(|(_, pr)| pr.matched).min().unwrap_or(0);
-        let compact_index = replicated.min(self.storage().applied_index());
+        let applied = self.storage().applied_index();
+        let compact_index = if applied + 1 - first >= cfg.raft_log_gc_count_limit {
+            applied // lagging peers catch up by snapshot
+        } else {
+            replicated.min(applied)
+        };
         if compact_index < first || compact_index + 1 - first < cfg.raft_log_gc_threshold {
             return;
         }

@@ -1,15 +1,22 @@
 //! Raft messages from other peers of the region.
 
 use engine::{KvEngine, RaftEngine};
-use proto::raft_serverpb::RaftMessage;
+use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
 use slog::{debug, warn};
 
-use crate::raft::peer::Peer;
+use crate::{
+    fsm::store::StoreContext, operation::snapshot::check_snapshot, raft::peer::Peer,
+    transport::Transport,
+};
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Steps a raft message into the group. A misaddressed message, or one raft refuses, is
     /// dropped with a log line: a bad message never stops the peer.
-    pub(crate) fn on_raft_message(&mut self, mut msg: RaftMessage) {
+    pub(crate) fn on_raft_message<T: Transport>(
+        &mut self,
+        mut msg: RaftMessage,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
         if msg.get_to_peer().id != self.peer_id() || msg.region_id != self.region_id() {
             warn!(self.logger, "dropping misaddressed raft message";
                 "to_peer" => msg.get_to_peer().id, "region" => msg.region_id);
@@ -19,6 +26,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if from == 0 || msg.get_message().from != from || msg.get_message().to != self.peer_id() {
             warn!(self.logger, "dropping malformed raft message"; "from" => from);
             return;
+        }
+        self.peer_cache.insert(from, msg.get_from_peer().clone());
+        if msg.get_message().get_msg_type() == MessageType::MsgSnapshot {
+            let meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(reason) = check_snapshot(&msg, self.region_id(), self.peer_id(), &meta) {
+                warn!(self.logger, "dropping a snapshot"; "reason" => reason);
+                return;
+            }
         }
         if let Err(e) = self.raft_group.step(msg.take_message()) {
             debug!(self.logger, "raft refused a message"; "from" => from, "err" => %e);

@@ -5,10 +5,16 @@
 //!   apply, and take apply results back;
 //! - `message`: raft messages from other peers;
 //! - `transfer_leader`: handing leadership to another peer;
-//! - `log_gc`: compacting the raft log (CompactLog), proposed on a tick, applied by every peer.
+//! - `log_gc`: compacting the raft log (CompactLog), proposed on a tick, applied by every peer;
+//! - `conf_change`: membership changes (ChangePeer);
+//! - `snapshot`: generating, checking and applying snapshots;
+//! - `life`: creating a peer for an unknown region's message, destroying a removed peer.
 
 pub mod command;
+pub mod conf_change;
+pub mod life;
 pub mod log_gc;
 pub mod message;
 pub mod ready;
+pub mod snapshot;
 pub mod transfer_leader;

@@ -17,8 +17,8 @@ use raft::StateRole;
 use slog::{error, info, warn};
 
 use crate::{
-    fsm::apply::ApplyRouter,
-    msg::{ApplyMsg, ApplyRes, ApplyTask},
+    fsm::{apply::ApplyRouter, store::StoreContext},
+    msg::{ApplyMsg, ApplyRes, ApplyTask, ExecResult},
     raft::peer::Peer,
     transport::Transport,
     Error,
@@ -28,33 +28,36 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Takes the next ready, if any and if the previous one was persisted: sends what needs no
     /// persistence, hands committed entries to apply, and adds entries and hard state to the
     /// round's `batch`. The ready waits until the batch is written.
-    pub(crate) fn collect_ready<T: Transport>(
-        &mut self,
-        batch: &mut ER::LogBatch,
-        trans: &mut T,
-        apply: &ApplyRouter<EK>,
-    ) {
-        if self.pending_ready.is_some() || !self.raft_group.has_ready() {
+    pub(crate) fn collect_ready<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
+        if self.destroyed || self.pending_ready.is_some() || !self.raft_group.has_ready() {
             return;
+        }
+        if self.snapshot_must_wait() {
+            return; // handled again when the apply result arrives
         }
         let mut ready = self.raft_group.ready();
         if ready.ss().is_some_and(|ss| ss.raft_state != StateRole::Leader) {
             self.on_leadership_lost();
         }
-        if !ready.snapshot().is_empty() {
-            error!(self.logger, "received a snapshot, which this store cannot apply yet");
+        let has_snapshot = !ready.snapshot().is_empty();
+        if has_snapshot {
+            if let Err(e) =
+                self.apply_snapshot(ready.snapshot(), &mut ctx.log_batch, &ctx.meta, &ctx.apply)
+            {
+                error!(self.logger, "cannot apply snapshot"; "err" => %e);
+            }
         }
-        self.send(ready.take_messages(), trans);
-        self.hand_to_apply(ready.take_committed_entries(), apply);
+        self.send(ready.take_messages(), &mut ctx.trans);
+        self.hand_to_apply(ready.take_committed_entries(), &ctx.apply);
         let store = self.raft_group.mut_store();
-        if let Err(e) = store.append(ready.entries(), batch) {
+        if let Err(e) = store.append(ready.entries(), &mut ctx.log_batch) {
             error!(self.logger, "cannot append entries"; "err" => %e);
         }
         if let Some(hs) = ready.hs() {
             store.set_hard_state(hs.clone());
         }
-        if !ready.entries().is_empty() || ready.hs().is_some() {
-            if let Err(e) = store.write_raft_state(batch) {
+        if has_snapshot || !ready.entries().is_empty() || ready.hs().is_some() {
+            if let Err(e) = store.write_raft_state(&mut ctx.log_batch) {
                 error!(self.logger, "cannot write raft state"; "err" => %e);
             }
         }
@@ -67,6 +70,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let Some(mut ready) = self.pending_ready.take() else {
             return;
         };
+        if self.destroyed {
+            return;
+        }
         self.send(ready.take_persisted_messages(), trans);
         let mut light = self.raft_group.advance_append(ready);
         if let Some(commit) = light.commit_index() {
@@ -111,6 +117,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let Some(last) = entries.last().map(|e| e.index) else {
             return;
         };
+        self.handed_index = last;
         let mut proposals = Vec::new();
         while self.proposals.front().is_some_and(|p| p.index <= last) {
             proposals.extend(self.proposals.pop_front());
@@ -123,12 +130,27 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// The apply side applied up to `res.apply_state.applied_index`.
-    pub(crate) fn on_apply_res(&mut self, res: ApplyRes) {
+    pub(crate) fn on_apply_res<T: Transport>(
+        &mut self,
+        res: ApplyRes,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
+        if res.apply_state.applied_index < self.storage().applied_index() {
+            return; // from before a snapshot that moved the peer past it
+        }
         self.applied_term = res.applied_term;
         let applied = res.apply_state.applied_index;
         let old_truncated = self.storage().truncated_index();
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
         self.on_log_compacted(old_truncated);
+        for result in res.exec_results {
+            match result {
+                ExecResult::ChangePeer { cc, region } => self.on_change_peer(cc, region, ctx),
+            }
+            if self.destroyed {
+                return;
+            }
+        }
     }
 }

@@ -4,18 +4,19 @@ use std::collections::VecDeque;
 
 use engine::{keys, KvEngine, Mutable, CF_DEFAULT, CF_META};
 use proto::{
-    eraftpb::{Entry, EntryType},
+    eraftpb::{ConfChange, Entry, EntryType},
     metapb::Region,
     raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest, RaftCmdResponse, Request, Response},
-    raft_serverpb::RaftApplyState,
+    raft_serverpb::{PeerState, RaftApplyState, RegionLocalState},
     Message,
 };
 use slog::{error, warn, Logger};
 
 use crate::{
-    msg::{error_response, ApplyRes, ApplyTask, CmdResponseSender, Proposal},
+    msg::{error_response, ApplyRes, ApplyTask, CmdResponseSender, ExecResult, Proposal},
     operation::{
         command::{check_key_in_region, check_region_epoch},
+        conf_change::{check_conf_epoch, exec_change_peer},
         log_gc::exec_compact_log,
     },
     Error, Result,
@@ -55,6 +56,7 @@ impl<EK: KvEngine> Apply<EK> {
         out: &mut PendingResponses,
     ) -> ApplyRes {
         self.pending.extend(task.proposals);
+        let mut exec_results = Vec::new();
         for entry in task.entries {
             if entry.index <= self.apply_state.applied_index {
                 continue; // replayed after a restart: already in the kv engine
@@ -62,9 +64,10 @@ impl<EK: KvEngine> Apply<EK> {
             let resp = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => RaftCmdResponse::default(),
                 EntryType::EntryNormal => self.exec_normal(&entry, wb),
-                _ => {
-                    warn!(self.logger, "membership changes are not applied yet"; "index" => entry.index);
-                    error_response(&Error::InvalidRequest("membership change unsupported".into()))
+                EntryType::EntryConfChange => self.exec_conf_change(&entry, wb, &mut exec_results),
+                EntryType::EntryConfChangeV2 => {
+                    warn!(self.logger, "joint consensus changes are not proposed by this store"; "index" => entry.index);
+                    error_response(&Error::InvalidRequest("ConfChangeV2 unsupported".into()))
                 }
             };
             self.apply_state.applied_index = entry.index;
@@ -82,7 +85,56 @@ impl<EK: KvEngine> Apply<EK> {
             region_id: self.region.id,
             apply_state: self.apply_state.clone(),
             applied_term: self.applied_term,
+            exec_results,
         }
+    }
+
+    /// Starts over from a snapshot's state; proposals still waiting can no longer be matched
+    /// and answer `OutcomeUnknown` as they drop.
+    pub fn reset(&mut self, region: Region, apply_state: RaftApplyState) {
+        self.applied_term = apply_state.commit_term;
+        self.region = region;
+        self.apply_state = apply_state;
+        self.pending.clear();
+    }
+
+    fn exec_conf_change(
+        &mut self,
+        entry: &Entry,
+        wb: &mut EK::WriteBatch,
+        results: &mut Vec<ExecResult>,
+    ) -> RaftCmdResponse {
+        let decoded = ConfChange::parse_from_bytes(&entry.data).and_then(|cc| {
+            let req = RaftCmdRequest::parse_from_bytes(&cc.context)?;
+            Ok((cc, req))
+        });
+        let (cc, req) = match decoded {
+            Ok(pair) => pair,
+            Err(e) => {
+                error!(self.logger, "undecodable conf change skipped"; "index" => entry.index, "err" => %e);
+                return error_response(&Error::InvalidRequest(format!(
+                    "undecodable conf change: {e}"
+                )));
+            }
+        };
+        let region = match check_conf_epoch(&req, &self.region)
+            .and_then(|_| exec_change_peer(&self.region, &req))
+        {
+            Ok(region) => region,
+            Err(e) => return error_response(&e),
+        };
+        let mut state = RegionLocalState::default();
+        state.set_state(PeerState::Normal);
+        state.set_region(region.clone());
+        if let Err(e) = wb.put_msg_cf(CF_META, &keys::region_state_key(region.id), &state) {
+            return error_response(&Error::Engine(e));
+        }
+        self.region = region.clone();
+        results.push(ExecResult::ChangePeer { cc, region: region.clone() });
+        let mut resp = RaftCmdResponse::default();
+        resp.mut_admin_response().set_cmd_type(AdminCmdType::ChangePeer);
+        resp.mut_admin_response().mut_change_peer().set_region(region);
+        resp
     }
 
     /// Hands `resp` to the proposal of the entry at `index` in `term`; a proposal whose index

@@ -1,7 +1,7 @@
 //! `Peer`: one region's raft group on this store. State only; the operations on it live in
 //! `operation/`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use engine::{KvEngine, RaftEngine};
 use proto::{
@@ -14,6 +14,7 @@ use slog::{o, Logger};
 
 use crate::{
     msg::{PeerStatus, Proposal},
+    operation::snapshot::SnapGenerator,
     raft::storage::PeerStorage,
     Config, Error, Result,
 };
@@ -32,6 +33,13 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) applied_term: u64,
     /// Base ticks since the last log GC check.
     pub(crate) ticks_since_gc: u64,
+    /// The last log index handed to the apply side.
+    pub(crate) handed_index: u64,
+    /// The peer was removed and its data deleted; the poller drops it.
+    pub(crate) destroyed: bool,
+    /// Peers learned from incoming messages, so that a peer that does not know its region
+    /// yet (uninitialized, waiting for a snapshot) can answer them.
+    pub(crate) peer_cache: HashMap<u64, metapb::Peer>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -43,6 +51,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         kv: EK,
         raft: ER,
         region: Region,
+        snap_gen: Option<SnapGenerator<EK>>,
         logger: &Logger,
     ) -> Result<Self> {
         let peer = region.get_peers().iter().find(|p| p.store_id == store_id).cloned().ok_or_else(
@@ -53,8 +62,36 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 ))
             },
         )?;
+        Self::with_peer(cfg, kv, raft, region, peer, snap_gen, logger)
+    }
+
+    /// A peer that knows only its region's id (no peers, no range): it waits for a snapshot.
+    pub fn uninitialized(
+        cfg: &Config,
+        kv: EK,
+        raft: ER,
+        region: Region,
+        peer: metapb::Peer,
+        snap_gen: Option<SnapGenerator<EK>>,
+        logger: &Logger,
+    ) -> Result<Self> {
+        Self::with_peer(cfg, kv, raft, region, peer, snap_gen, logger)
+    }
+
+    fn with_peer(
+        cfg: &Config,
+        kv: EK,
+        raft: ER,
+        region: Region,
+        peer: metapb::Peer,
+        snap_gen: Option<SnapGenerator<EK>>,
+        logger: &Logger,
+    ) -> Result<Self> {
         let logger = logger.new(o!("region_id" => region.id, "peer_id" => peer.id));
-        let storage = PeerStorage::new(kv, raft, region, logger.clone())?;
+        let mut storage = PeerStorage::new(kv, raft, region, logger.clone())?;
+        if let Some(generator) = snap_gen {
+            storage.set_snap_generator(generator);
+        }
         let applied = storage.applied_index();
         let applied_term = storage.apply_state().commit_term.max(storage.truncated_term());
         let raft_cfg = cfg.raft_config(peer.id, applied);
@@ -68,6 +105,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             pending_ready: None,
             applied_term,
             ticks_since_gc: 0,
+            handed_index: applied,
+            destroyed: false,
+            peer_cache: HashMap::new(),
         })
     }
 
@@ -106,9 +146,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.peer_by_id(self.raft_group.raft.leader_id)
     }
 
-    /// The region's peer with this id.
+    /// The region's peer with this id, or one learned from a message.
     pub fn peer_by_id(&self, peer_id: u64) -> Option<metapb::Peer> {
-        self.region().get_peers().iter().find(|p| p.id == peer_id).cloned()
+        self.region()
+            .get_peers()
+            .iter()
+            .find(|p| p.id == peer_id)
+            .or_else(|| self.peer_cache.get(&peer_id))
+            .cloned()
     }
 
     /// The peer's current status.

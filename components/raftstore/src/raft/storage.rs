@@ -13,7 +13,11 @@ use proto::{
     metapb::{PeerRole, Region},
     raft_serverpb::{RaftApplyState, RaftLocalState},
 };
+use std::sync::{Arc, Mutex};
+
 use slog::{info, Logger};
+
+use crate::operation::snapshot::{SnapGenerator, SnapState};
 
 use crate::{Error, Result};
 
@@ -63,6 +67,9 @@ pub struct PeerStorage<EK: KvEngine, ER: RaftEngine> {
     apply_state: RaftApplyState,
     last_term: u64,
     logger: Logger,
+    /// Where to ask for snapshot generation; without it `snapshot` is always unavailable.
+    snap_gen: Option<SnapGenerator<EK>>,
+    snap_state: Arc<Mutex<SnapState>>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
@@ -102,6 +109,15 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
         if raft_state.get_hard_state().commit < apply_state.commit_index {
             raft_state.mut_hard_state().commit = apply_state.commit_index;
         }
+        // A snapshot's kv part is written before its raft state: a crash in between leaves
+        // the raft state behind the snapshot, which then stands for the whole log.
+        let truncated = apply_state.get_truncated_state();
+        if raft_state.last_index < truncated.index {
+            raft_state.last_index = truncated.index;
+            let hs = raft_state.mut_hard_state();
+            hs.term = hs.term.max(truncated.term);
+            hs.commit = hs.commit.max(truncated.index);
+        }
         validate_states(region_id, &raft_state, &apply_state)?;
         let truncated = apply_state.get_truncated_state();
         raft.check_log_range(region_id, truncated.index + 1, raft_state.last_index + 1)?;
@@ -116,7 +132,17 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
         info!(logger, "peer storage loaded";
             "last_index" => raft_state.last_index, "commit" => raft_state.get_hard_state().commit,
             "applied" => apply_state.applied_index, "truncated" => truncated.index);
-        Ok(PeerStorage { kv, raft, region, raft_state, apply_state, last_term, logger })
+        Ok(PeerStorage {
+            kv,
+            raft,
+            region,
+            raft_state,
+            apply_state,
+            last_term,
+            logger,
+            snap_gen: None,
+            snap_state: Default::default(),
+        })
     }
 
     /// Whether the peer knows its region (it has peers); an uninitialized peer waits for a
@@ -215,6 +241,21 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
     /// Records the apply state the apply side has written (in memory only).
     pub fn set_apply_state(&mut self, state: RaftApplyState) {
         self.apply_state = state;
+    }
+
+    /// Lets this storage generate snapshots through `generator`.
+    pub fn set_snap_generator(&mut self, generator: SnapGenerator<EK>) {
+        self.snap_gen = Some(generator);
+    }
+
+    /// Takes on the state a snapshot wrote: its region, its apply state, and a log that ends
+    /// at the snapshot (entries to delete are the caller's, in the same raft batch).
+    pub fn apply_snapshot_state(&mut self, region: Region, apply_state: RaftApplyState) {
+        let truncated = apply_state.get_truncated_state();
+        self.raft_state.last_index = truncated.index;
+        self.last_term = truncated.term;
+        self.region = region;
+        self.apply_state = apply_state;
     }
 
     /// Adds the raft state to `batch`.
@@ -333,8 +374,26 @@ impl<EK: KvEngine, ER: RaftEngine> ::raft::Storage for PeerStorage<EK, ER> {
         Ok(self.raft_state.last_index)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> ::raft::Result<Snapshot> {
-        // Snapshot generation arrives with the raftstore core; until then raft retries later.
-        Err(::raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+    /// A snapshot at least as new as `request_index`, if one is generated; otherwise asks the
+    /// generator for one and answers "temporarily unavailable" (raft asks again later).
+    fn snapshot(&self, request_index: u64, _to: u64) -> ::raft::Result<Snapshot> {
+        let unavailable = Err(::raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        let Some(generator) = &self.snap_gen else {
+            return unavailable;
+        };
+        let mut state = self.snap_state.lock().unwrap_or_else(|e| e.into_inner());
+        match &*state {
+            SnapState::Ready(snap)
+                if snap.get_metadata().index >= request_index.max(self.truncated_index()) =>
+            {
+                return Ok(snap.clone());
+            }
+            SnapState::Generating => return unavailable,
+            _ => {}
+        }
+        if generator.schedule(self.region.id, self.snap_state.clone()) {
+            *state = SnapState::Generating;
+        }
+        unavailable
     }
 }

@@ -1,0 +1,135 @@
+//! A peer's life: created for a message of a region the store does not have, destroyed when
+//! it is removed from its region.
+
+use engine::{
+    keys, KvEngine, Mutable, RaftEngine, RaftLogBatch, WriteOptions, CF_DEFAULT, CF_META,
+};
+use proto::{
+    metapb::Region,
+    raft_serverpb::{PeerState, RaftMessage, RegionLocalState},
+};
+use router::BasicMailbox;
+use slog::{debug, error, info};
+
+use crate::{
+    fsm::{apply::ApplyFsm, peer::PeerFsm, store::StoreContext},
+    msg::PeerMsg,
+    raft::{apply::Apply, peer::Peer},
+    transport::Transport,
+    Error,
+};
+
+/// A message for a region with no peer here: creates an uninitialized peer for it (it waits
+/// for a snapshot) unless the message is stale or the region's range is taken, then delivers
+/// the message to it.
+pub(crate) fn maybe_create_peer<EK: KvEngine, ER: RaftEngine, T: Transport>(
+    ctx: &mut StoreContext<EK, ER, T>,
+    msg: RaftMessage,
+) {
+    let region_id = msg.region_id;
+    if let Err(reason) = check_create(ctx, &msg) {
+        debug!(ctx.logger, "not creating a peer"; "region_id" => region_id, "reason" => reason);
+        return;
+    }
+    let mut region = Region::default();
+    region.id = region_id;
+    let peer = match Peer::uninitialized(
+        &ctx.cfg,
+        ctx.kv.clone(),
+        ctx.raft.clone(),
+        region.clone(),
+        msg.get_to_peer().clone(),
+        ctx.snap_gen.clone(),
+        &ctx.logger,
+    ) {
+        Ok(peer) => peer,
+        Err(e) => {
+            error!(ctx.logger, "cannot create peer"; "region_id" => region_id, "err" => %e);
+            return;
+        }
+    };
+    info!(peer.logger, "peer created for an incoming message"; "from" => msg.get_from_peer().id);
+    let apply = Apply::new(region, ctx.kv.clone(), Default::default(), peer.logger.clone());
+    let (apply_tx, apply_fsm) = ApplyFsm::create(apply, ctx.cfg.mailbox_capacity);
+    ctx.apply.register(region_id, BasicMailbox::new(apply_tx, apply_fsm));
+    let (tx, fsm) = PeerFsm::create(peer, ctx.cfg.mailbox_capacity);
+    ctx.router.register(region_id, BasicMailbox::new(tx, fsm));
+    // The mailbox was just registered; a failure here means shutdown.
+    let _ = ctx.router.force_send(region_id, PeerMsg::RaftMessage(Box::new(msg)));
+}
+
+fn check_create<EK: KvEngine, ER: RaftEngine, T>(
+    ctx: &StoreContext<EK, ER, T>,
+    msg: &RaftMessage,
+) -> Result<(), String> {
+    if msg.is_tombstone {
+        return Err("tombstone message".into());
+    }
+    if ctx.router.contains(msg.region_id) {
+        return Err("a peer exists (raced)".into());
+    }
+    let state: Option<RegionLocalState> = ctx
+        .kv
+        .get_msg_cf(CF_META, &keys::region_state_key(msg.region_id))
+        .map_err(|e| e.to_string())?;
+    if let Some(state) = state {
+        let conf_ver = state.get_region().get_region_epoch().conf_ver;
+        if state.get_state() == PeerState::Tombstone && msg.get_region_epoch().conf_ver <= conf_ver
+        {
+            return Err(format!("stale message for a destroyed peer (conf_ver {conf_ver})"));
+        }
+    }
+    let meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+    let overlaps = meta.overlapping(&msg.start_key, &msg.end_key);
+    if !overlaps.is_empty() {
+        return Err(format!("range overlaps regions {overlaps:?}"));
+    }
+    Ok(())
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Removes this peer for good: a tombstone region state, its data and raft log deleted,
+    /// its apply side closed, and the peer marked for the poller to drop.
+    pub(crate) fn destroy<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
+        let region = self.region().clone();
+        if let Err(e) = self.clean_up(&region) {
+            // The peer stops anyway; a restart sees a tombstone or cleans the leftovers then.
+            error!(self.logger, "peer clean-up failed"; "err" => %e);
+        }
+        let _ = ctx.apply.close(region.id);
+        let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+        if meta.region(region.id).is_some() {
+            meta.remove_region(region.id);
+        }
+        for p in self.proposals.drain(..) {
+            p.ch.respond_error(Error::RegionNotFound(region.id));
+        }
+        self.pending_ready = None;
+        self.destroyed = true;
+        info!(self.logger, "peer destroyed");
+    }
+
+    fn clean_up(&self, region: &Region) -> crate::Result<()> {
+        let kv = self.storage().kv_engine();
+        let mut wb = kv.write_batch();
+        let mut state = RegionLocalState::default();
+        state.set_state(PeerState::Tombstone);
+        state.set_region(region.clone());
+        wb.put_msg_cf(CF_META, &keys::region_state_key(region.id), &state)?;
+        wb.delete_cf(CF_META, &keys::apply_state_key(region.id))?;
+        if !region.get_peers().is_empty() {
+            wb.delete_range_cf(
+                CF_DEFAULT,
+                &keys::data_key(&region.start_key),
+                &keys::data_end_key(&region.end_key),
+            )?;
+        }
+        kv.write(&mut wb, WriteOptions::SYNC)?;
+        let raft = self.storage().raft_engine();
+        let mut batch = raft.log_batch(0);
+        batch.cut_logs(region.id, 0, self.storage().raft_state().last_index + 1)?;
+        batch.delete_raft_state(region.id)?;
+        raft.consume(&mut batch, true)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! Snapshots: generated from the kv engine by a worker, checked when they arrive, applied by
+//! the receiving peer.
+//!
+//! ```text
+//! leader: raft asks PeerStorage::snapshot ──▶ not ready: schedule on the worker, "try later"
+//!         worker: one kv snapshot → apply state, region state and the region's data, all from
+//!                 the same point in time → SnapState::Ready
+//!         raft asks again ──▶ the ready snapshot (if new enough) ──▶ MsgSnapshot
+//! follower: check (decodes, right region, holds this peer, no overlap with another region)
+//!           → raft → ready with snapshot, once the apply side is idle →
+//!           kv: delete the range, write the data, region state, apply state (synced) →
+//!           raft batch: delete the old log; raft state follows with the round's write →
+//!           apply side reset to the snapshot's state
+//! ```
+//!
+//! A crash between the kv write and the raft state leaves the raft state behind the
+//! snapshot; `PeerStorage::new` raises it to the snapshot's index on restart.
+
+use std::{
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+};
+
+use crossbeam_channel::{Receiver, Sender};
+use engine::{
+    keys, Iterable, KvEngine, Mutable, Peekable, RaftEngine, RaftLogBatch, WriteOptions,
+    CF_DEFAULT, CF_META,
+};
+use proto::{
+    eraftpb::Snapshot,
+    metapb::Region,
+    raft_serverpb::{
+        KeyValue, PeerState, RaftApplyState, RaftMessage, RaftSnapshotData, RegionLocalState,
+    },
+    Message,
+};
+use slog::{info, warn, Logger};
+
+use crate::{
+    msg::ApplyMsg,
+    raft::{peer::Peer, storage::conf_state_from_region},
+    store_meta::StoreMeta,
+    Error, Result,
+};
+
+/// Where a peer's snapshot generation stands.
+#[derive(Default)]
+pub enum SnapState {
+    /// Nothing asked for.
+    #[default]
+    Idle,
+    /// The worker is on it.
+    Generating,
+    /// Generated; reused while new enough.
+    Ready(Snapshot),
+    /// The last attempt failed; the next request tries again.
+    Failed,
+}
+
+struct GenTask {
+    region_id: u64,
+    slot: Arc<Mutex<SnapState>>,
+}
+
+/// A handle to the store's snapshot worker.
+pub struct SnapGenerator<EK: KvEngine> {
+    tx: Sender<GenTask>,
+    _engine: std::marker::PhantomData<EK>,
+}
+
+impl<EK: KvEngine> Clone for SnapGenerator<EK> {
+    fn clone(&self) -> Self {
+        SnapGenerator { tx: self.tx.clone(), _engine: std::marker::PhantomData }
+    }
+}
+
+impl<EK: KvEngine> SnapGenerator<EK> {
+    /// Starts the worker. It exits once every handle is dropped.
+    pub fn start(kv: EK, store_id: u64, logger: Logger) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let worker = std::thread::Builder::new()
+            .name(format!("snap-gen-{store_id}"))
+            .spawn(move || run_worker(kv, rx, logger))?;
+        Ok((SnapGenerator { tx, _engine: std::marker::PhantomData }, worker))
+    }
+
+    /// Asks for a snapshot of `region_id`, to be put in `slot`. False if the worker is gone.
+    pub(crate) fn schedule(&self, region_id: u64, slot: Arc<Mutex<SnapState>>) -> bool {
+        self.tx.send(GenTask { region_id, slot }).is_ok()
+    }
+}
+
+fn run_worker<EK: KvEngine>(kv: EK, rx: Receiver<GenTask>, logger: Logger) {
+    while let Ok(task) = rx.recv() {
+        let state = match generate(&kv, task.region_id) {
+            Ok(snap) => {
+                info!(logger, "snapshot generated"; "region_id" => task.region_id,
+                    "index" => snap.get_metadata().index, "bytes" => snap.data.len());
+                SnapState::Ready(snap)
+            }
+            Err(e) => {
+                warn!(logger, "snapshot generation failed"; "region_id" => task.region_id, "err" => %e);
+                SnapState::Failed
+            }
+        };
+        *task.slot.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+}
+
+/// Builds a snapshot of a region from one point-in-time view of the kv engine.
+pub fn generate<EK: KvEngine>(kv: &EK, region_id: u64) -> Result<Snapshot> {
+    let view = kv.snapshot();
+    let missing =
+        |what: &str| Error::StateCorrupted { region_id, detail: format!("{what} missing") };
+    let apply: RaftApplyState = view
+        .get_msg_cf(CF_META, &keys::apply_state_key(region_id))?
+        .ok_or_else(|| missing("apply state"))?;
+    let state: RegionLocalState = view
+        .get_msg_cf(CF_META, &keys::region_state_key(region_id))?
+        .ok_or_else(|| missing("region state"))?;
+    let region = state.get_region();
+    let mut data = RaftSnapshotData::default();
+    data.set_region(region.clone());
+    let (start, end) = (keys::data_key(&region.start_key), keys::data_end_key(&region.end_key));
+    view.scan(CF_DEFAULT, &start, &end, false, |k, v| {
+        let mut kv = KeyValue::default();
+        kv.key = k.to_vec();
+        kv.value = v.to_vec();
+        data.data.push(kv);
+        Ok(true)
+    })?;
+    let mut snap = Snapshot::default();
+    snap.data = data
+        .write_to_bytes()
+        .map_err(|e| Error::InvalidArgument(format!("encode snapshot: {e}")))?
+        .into();
+    let meta = snap.mut_metadata();
+    meta.index = apply.applied_index;
+    meta.term = apply.commit_term;
+    meta.set_conf_state(conf_state_from_region(region));
+    Ok(snap)
+}
+
+/// Checks a snapshot message before raft sees it: it must decode, be of `region_id`, hold
+/// `peer_id`, and not overlap any other region of the store.
+pub(crate) fn check_snapshot(
+    msg: &RaftMessage,
+    region_id: u64,
+    peer_id: u64,
+    meta: &StoreMeta,
+) -> std::result::Result<(), String> {
+    let data = RaftSnapshotData::parse_from_bytes(&msg.get_message().get_snapshot().data)
+        .map_err(|e| format!("undecodable snapshot: {e}"))?;
+    let region = data.get_region();
+    if region.id != region_id {
+        return Err(format!("snapshot of region {} sent to region {region_id}", region.id));
+    }
+    if !region.get_peers().iter().any(|p| p.id == peer_id) {
+        return Err("snapshot's region does not hold this peer".into());
+    }
+    let others: Vec<u64> = meta
+        .overlapping(&region.start_key, &region.end_key)
+        .into_iter()
+        .filter(|id| *id != region_id)
+        .collect();
+    if !others.is_empty() {
+        return Err(format!("snapshot overlaps regions {others:?}"));
+    }
+    Ok(())
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Whether a snapshot waits in raft while the apply side still works on earlier entries:
+    /// the snapshot must wait, as applying it would race with them.
+    pub(crate) fn snapshot_must_wait(&self) -> bool {
+        self.raft_group.raft.raft_log.unstable.snapshot.is_some()
+            && self.storage().applied_index() < self.handed_index
+    }
+
+    /// Applies a snapshot from a ready: the kv part now (synced), the old log's deletion into
+    /// `batch`, the storage's state in memory, and a reset of the apply side.
+    pub(crate) fn apply_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        batch: &mut ER::LogBatch,
+        meta: &Mutex<StoreMeta>,
+        apply: &crate::fsm::apply::ApplyRouter<EK>,
+    ) -> Result<()> {
+        let data = RaftSnapshotData::parse_from_bytes(&snap.data)
+            .map_err(|e| Error::InvalidArgument(format!("undecodable snapshot: {e}")))?;
+        let region: Region = data.get_region().clone();
+        let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+        let kv = self.storage().kv_engine().clone();
+        let mut wb = kv.write_batch();
+        let old = self.region().clone();
+        for r in [&old, &region] {
+            if r.id == region.id && !r.get_peers().is_empty() {
+                wb.delete_range_cf(
+                    CF_DEFAULT,
+                    &keys::data_key(&r.start_key),
+                    &keys::data_end_key(&r.end_key),
+                )?;
+            }
+        }
+        for pair in data.get_data() {
+            wb.put_cf(CF_DEFAULT, &pair.key, &pair.value)?;
+        }
+        let mut state = RegionLocalState::default();
+        state.set_state(PeerState::Normal);
+        state.set_region(region.clone());
+        wb.put_msg_cf(CF_META, &keys::region_state_key(region.id), &state)?;
+        let mut apply_state = RaftApplyState::default();
+        apply_state.applied_index = index;
+        apply_state.commit_index = index;
+        apply_state.commit_term = term;
+        apply_state.mut_truncated_state().index = index;
+        apply_state.mut_truncated_state().term = term;
+        wb.put_msg_cf(CF_META, &keys::apply_state_key(region.id), &apply_state)?;
+        kv.write(&mut wb, WriteOptions::SYNC)?;
+
+        let last = self.storage().raft_state().last_index.max(index);
+        batch.cut_logs(region.id, 0, last + 1)?;
+        self.raft_group.mut_store().apply_snapshot_state(region.clone(), apply_state.clone());
+        self.handed_index = index;
+        meta.lock().unwrap_or_else(|e| e.into_inner()).set_region(region.clone());
+        info!(self.logger, "snapshot applied"; "index" => index, "keys" => data.get_data().len());
+        // Fails only at shutdown; the apply side then never runs again.
+        let _ = apply.force_send(region.id, ApplyMsg::Reset { region, apply_state });
+        Ok(())
+    }
+}
