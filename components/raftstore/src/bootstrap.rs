@@ -52,22 +52,36 @@ pub fn bootstrap_first_region<EK: KvEngine, ER: RaftEngine>(
     raft: &ER,
     region: &metapb::Region,
 ) -> Result<()> {
-    if region.peers.is_empty() {
-        return Err(Error::InvalidArgument(format!("region {} has no peers", region.id)));
+    bootstrap_regions(kv, raft, std::slice::from_ref(region))
+}
+
+/// Like [`bootstrap_first_region`] for a cluster that starts with its key space already cut
+/// into `regions` (disjoint ranges, each with peers), for tools and benchmarks.
+pub fn bootstrap_regions<EK: KvEngine, ER: RaftEngine>(
+    kv: &EK,
+    raft: &ER,
+    regions: &[metapb::Region],
+) -> Result<()> {
+    if let Some(r) = regions.iter().find(|r| r.peers.is_empty()) {
+        return Err(Error::InvalidArgument(format!("region {} has no peers", r.id)));
     }
     if !load_region_states(kv)?.is_empty() {
         return Err(Error::AlreadyBootstrapped("the store already holds regions".into()));
     }
-    let mut batch = raft.log_batch(1);
-    batch.put_raft_state(region.id, &initial_raft_state())?;
+    let mut batch = raft.log_batch(regions.len());
+    for region in regions {
+        batch.put_raft_state(region.id, &initial_raft_state())?;
+    }
     raft.consume(&mut batch, true)?;
 
-    let mut state = RegionLocalState::default();
-    state.set_state(PeerState::Normal);
-    state.set_region(region.clone());
     let mut wb = kv.write_batch();
-    wb.put_msg_cf(CF_META, &keys::region_state_key(region.id), &state)?;
-    wb.put_msg_cf(CF_META, &keys::apply_state_key(region.id), &initial_apply_state())?;
+    for region in regions {
+        let mut state = RegionLocalState::default();
+        state.set_state(PeerState::Normal);
+        state.set_region(region.clone());
+        wb.put_msg_cf(CF_META, &keys::region_state_key(region.id), &state)?;
+        wb.put_msg_cf(CF_META, &keys::apply_state_key(region.id), &initial_apply_state())?;
+    }
     kv.write(&mut wb, WriteOptions::SYNC)?;
     Ok(())
 }

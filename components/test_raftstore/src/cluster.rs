@@ -19,7 +19,7 @@ use proto::{
 };
 use raft::StateRole;
 use raftstore::{
-    bootstrap::{bootstrap_first_region, bootstrap_store},
+    bootstrap::{bootstrap_regions, bootstrap_store},
     msg::{PeerStatus, RaftCommand},
     Config, Error, RaftStore,
 };
@@ -135,30 +135,52 @@ impl Cluster {
     /// Bootstraps every store, and the first region with peers on `voters` only; the other
     /// stores start empty (peers reach them through membership changes and snapshots).
     pub fn run_with_region_on(&mut self, voters: &[u64]) {
-        let mut region = metapb::Region::default();
-        region.id = FIRST_REGION;
-        region.mut_region_epoch().conf_ver = 1;
-        region.mut_region_epoch().version = 1;
-        for store_id in voters {
-            let peer = self.new_peer(*store_id);
-            region.peers.push(peer);
-        }
+        self.bootstrap(&[], voters);
+    }
+
+    /// Bootstraps every store with the key space already cut at `split_keys` (sorted) into
+    /// `split_keys.len() + 1` regions, each with a peer on every store; region 1 is the
+    /// leftmost.
+    pub fn run_with_split_keys(&mut self, split_keys: &[Vec<u8>]) {
+        let all: Vec<u64> = (1..=self.count).collect();
+        self.bootstrap(split_keys, &all);
+    }
+
+    fn bootstrap(&mut self, split_keys: &[Vec<u8>], voters: &[u64]) {
+        let mut bounds = vec![Vec::new()];
+        bounds.extend(split_keys.iter().cloned());
+        bounds.push(Vec::new());
+        let regions: Vec<metapb::Region> = bounds
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let mut region = metapb::Region::default();
+                region.id = if i == 0 { FIRST_REGION } else { self.pd.alloc_id().unwrap() };
+                region.start_key = w[0].clone();
+                region.end_key = w[1].clone();
+                region.mut_region_epoch().conf_ver = 1;
+                region.mut_region_epoch().version = 1;
+                region.peers = voters.iter().map(|s| self.new_peer(*s)).collect();
+                region
+            })
+            .collect();
         for store_id in 1..=self.count {
             let dir = self.store_dir(store_id);
             let (kv, raft) = open_engines(dir.path(), &RocksConfig::small()).unwrap();
             bootstrap_store(&kv, CLUSTER_ID, store_id).unwrap();
             if voters.contains(&store_id) {
-                bootstrap_first_region(&kv, &raft, &region).unwrap();
+                bootstrap_regions(&kv, &raft, &regions).unwrap();
             }
             let mut store = metapb::Store::default();
             store.id = store_id;
             if store_id == 1 {
-                self.pd.bootstrap_cluster(store, region.clone()).unwrap();
+                self.pd.bootstrap_cluster(store, regions[0].clone()).unwrap();
             } else {
                 self.pd.put_store(store).unwrap();
             }
             self.dirs.insert(store_id, dir);
         }
+        self.pd.report_batch_split(regions).unwrap();
         for store_id in 1..=self.count {
             self.start_store(store_id);
         }

@@ -26,6 +26,10 @@ pub struct Args {
     /// Number of distinct keys.
     #[arg(long, default_value_t = 1000)]
     pub key_space: u64,
+    /// Regions the key space starts cut into (evenly). Region split is not built yet, so this
+    /// is how a run gets many regions.
+    #[arg(long, default_value_t = 1)]
+    pub regions: u64,
     /// Bytes of each value.
     #[arg(long, default_value_t = 64)]
     pub value_size: usize,
@@ -41,6 +45,10 @@ pub struct Args {
     /// Write every client operation as JSON lines here.
     #[arg(long)]
     pub history: Option<PathBuf>,
+    /// Length of one raft tick in milliseconds (elections take 10 to 20 ticks). Short ticks
+    /// make failover fast and cost CPU per peer.
+    #[arg(long, default_value_t = 10)]
+    pub tick_ms: u64,
     /// Sync the raft log on every write round (durable on power loss, slower).
     #[arg(long)]
     pub sync_log: bool,
@@ -49,7 +57,17 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// The key of index `i` in the key space.
+pub fn key(i: u64) -> String {
+    format!("key{i:08}")
+}
+
 impl Args {
+    /// Keys that cut the key space into `regions` even parts.
+    pub fn split_keys(&self) -> Vec<Vec<u8>> {
+        (1..self.regions).map(|i| key(self.key_space * i / self.regions).into_bytes()).collect()
+    }
+
     /// Refuses values that cannot run.
     pub fn validate(&self) -> Result<(), String> {
         if self.stores == 0 {
@@ -66,6 +84,12 @@ impl Args {
         }
         if self.key_space == 0 {
             return Err("--key-space must be at least 1".into());
+        }
+        if self.regions == 0 || self.regions > self.key_space {
+            return Err("--regions must be within 1..=--key-space".into());
+        }
+        if !(1..=10_000).contains(&self.tick_ms) {
+            return Err("--tick-ms must be within 1..=10000".into());
         }
         if self.value_size < 16 {
             return Err(

@@ -2,7 +2,8 @@
 //! real client, and a report (human summary, `--report-json`, `--history`).
 //!
 //! With no arguments: 3 stores under a temporary directory (removed at exit), one region,
-//! 8 clients writing for 10 seconds. See `--help`.
+//! 8 clients writing for 10 seconds. `--regions N` starts with the key space cut into N
+//! regions. See `--help`.
 
 mod args;
 mod history;
@@ -18,7 +19,7 @@ use std::{
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use raft::StateRole;
-use test_raftstore::{Cluster, FIRST_REGION};
+use test_raftstore::Cluster;
 
 use crate::{
     args::Args,
@@ -41,13 +42,21 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Error> {
     args.validate()?;
-    let cfg = raftstore::Config { sync_log: args.sync_log, ..raftstore::Config::for_tests() };
+    let tick = Duration::from_millis(args.tick_ms);
+    let cfg = raftstore::Config {
+        sync_log: args.sync_log,
+        raft_base_tick_interval: tick,
+        raft_log_gc_tick_interval: tick * 5,
+        ..raftstore::Config::for_tests()
+    };
     let mut cluster = Cluster::with_config(args.stores, cfg);
     if let Some(dir) = &args.data_dir {
         cluster.set_data_dir(dir);
     }
-    cluster.run();
-    cluster.wait_leader(FIRST_REGION);
+    cluster.run_with_split_keys(&args.split_keys());
+    for region in cluster.pd.regions() {
+        cluster.wait_leader(region.id);
+    }
     let initial = cluster.pd.regions().len();
 
     let start = Instant::now();

@@ -67,7 +67,7 @@ impl Report {
         let pct = |q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 };
         let mut notes = vec![
             "reads are not built yet: every operation is a write; `read_paths` and read latency are left out".to_string(),
-            "region split is not built yet: the cluster keeps one region; `splits` and `merges` are left out".to_string(),
+            "region split is not built yet: the cluster keeps the regions it starts with (--regions); `splits` and `merges` are left out".to_string(),
         ];
         if args.read_ratio > 0.0 {
             notes.push(format!("--read-ratio {} was asked for and ignored", args.read_ratio));

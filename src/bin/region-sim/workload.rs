@@ -61,7 +61,7 @@ pub fn run_client(
     let mut stats = ClientStats::new();
     let mut seq = 0u64;
     while Instant::now() < deadline {
-        let key = format!("key{:08}", rng.gen_range(0..args.key_space));
+        let key = crate::args::key(rng.gen_range(0..args.key_space));
         let mut value = format!("{process}:{seq}:");
         seq += 1;
         value.extend(std::iter::repeat_n('.', args.value_size.saturating_sub(value.len())));

@@ -40,3 +40,24 @@ fn single_store_cluster_elects_itself() {
     cluster.must_put(b"solo", b"1");
     cluster.must_get_equal(1, b"solo", b"1");
 }
+
+#[test]
+fn pre_split_regions_each_elect_and_keep_to_their_range() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_with_split_keys(&[b"g".to_vec(), b"p".to_vec()]);
+    let regions = cluster.pd.regions();
+    assert_eq!(regions.len(), 3);
+    for r in &regions {
+        cluster.wait_leader(r.id);
+    }
+    for key in [&b"a"[..], b"h", b"z"] {
+        cluster.must_put(key, b"v");
+        for store in 1..=3 {
+            cluster.must_get_equal(store, key, b"v");
+        }
+    }
+    let (leader, middle) = cluster.leader_region(regions[1].id);
+    let req = test_raftstore::new_request(&middle, &leader, vec![put_request(b"a", b"x")]);
+    let res = cluster.call_command(leader.store_id, req, std::time::Duration::from_secs(3));
+    assert!(matches!(res, Err(raftstore::Error::KeyNotInRegion { .. })), "{res:?}");
+}
