@@ -24,10 +24,10 @@ pub use self::{
 /// What a region heartbeat reports besides the region itself.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RegionStats {
-    /// Approximate bytes of the region's data.
-    pub approximate_size: u64,
-    /// Approximate number of keys.
-    pub approximate_keys: u64,
+    /// Approximate bytes of the region's data, if measured.
+    pub approximate_size: Option<u64>,
+    /// Approximate number of keys, if measured.
+    pub approximate_keys: Option<u64>,
     /// Peers the leader sees as down (no response for a while).
     pub down_peers: Vec<metapb::Peer>,
     /// Peers still catching up (learners being added, peers waiting for a snapshot).

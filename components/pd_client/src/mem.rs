@@ -4,7 +4,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     ops::Bound::{Excluded, Unbounded},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Mutex, MutexGuard,
     },
 };
@@ -62,6 +62,7 @@ struct Inner {
 /// An in-memory placement driver. See the crate docs.
 pub struct MemPd {
     cfg: MemPdConfig,
+    balance_leaders: AtomicBool,
     next_id: AtomicU64,
     inner: Mutex<Inner>,
 }
@@ -74,7 +75,13 @@ fn epoch(region: &metapb::Region) -> (u64, u64) {
 impl MemPd {
     /// A placement driver with no stores and no regions.
     pub fn new(cfg: MemPdConfig) -> Self {
-        MemPd { cfg, next_id: AtomicU64::new(1000), inner: Mutex::default() }
+        let balance_leaders = AtomicBool::new(cfg.balance_leaders);
+        MemPd { cfg, balance_leaders, next_id: AtomicU64::new(1000), inner: Mutex::default() }
+    }
+
+    /// Turns leader balancing on or off.
+    pub fn set_balance_leaders(&self, on: bool) {
+        self.balance_leaders.store(on, Ordering::Relaxed);
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -194,9 +201,19 @@ impl Inner {
         leader: &metapb::Peer,
         stats: &RegionStats,
     ) -> Option<Operator> {
-        let mut counts: HashMap<u64, u64> = HashMap::new();
+        // Leaders as heartbeats tell, moved by the transfers already under way, so that many
+        // heartbeats seeing the same skew do not all send leaders to the same store.
+        let mut counts: HashMap<u64, i64> = HashMap::new();
         for (l, _) in self.leaders.values() {
             *counts.entry(l.store_id).or_default() += 1;
+        }
+        for (region_id, op) in &self.operators {
+            if let (Operator::TransferLeader(to), Some((from, _))) =
+                (op, self.leaders.get(region_id))
+            {
+                *counts.entry(from.store_id).or_default() -= 1;
+                *counts.entry(to.store_id).or_default() += 1;
+            }
         }
         let from = counts.get(&leader.store_id).copied().unwrap_or(0);
         let unhealthy = |p: &metapb::Peer| {
@@ -208,7 +225,7 @@ impl Inner {
             .filter(|p| p.id != leader.id && p.get_role() == PeerRole::Voter && !unhealthy(p))
             .min_by_key(|p| (counts.get(&p.store_id).copied().unwrap_or(0), p.store_id))?;
         let to = counts.get(&target.store_id).copied().unwrap_or(0);
-        (from >= to + cfg.leader_balance_threshold)
+        (from >= to + cfg.leader_balance_threshold as i64)
             .then(|| Operator::TransferLeader(target.clone()))
     }
 }
@@ -319,7 +336,7 @@ impl PdClient for MemPd {
                 }
             }
         }
-        if self.cfg.balance_leaders {
+        if self.balance_leaders.load(Ordering::Relaxed) {
             if let Some(op) = inner.balance_leader(&self.cfg, &region, &leader, &stats) {
                 inner.operators.insert(region_id, op.clone());
                 return Ok(Some(op));

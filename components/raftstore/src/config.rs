@@ -32,6 +32,8 @@ pub struct Config {
     /// Compact once the applied log exceeds this many bytes, even if a follower lags.
     /// Validated but not yet enforced: peers do not track their log's byte size yet.
     pub raft_log_gc_size_limit: u64,
+    /// How often a leader reports its region to the placement driver.
+    pub pd_heartbeat_tick_interval: Duration,
     /// Most entries the apply side writes in one kv write batch.
     pub apply_batch_max_entries: usize,
     /// Poller threads of the store batch system.
@@ -58,6 +60,7 @@ impl Default for Config {
             raft_log_gc_threshold: 50,
             raft_log_gc_count_limit: 72_000,
             raft_log_gc_size_limit: 72 << 20,
+            pd_heartbeat_tick_interval: Duration::from_secs(10),
             apply_batch_max_entries: 256,
             store_pool_size: 2,
             messages_per_tick: 4096,
@@ -93,6 +96,7 @@ impl Config {
             raft_log_gc_threshold: 20,
             raft_log_gc_count_limit: 200,
             raft_log_gc_size_limit: 8 << 20,
+            pd_heartbeat_tick_interval: Duration::from_millis(100),
             sync_log: false,
             store_pool_size: 1,
             apply_pool_size: 1,
@@ -132,6 +136,9 @@ impl Config {
         }
         if self.raft_log_gc_tick_interval.is_zero() {
             return refuse("raft_log_gc_tick_interval", "must be positive");
+        }
+        if self.pd_heartbeat_tick_interval.is_zero() {
+            return refuse("pd_heartbeat_tick_interval", "must be positive");
         }
         if self.raft_log_gc_count_limit < self.raft_log_gc_threshold {
             return refuse(

@@ -17,8 +17,8 @@
 //! [`operation`] has one module per feature. Built so far: bootstrap and recovery, writes
 //! (put, delete, delete range) with epoch and key checks at propose and apply, typed client
 //! errors, raft persistence and replication, leader transfer, log GC, membership changes,
-//! snapshots, peers created on demand and destroyed on removal. Not yet: reads, placement
-//! driver heartbeats, chunked snapshots.
+//! snapshots, peers created on demand and destroyed on removal, region heartbeats to the
+//! placement driver and its operators. Not yet: reads, chunked snapshots, store heartbeats.
 
 pub mod bootstrap;
 mod config;
@@ -30,9 +30,10 @@ pub mod raft;
 mod store;
 pub mod store_meta;
 pub mod transport;
+pub mod worker;
 
 pub use self::{
     config::{Config, ConfigError},
     errors::{Error, Result},
-    store::{RaftRouter, RaftStore},
+    store::{Engines, RaftRouter, RaftStore},
 };

@@ -103,6 +103,8 @@ pub enum PeerMsg {
     ApplyRes(Box<ApplyRes>),
     /// Report the peer's status.
     Query(Sender<PeerStatus>),
+    /// An operator from the placement driver.
+    Operator(pd_client::Operator),
 }
 
 /// Messages of the store FSM.

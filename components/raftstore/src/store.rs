@@ -11,6 +11,7 @@ use std::{
 };
 
 use engine::{KvEngine, RaftEngine};
+use pd_client::PdClient;
 use proto::raft_serverpb::{PeerState, RaftMessage};
 use router::{create_system, BasicMailbox, BatchSystem, SendError};
 use slog::{info, o, warn, Logger};
@@ -97,6 +98,15 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
     }
 }
 
+/// The two engines of a store.
+#[derive(Clone, Debug)]
+pub struct Engines<EK, ER> {
+    /// User data and region meta.
+    pub kv: EK,
+    /// Raft logs and raft states.
+    pub raft: ER,
+}
+
 /// A running store.
 pub struct RaftStore<EK: KvEngine, ER: RaftEngine> {
     store_id: u64,
@@ -106,7 +116,7 @@ pub struct RaftStore<EK: KvEngine, ER: RaftEngine> {
     meta: SharedStoreMeta,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
-    snap_worker: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
     logger: Logger,
 }
 
@@ -117,12 +127,13 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
         cfg: Config,
         cluster_id: u64,
         store_id: u64,
-        kv: EK,
-        raft: ER,
+        engines: Engines<EK, ER>,
         trans: T,
+        pd: Arc<dyn PdClient>,
         logger: &Logger,
     ) -> Result<Self> {
         cfg.validate().map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let Engines { kv, raft } = engines;
         check_store_ident(&kv, cluster_id, store_id)?;
         let logger = logger.new(o!("store_id" => store_id));
         let store_cfg = router::Config {
@@ -163,6 +174,9 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
                 ApplyHandlerBuilder { kv: kv.clone(), store: router.clone(), cfg: cfg.clone() },
             )
             .map_err(unavailable)?;
+        let (pd_scheduler, pd_worker) =
+            crate::worker::pd::start(store_id, pd, router.clone(), logger.clone())
+                .map_err(unavailable)?;
         let builder = StoreHandlerBuilder {
             cfg: cfg.clone(),
             trans,
@@ -172,6 +186,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             raft,
             meta: meta.clone(),
             snap_gen: Some(snap_gen),
+            pd: pd_scheduler,
             logger: logger.clone(),
         };
         store_system.spawn(&format!("raftstore-{store_id}"), builder).map_err(unavailable)?;
@@ -188,7 +203,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             meta,
             stop,
             ticker: Some(ticker),
-            snap_worker: Some(snap_worker),
+            workers: vec![snap_worker, pd_worker],
             logger,
         })
     }
@@ -217,9 +232,9 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
         }
         self.store_system.shutdown();
         self.apply_system.shutdown();
-        // Every generator handle lived in a peer or a poller, all dropped now: the worker
-        // sees its channel close and exits.
-        if let Some(w) = self.snap_worker.take() {
+        // Every handle of the workers lived in a peer or a poller, all dropped now: each
+        // worker sees its channel close and exits.
+        for w in self.workers.drain(..) {
             let _ = w.join();
         }
         info!(self.logger, "store stopped");

@@ -21,7 +21,7 @@ use raft::StateRole;
 use raftstore::{
     bootstrap::{bootstrap_regions, bootstrap_store},
     msg::{PeerStatus, RaftCommand},
-    Config, Error, RaftStore,
+    Config, Engines, Error, RaftStore,
 };
 use slog::Logger;
 use tempfile::TempDir;
@@ -192,13 +192,14 @@ impl Cluster {
         let dir = self.dirs[&store_id].path();
         let (kv, raft) = open_engines(dir, &RocksConfig::small()).unwrap();
         let trans = ChannelTransport::new(store_id, self.network.clone());
+        let engines = Engines { kv: kv.clone(), raft: raft.clone() };
         let store = RaftStore::start(
             self.cfg.clone(),
             CLUSTER_ID,
             store_id,
-            kv.clone(),
-            raft.clone(),
+            engines,
             trans,
+            self.pd.clone(),
             &self.logger,
         )
         .unwrap_or_else(|e| panic!("store {store_id} failed to start: {e}"));

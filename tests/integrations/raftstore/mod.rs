@@ -2,4 +2,5 @@ mod test_admin;
 mod test_errors;
 mod test_failover;
 mod test_membership;
+mod test_pd;
 mod test_replication;

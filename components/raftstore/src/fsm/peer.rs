@@ -26,9 +26,10 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
         match msg {
             PeerMsg::RaftMessage(m) => self.peer.on_raft_message(*m, ctx),
             PeerMsg::RaftCommand(c) => self.peer.propose_command(&ctx.cfg, *c),
-            PeerMsg::Tick => self.peer.on_tick(&ctx.cfg),
+            PeerMsg::Tick => self.peer.on_tick(ctx),
             PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r, ctx),
             PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
+            PeerMsg::Operator(op) => self.peer.on_operator(op),
         }
     }
 }

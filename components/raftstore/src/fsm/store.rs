@@ -16,6 +16,7 @@ use crate::{
     operation::{life::maybe_create_peer, snapshot::SnapGenerator},
     store_meta::SharedStoreMeta,
     transport::Transport,
+    worker::pd::PdScheduler,
     Config,
 };
 
@@ -62,6 +63,7 @@ pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) raft: ER,
     pub(crate) meta: SharedStoreMeta,
     pub(crate) snap_gen: Option<SnapGenerator<EK>>,
+    pub(crate) pd: PdScheduler,
     pub(crate) logger: Logger,
     pub(crate) log_batch: ER::LogBatch,
     pub(crate) msgs: Vec<PeerMsg>,
@@ -121,6 +123,7 @@ pub struct StoreHandlerBuilder<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) raft: ER,
     pub(crate) meta: SharedStoreMeta,
     pub(crate) snap_gen: Option<SnapGenerator<EK>>,
+    pub(crate) pd: PdScheduler,
     pub(crate) logger: Logger,
 }
 
@@ -139,6 +142,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> HandlerBuilder<PeerFsm<EK, ER>,
                 raft: self.raft.clone(),
                 meta: self.meta.clone(),
                 snap_gen: self.snap_gen.clone(),
+                pd: self.pd.clone(),
                 logger: self.logger.clone(),
                 log_batch: self.raft.log_batch(256),
                 msgs: Vec::new(),

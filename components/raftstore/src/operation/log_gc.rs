@@ -1,4 +1,4 @@
-//! Raft log GC: the leader proposes `CompactLog` on a tick; every peer applies it by moving
+//! Ticks, and raft log GC: the leader proposes `CompactLog` on a tick; every peer applies it by moving
 //! its truncated state, then deletes the compacted entries from its raft engine.
 //!
 //! The leader compacts applied entries that every peer already has. When more than
@@ -14,18 +14,24 @@ use proto::{
 };
 use slog::{debug, warn};
 
-use crate::{raft::peer::Peer, Config, Error, Result};
+use crate::{
+    fsm::store::StoreContext, raft::peer::Peer, transport::Transport, Config, Error, Result,
+};
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
-    /// Counts base ticks; every `raft_log_gc_tick_interval` a leader considers compacting.
-    pub(crate) fn on_tick(&mut self, cfg: &Config) {
+    /// One base tick: raft's clock, and the periodic log GC and placement-driver heartbeat.
+    pub(crate) fn on_tick<T: Transport>(&mut self, ctx: &StoreContext<EK, ER, T>) {
+        let cfg = &ctx.cfg;
         self.raft_group.tick();
-        self.ticks_since_gc += 1;
-        let gc_ticks = cfg.raft_log_gc_tick_interval.as_millis()
-            / cfg.raft_base_tick_interval.as_millis().max(1);
-        if self.ticks_since_gc as u128 >= gc_ticks.max(1) {
-            self.ticks_since_gc = 0;
+        self.ticks += 1;
+        let every = |interval: std::time::Duration| {
+            (interval.as_millis() / cfg.raft_base_tick_interval.as_millis().max(1)).max(1) as u64
+        };
+        if self.ticks.is_multiple_of(every(cfg.raft_log_gc_tick_interval)) {
             self.propose_log_gc(cfg);
+        }
+        if self.ticks.is_multiple_of(every(cfg.pd_heartbeat_tick_interval)) {
+            self.heartbeat_pd(ctx);
         }
     }
 

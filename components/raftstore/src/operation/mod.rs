@@ -8,13 +8,15 @@
 //! - `log_gc`: compacting the raft log (CompactLog), proposed on a tick, applied by every peer;
 //! - `conf_change`: membership changes (ChangePeer);
 //! - `snapshot`: generating, checking and applying snapshots;
-//! - `life`: creating a peer for an unknown region's message, destroying a removed peer.
+//! - `life`: creating a peer for an unknown region's message, destroying a removed peer;
+//! - `pd`: region heartbeats to the placement driver and the operators it answers with.
 
 pub mod command;
 pub mod conf_change;
 pub mod life;
 pub mod log_gc;
 pub mod message;
+pub mod pd;
 pub mod ready;
 pub mod snapshot;
 pub mod transfer_leader;

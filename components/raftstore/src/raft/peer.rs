@@ -31,8 +31,8 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) pending_ready: Option<Ready>,
     /// Term of the last applied entry.
     pub(crate) applied_term: u64,
-    /// Base ticks since the last log GC check.
-    pub(crate) ticks_since_gc: u64,
+    /// Base ticks since the peer started (drives periodic work).
+    pub(crate) ticks: u64,
     /// The last log index handed to the apply side.
     pub(crate) handed_index: u64,
     /// The peer was removed and its data deleted; the poller drops it.
@@ -104,7 +104,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             proposals: VecDeque::new(),
             pending_ready: None,
             applied_term,
-            ticks_since_gc: 0,
+            ticks: 0,
             handed_index: applied,
             destroyed: false,
             peer_cache: HashMap::new(),
