@@ -32,6 +32,8 @@ pub struct Config {
     /// Compact once the applied log exceeds this many bytes, even if a follower lags.
     /// Validated but not yet enforced: peers do not track their log's byte size yet.
     pub raft_log_gc_size_limit: u64,
+    /// Largest piece of a snapshot sent in one message; larger snapshots go out in pieces.
+    pub snap_chunk_size: usize,
     /// How often a leader reports its region to the placement driver.
     pub pd_heartbeat_tick_interval: Duration,
     /// Most entries the apply side writes in one kv write batch.
@@ -61,6 +63,7 @@ impl Default for Config {
             raft_log_gc_count_limit: 72_000,
             raft_log_gc_size_limit: 72 << 20,
             pd_heartbeat_tick_interval: Duration::from_secs(10),
+            snap_chunk_size: 1 << 20,
             apply_batch_max_entries: 256,
             store_pool_size: 2,
             messages_per_tick: 4096,
@@ -97,6 +100,7 @@ impl Config {
             raft_log_gc_count_limit: 200,
             raft_log_gc_size_limit: 8 << 20,
             pd_heartbeat_tick_interval: Duration::from_millis(100),
+            snap_chunk_size: 16 << 10,
             sync_log: false,
             store_pool_size: 1,
             apply_pool_size: 1,
@@ -128,6 +132,7 @@ impl Config {
             ("apply_pool_size", self.apply_pool_size as u64),
             ("messages_per_tick", self.messages_per_tick as u64),
             ("mailbox_capacity", self.mailbox_capacity as u64),
+            ("snap_chunk_size", self.snap_chunk_size as u64),
         ];
         for (field, value) in positive {
             if value == 0 {

@@ -28,7 +28,7 @@ use tempfile::TempDir;
 
 use crate::{
     client::{Client, Outcome},
-    transport::{ChannelTransport, Isolate, Network, Partition, TestRouter},
+    transport::{ChannelTransport, Delay, Isolate, Network, Partition, TestRouter},
 };
 
 /// The cluster id of every harness cluster.
@@ -453,6 +453,11 @@ impl Cluster {
     /// Cuts a store off from all others.
     pub fn isolate(&self, store_id: u64) {
         self.network.add_filter(Box::new(Isolate(store_id)));
+    }
+
+    /// Delays every message between stores by `delay`.
+    pub fn delay_network(&self, delay: Duration) {
+        self.network.add_filter(Box::new(Delay { a: None, b: None, delay }));
     }
 
     /// Heals every cut.

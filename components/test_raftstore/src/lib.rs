@@ -2,7 +2,8 @@
 //!
 //! A [`Cluster`] runs N stores in one process, each on its own RocksDB engines in a
 //! temporary directory, talking through a [`transport::ChannelTransport`] whose filters
-//! partition, isolate, cut one way or drop messages at a seeded rate. Ticks are short
+//! partition, isolate, cut one way, drop messages at a seeded rate, drop by region and message
+//! type, or delay messages (delivered later by a timer thread, possibly out of order). Ticks are short
 //! ([`raftstore::Config::for_tests`]: 10 ms), so elections take tens of milliseconds and
 //! every wait helper is bounded.
 //!

@@ -2,8 +2,12 @@
 //! through filters that cut, drop or isolate, as a network would.
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, RwLock},
+    collections::{BinaryHeap, HashMap, HashSet},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, RwLock, Weak,
+    },
+    time::{Duration, Instant},
 };
 
 use engine::rocks::{RocksEngine, RocksRaftEngine};
@@ -17,10 +21,53 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 /// The router of a store in the harness.
 pub type TestRouter = RaftRouter<RocksEngine, RocksRaftEngine>;
 
-/// Decides whether a message from store `from` to store `to` gets through.
+/// What becomes of a message on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Delivered now.
+    Pass,
+    /// Lost.
+    Drop,
+    /// Delivered after this long (messages may overtake each other, as on a network).
+    Delay(Duration),
+}
+
+/// Decides what happens to a message from store `from` to store `to`.
 pub trait Filter: Send + Sync {
-    /// `false` drops the message.
-    fn allow(&self, from: u64, to: u64, msg: &RaftMessage) -> bool;
+    /// `false` drops the message. Filters that only drop implement this.
+    fn allow(&self, _from: u64, _to: u64, _msg: &RaftMessage) -> bool {
+        true
+    }
+
+    /// The verdict; by default [`Filter::allow`] decides between pass and drop.
+    fn verdict(&self, from: u64, to: u64, msg: &RaftMessage) -> Verdict {
+        if self.allow(from, to, msg) {
+            Verdict::Pass
+        } else {
+            Verdict::Drop
+        }
+    }
+}
+
+/// Delays every message between two stores (either store `None` means any), both ways.
+pub struct Delay {
+    /// One end, or any.
+    pub a: Option<u64>,
+    /// The other end, or any.
+    pub b: Option<u64>,
+    /// How long.
+    pub delay: Duration,
+}
+
+impl Filter for Delay {
+    fn verdict(&self, from: u64, to: u64, _: &RaftMessage) -> Verdict {
+        let is = |end: Option<u64>, s: u64| end.is_none_or(|e| e == s);
+        if is(self.a, from) && is(self.b, to) || is(self.a, to) && is(self.b, from) {
+            Verdict::Delay(self.delay)
+        } else {
+            Verdict::Pass
+        }
+    }
 }
 
 /// Cuts every link between two groups of stores, both ways.
@@ -101,14 +148,57 @@ impl Filter for RegionPackets {
     }
 }
 
+/// A delayed message and when it is due.
+struct Delayed {
+    due: Instant,
+    seq: u64,
+    msg: RaftMessage,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Delayed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.due, other.seq).cmp(&(self.due, self.seq)) // earliest first in a max-heap
+    }
+}
+
 /// The stores of a cluster and the filters between them, shared by every transport clone.
 #[derive(Default)]
 pub struct Network {
     routers: RwLock<HashMap<u64, Mutex<TestRouter>>>,
     filters: RwLock<Vec<Box<dyn Filter>>>,
+    delayed: Mutex<Option<crossbeam_channel::Sender<Delayed>>>,
+    delay_seq: AtomicU64,
 }
 
 impl Network {
+    /// Queues `msg` for delivery after `delay`, on a timer thread started on first use. The
+    /// thread holds the network weakly and ends with it.
+    fn deliver_later(self: &Arc<Self>, msg: RaftMessage, delay: Duration) {
+        let mut slot = self.delayed.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = slot.get_or_insert_with(|| {
+            let (tx, rx) = crossbeam_channel::unbounded::<Delayed>();
+            let network = Arc::downgrade(self);
+            std::thread::Builder::new()
+                .name("net-delay".into())
+                .spawn(move || run_delays(rx, network))
+                .expect("spawn the delay thread");
+            tx
+        });
+        let seq = self.delay_seq.fetch_add(1, Ordering::Relaxed);
+        let _ = tx.send(Delayed { due: Instant::now() + delay, seq, msg });
+    }
+
     /// Makes a store reachable.
     pub fn add_store(&self, router: TestRouter) {
         let id = router.store_id();
@@ -130,15 +220,48 @@ impl Network {
         self.filters.write().unwrap().clear();
     }
 
-    fn deliver(&self, from: u64, msg: RaftMessage) -> Result<(), TransportError> {
+    fn deliver(self: &Arc<Self>, from: u64, msg: RaftMessage) -> Result<(), TransportError> {
         let to = msg.get_to_peer().store_id;
-        if !self.filters.read().unwrap().iter().all(|f| f.allow(from, to, &msg)) {
-            return Ok(()); // lost on the wire: the sender cannot tell
+        let mut delay = Duration::ZERO;
+        for f in self.filters.read().unwrap().iter() {
+            match f.verdict(from, to, &msg) {
+                Verdict::Pass => {}
+                Verdict::Drop => return Ok(()), // lost on the wire: the sender cannot tell
+                Verdict::Delay(d) => delay = delay.max(d),
+            }
         }
+        if !delay.is_zero() {
+            self.deliver_later(msg, delay);
+            return Ok(());
+        }
+        self.deliver_now(msg)
+    }
+
+    fn deliver_now(&self, msg: RaftMessage) -> Result<(), TransportError> {
+        let to = msg.get_to_peer().store_id;
         let routers = self.routers.read().unwrap();
         let router = routers.get(&to).ok_or(TransportError::Unreachable(to))?;
         let router = router.lock().unwrap_or_else(|e| e.into_inner());
         router.send_raft_message(msg)
+    }
+}
+
+fn run_delays(rx: crossbeam_channel::Receiver<Delayed>, network: Weak<Network>) {
+    let mut heap = BinaryHeap::new();
+    loop {
+        let timeout = heap.peek().map_or(Duration::from_millis(100), |d: &Delayed| {
+            d.due.saturating_duration_since(Instant::now())
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(d) => heap.push(d),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+        let Some(network) = network.upgrade() else { return };
+        while heap.peek().is_some_and(|d| d.due <= Instant::now()) {
+            let d = heap.pop().expect("peeked");
+            let _ = network.deliver_now(d.msg); // a store that went away: lost, as on a network
+        }
     }
 }
 

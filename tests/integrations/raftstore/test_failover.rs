@@ -90,3 +90,23 @@ fn restart_of_every_store_recovers_data_and_service() {
         cluster.must_get_equal(store, b"after-restart", b"ok");
     }
 }
+
+#[test]
+fn a_slow_network_slows_writes_and_loses_none() {
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    cluster.must_put(b"warm", b"up");
+    cluster.delay_network(Duration::from_millis(20));
+    let start = std::time::Instant::now();
+    for i in 0..10 {
+        cluster.must_put(&key(i), b"slow");
+    }
+    // Each write needs a round trip to a follower: it cannot be faster than two delays.
+    assert!(start.elapsed() >= Duration::from_millis(10 * 40), "{:?}", start.elapsed());
+    cluster.clear_filters();
+    for store in 1..=3 {
+        for i in 0..10 {
+            cluster.must_get_equal(store, &key(i), b"slow");
+        }
+    }
+}

@@ -167,3 +167,36 @@ fn invalid_membership_changes_are_refused() {
     assert!(matches!(res, Err(Error::EpochNotMatch { .. })), "{res:?}");
     let _ = KvEngine::snapshot(cluster.kv(1));
 }
+
+/// Counts snapshot pieces on the wire.
+struct CountChunks(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl test_raftstore::transport::Filter for CountChunks {
+    fn allow(&self, _: u64, _: u64, msg: &proto::raft_serverpb::RaftMessage) -> bool {
+        if msg.has_snapshot_chunk() {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        true
+    }
+}
+
+#[test]
+fn a_large_snapshot_travels_in_pieces() {
+    let cfg = Config { snap_chunk_size: 4096, ..gc_config() };
+    let mut cluster = Cluster::with_config(4, cfg);
+    cluster.run_with_region_on(&[1, 2, 3]);
+    let value = vec![b'x'; 1024];
+    for i in 0..100 {
+        cluster.must_put(&key(i), &value);
+    }
+    let (leader, _) = cluster.leader_region(FIRST_REGION);
+    wait_truncated_beyond(&cluster, leader.store_id, 20);
+    let pieces = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    cluster.network.add_filter(Box::new(CountChunks(pieces.clone())));
+    cluster.must_add_peer(FIRST_REGION, &cluster.new_peer(4));
+    for i in 0..100 {
+        cluster.must_get_equal(4, &key(i), &value);
+    }
+    let n = pieces.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n >= 25, "a ~100 KiB snapshot in 4 KiB pieces, saw {n} pieces");
+}

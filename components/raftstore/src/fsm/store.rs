@@ -107,7 +107,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
             }
         }
         for fsm in peers.iter_mut() {
-            fsm.peer.on_persisted(&mut ctx.trans, &ctx.apply);
+            fsm.peer.on_persisted(ctx);
         }
         ctx.trans.flush();
     }

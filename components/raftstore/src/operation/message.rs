@@ -14,9 +14,17 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// dropped with a log line: a bad message never stops the peer.
     pub(crate) fn on_raft_message<T: Transport>(
         &mut self,
-        mut msg: RaftMessage,
+        msg: RaftMessage,
         ctx: &mut StoreContext<EK, ER, T>,
     ) {
+        let mut msg = if msg.has_snapshot_chunk() {
+            match self.collect_snapshot_chunk(msg) {
+                Some(whole) => whole,
+                None => return,
+            }
+        } else {
+            msg
+        };
         if msg.get_to_peer().id != self.peer_id() || msg.region_id != self.region_id() {
             warn!(self.logger, "dropping misaddressed raft message";
                 "to_peer" => msg.get_to_peer().id, "region" => msg.region_id);

@@ -12,13 +12,14 @@
 //! Apply results come back as `ApplyRes` and advance raft's applied index.
 
 use engine::{KvEngine, RaftEngine};
-use proto::eraftpb::{Entry, Message};
+use proto::eraftpb::{Entry, Message, MessageType};
 use raft::StateRole;
 use slog::{error, info, warn};
 
 use crate::{
     fsm::{apply::ApplyRouter, store::StoreContext},
     msg::{ApplyMsg, ApplyRes, ApplyTask, ExecResult},
+    operation::snapshot::split_snapshot,
     raft::peer::Peer,
     transport::Transport,
     Error,
@@ -47,7 +48,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 error!(self.logger, "cannot apply snapshot"; "err" => %e);
             }
         }
-        self.send(ready.take_messages(), &mut ctx.trans);
+        self.send(ready.take_messages(), &mut ctx.trans, ctx.cfg.snap_chunk_size);
         self.hand_to_apply(ready.take_committed_entries(), &ctx.apply);
         let store = self.raft_group.mut_store();
         if let Err(e) = store.append(ready.entries(), &mut ctx.log_batch) {
@@ -66,21 +67,23 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// After the round's batch is written: sends the messages that waited for it, advances
     /// raft, and hands newly committed entries to apply.
-    pub(crate) fn on_persisted<T: Transport>(&mut self, trans: &mut T, apply: &ApplyRouter<EK>) {
+    pub(crate) fn on_persisted<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
+        let chunk_size = ctx.cfg.snap_chunk_size;
+        let (trans, apply) = (&mut ctx.trans, &ctx.apply);
         let Some(mut ready) = self.pending_ready.take() else {
             return;
         };
         if self.destroyed {
             return;
         }
-        self.send(ready.take_persisted_messages(), trans);
+        self.send(ready.take_persisted_messages(), trans, chunk_size);
         let mut light = self.raft_group.advance_append(ready);
         if let Some(commit) = light.commit_index() {
             // Persisted with the next raft state written; on restart the apply state's
             // commit index covers a lag.
             self.raft_group.mut_store().set_commit_index(commit);
         }
-        self.send(light.take_messages(), trans);
+        self.send(light.take_messages(), trans, chunk_size);
         self.hand_to_apply(light.take_committed_entries(), apply);
     }
 
@@ -99,16 +102,23 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    fn send<T: Transport>(&mut self, msgs: Vec<Message>, trans: &mut T) {
+    fn send<T: Transport>(&mut self, msgs: Vec<Message>, trans: &mut T, chunk_size: usize) {
         for m in msgs {
             let to = m.to;
-            match self.wrap_message(m) {
-                Some(msg) => {
-                    if trans.send(msg).is_err() {
-                        self.raft_group.report_unreachable(to);
-                    }
+            let Some(msg) = self.wrap_message(m) else {
+                warn!(self.logger, "message to a peer not in the region"; "to" => to);
+                continue;
+            };
+            let pieces = if msg.get_message().get_msg_type() == MessageType::MsgSnapshot {
+                split_snapshot(msg, chunk_size)
+            } else {
+                vec![msg]
+            };
+            for piece in pieces {
+                if trans.send(piece).is_err() {
+                    self.raft_group.report_unreachable(to);
+                    break;
                 }
-                None => warn!(self.logger, "message to a peer not in the region"; "to" => to),
             }
         }
     }

@@ -169,7 +169,73 @@ pub(crate) fn check_snapshot(
     Ok(())
 }
 
+/// Most pieces a snapshot may come in; more is a malformed message.
+const MAX_CHUNKS: u64 = 1 << 20;
+
+/// Splits a snapshot message whose data exceeds `chunk_size` into pieces.
+pub(crate) fn split_snapshot(mut msg: RaftMessage, chunk_size: usize) -> Vec<RaftMessage> {
+    let data = std::mem::take(&mut msg.mut_message().mut_snapshot().data);
+    if data.len() <= chunk_size {
+        msg.mut_message().mut_snapshot().data = data;
+        return vec![msg];
+    }
+    let total = data.len().div_ceil(chunk_size) as u64;
+    data.chunks(chunk_size)
+        .enumerate()
+        .map(|(seq, piece)| {
+            let mut m = msg.clone();
+            let chunk = m.mut_snapshot_chunk();
+            chunk.seq = seq as u64;
+            chunk.total = total;
+            chunk.data = piece.to_vec();
+            m
+        })
+        .collect()
+}
+
+/// Pieces of one snapshot being received.
+pub(crate) struct SnapChunks {
+    /// (sender, term, index) of the snapshot.
+    key: (u64, u64, u64),
+    parts: Vec<Option<Vec<u8>>>,
+    received: usize,
+}
+
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Takes one piece of a snapshot; returns the whole snapshot message once every piece has
+    /// arrived (in any order). Pieces of another snapshot start over; malformed ones are
+    /// dropped.
+    pub(crate) fn collect_snapshot_chunk(&mut self, mut msg: RaftMessage) -> Option<RaftMessage> {
+        let chunk = msg.take_snapshot_chunk();
+        if chunk.total == 0 || chunk.total > MAX_CHUNKS || chunk.seq >= chunk.total {
+            warn!(self.logger, "dropping a malformed snapshot piece"; "seq" => chunk.seq, "total" => chunk.total);
+            return None;
+        }
+        let meta = msg.get_message().get_snapshot().get_metadata();
+        let key = (msg.get_from_peer().id, meta.term, meta.index);
+        let fresh = self
+            .snap_chunks
+            .as_ref()
+            .is_none_or(|c| c.key != key || c.parts.len() as u64 != chunk.total);
+        if fresh {
+            let parts = vec![None; chunk.total as usize];
+            self.snap_chunks = Some(SnapChunks { key, parts, received: 0 });
+        }
+        let chunks = self.snap_chunks.as_mut().expect("just set");
+        let slot = &mut chunks.parts[chunk.seq as usize];
+        if slot.is_none() {
+            *slot = Some(chunk.data);
+            chunks.received += 1;
+        }
+        if chunks.received < chunks.parts.len() {
+            return None;
+        }
+        let chunks = self.snap_chunks.take().expect("complete");
+        let data: Vec<u8> = chunks.parts.into_iter().flatten().flatten().collect();
+        msg.mut_message().mut_snapshot().data = data.into();
+        Some(msg)
+    }
+
     /// Whether a snapshot waits in raft while the apply side still works on earlier entries:
     /// the snapshot must wait, as applying it would race with them.
     pub(crate) fn snapshot_must_wait(&self) -> bool {

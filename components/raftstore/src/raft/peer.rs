@@ -14,7 +14,7 @@ use slog::{o, Logger};
 
 use crate::{
     msg::{PeerStatus, Proposal},
-    operation::snapshot::SnapGenerator,
+    operation::snapshot::{SnapChunks, SnapGenerator},
     raft::storage::PeerStorage,
     Config, Error, Result,
 };
@@ -40,6 +40,8 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     /// Peers learned from incoming messages, so that a peer that does not know its region
     /// yet (uninitialized, waiting for a snapshot) can answer them.
     pub(crate) peer_cache: HashMap<u64, metapb::Peer>,
+    /// Pieces of a snapshot being received.
+    pub(crate) snap_chunks: Option<SnapChunks>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -108,6 +110,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             handed_index: applied,
             destroyed: false,
             peer_cache: HashMap::new(),
+            snap_chunks: None,
         })
     }
 
