@@ -21,7 +21,7 @@ use crate::{
     fsm::{
         apply::{ApplyControl, ApplyFsm, ApplyHandlerBuilder, ApplyRouter},
         peer::PeerFsm,
-        store::{StoreFsm, StoreHandlerBuilder, StoreRouter},
+        store::{StoreContext, StoreFsm, StoreHandlerBuilder, StoreRouter},
     },
     msg::{PeerMsg, PeerStatus, RaftCommand, StoreMsg},
     operation::snapshot::SnapGenerator,
@@ -177,18 +177,21 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
         let (pd_scheduler, pd_worker) =
             crate::worker::pd::start(store_id, pd, router.clone(), logger.clone())
                 .map_err(unavailable)?;
-        let builder = StoreHandlerBuilder {
+        let ctx = StoreContext {
             cfg: cfg.clone(),
             trans,
             apply: apply_router,
             router: router.clone(),
+            log_batch: raft.log_batch(0),
             kv,
             raft,
             meta: meta.clone(),
             snap_gen: Some(snap_gen),
             pd: pd_scheduler,
             logger: logger.clone(),
+            msgs: Vec::new(),
         };
+        let builder = StoreHandlerBuilder { ctx };
         store_system.spawn(&format!("raftstore-{store_id}"), builder).map_err(unavailable)?;
 
         let stop = Arc::new(AtomicBool::new(false));

@@ -69,6 +69,26 @@ pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) msgs: Vec<PeerMsg>,
 }
 
+impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
+    /// A context for another poller: the same handles, its own buffers.
+    pub(crate) fn fork(&self) -> Self {
+        StoreContext {
+            cfg: self.cfg.clone(),
+            trans: self.trans.clone(),
+            apply: self.apply.clone(),
+            router: self.router.clone(),
+            kv: self.kv.clone(),
+            raft: self.raft.clone(),
+            meta: self.meta.clone(),
+            snap_gen: self.snap_gen.clone(),
+            pd: self.pd.clone(),
+            logger: self.logger.clone(),
+            log_batch: self.raft.log_batch(256),
+            msgs: Vec::new(),
+        }
+    }
+}
+
 /// Runs store rounds on one poller.
 pub struct StoreHandler<EK: KvEngine, ER: RaftEngine, T> {
     ctx: StoreContext<EK, ER, T>,
@@ -113,18 +133,9 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
     }
 }
 
-/// Builds store handlers.
+/// Builds store handlers: each gets a fork of one context.
 pub struct StoreHandlerBuilder<EK: KvEngine, ER: RaftEngine, T> {
-    pub(crate) cfg: Config,
-    pub(crate) trans: T,
-    pub(crate) apply: ApplyRouter<EK>,
-    pub(crate) router: StoreRouter<EK, ER>,
-    pub(crate) kv: EK,
-    pub(crate) raft: ER,
-    pub(crate) meta: SharedStoreMeta,
-    pub(crate) snap_gen: Option<SnapGenerator<EK>>,
-    pub(crate) pd: PdScheduler,
-    pub(crate) logger: Logger,
+    pub(crate) ctx: StoreContext<EK, ER, T>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine, T: Transport> HandlerBuilder<PeerFsm<EK, ER>, StoreFsm>
@@ -132,22 +143,6 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> HandlerBuilder<PeerFsm<EK, ER>,
 {
     type Handler = StoreHandler<EK, ER, T>;
     fn build(&mut self) -> Self::Handler {
-        StoreHandler {
-            ctx: StoreContext {
-                cfg: self.cfg.clone(),
-                trans: self.trans.clone(),
-                apply: self.apply.clone(),
-                router: self.router.clone(),
-                kv: self.kv.clone(),
-                raft: self.raft.clone(),
-                meta: self.meta.clone(),
-                snap_gen: self.snap_gen.clone(),
-                pd: self.pd.clone(),
-                logger: self.logger.clone(),
-                log_batch: self.raft.log_batch(256),
-                msgs: Vec::new(),
-            },
-            store_msgs: Vec::new(),
-        }
+        StoreHandler { ctx: self.ctx.fork(), store_msgs: Vec::new() }
     }
 }

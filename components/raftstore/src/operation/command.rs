@@ -14,11 +14,12 @@ use proto::{
     raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest},
     Message,
 };
+use raft::RawNode;
 use slog::debug;
 
 use crate::{
     msg::{Proposal, RaftCommand},
-    raft::{apply::check_request_keys, peer::Peer},
+    raft::{apply::check_request_keys, peer::Peer, storage::PeerStorage},
     Config, Error, Result,
 };
 
@@ -107,11 +108,20 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 size: data.len() as u64,
             });
         }
+        self.propose_entry(|raft| raft.propose(vec![], data))
+    }
+
+    /// Appends an entry through `propose` and returns its index. Raft drops proposals
+    /// silently at times (while it transfers leadership): a log that did not grow means
+    /// dropped, answered `NotLeader`.
+    pub(crate) fn propose_entry(
+        &mut self,
+        propose: impl FnOnce(&mut RawNode<PeerStorage<EK, ER>>) -> raft::Result<()>,
+    ) -> Result<u64> {
         let last = self.raft_group.raft.raft_log.last_index();
-        let dropped = self.raft_group.propose(vec![], data).is_err()
+        let dropped = propose(&mut self.raft_group).is_err()
             || self.raft_group.raft.raft_log.last_index() == last;
         if dropped {
-            // Raft refuses proposals while it transfers leadership.
             return Err(Error::NotLeader { region_id: self.region_id(), leader: self.leader() });
         }
         Ok(self.raft_group.raft.raft_log.last_index())

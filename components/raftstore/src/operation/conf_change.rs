@@ -118,13 +118,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         });
         cc.node_id = cp.get_peer().id;
         cc.context = req.write_to_bytes().map_err(|e| Error::InvalidRequest(e.to_string()))?.into();
-        let last = self.raft_group.raft.raft_log.last_index();
-        let dropped = self.raft_group.propose_conf_change(vec![], cc).is_err()
-            || self.raft_group.raft.raft_log.last_index() == last;
-        if dropped {
-            return Err(Error::NotLeader { region_id: self.region_id(), leader: self.leader() });
-        }
-        Ok(self.raft_group.raft.raft_log.last_index())
+        self.propose_entry(|raft| raft.propose_conf_change(vec![], cc))
     }
 
     /// A membership change was applied.

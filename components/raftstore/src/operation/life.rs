@@ -33,7 +33,7 @@ pub(crate) fn maybe_create_peer<EK: KvEngine, ER: RaftEngine, T: Transport>(
     }
     let mut region = Region::default();
     region.id = region_id;
-    let peer = match Peer::uninitialized(
+    let peer = match Peer::with_peer(
         &ctx.cfg,
         ctx.kv.clone(),
         ctx.raft.clone(),

@@ -67,20 +67,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         Self::with_peer(cfg, kv, raft, region, peer, snap_gen, logger)
     }
 
-    /// A peer that knows only its region's id (no peers, no range): it waits for a snapshot.
-    pub fn uninitialized(
-        cfg: &Config,
-        kv: EK,
-        raft: ER,
-        region: Region,
-        peer: metapb::Peer,
-        snap_gen: Option<SnapGenerator<EK>>,
-        logger: &Logger,
-    ) -> Result<Self> {
-        Self::with_peer(cfg, kv, raft, region, peer, snap_gen, logger)
-    }
-
-    fn with_peer(
+    /// The peer `peer` of `region`. A region with no peers (only its id) makes an
+    /// uninitialized peer, which waits for a snapshot.
+    pub fn with_peer(
         cfg: &Config,
         kv: EK,
         raft: ER,
