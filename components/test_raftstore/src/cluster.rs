@@ -445,6 +445,23 @@ impl Cluster {
         }
     }
 
+    /// Waits (at most 10 s) until a store's peer of the region has compacted its log past
+    /// `index`; returns the truncated index.
+    pub fn wait_truncated_beyond(&self, store_id: u64, region_id: u64, index: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let truncated = self.peer_status(store_id, region_id).map_or(0, |s| s.truncated_index);
+            if truncated > index {
+                return truncated;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "store {store_id}: log not compacted past {index} ({truncated})"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Cuts the stores in `a` off from those in `b`.
     pub fn partition(&self, a: &[u64], b: &[u64]) {
         self.network.add_filter(Box::new(Partition::new(a, b)));

@@ -1,6 +1,6 @@
 //! Admin operations: leader transfer and raft log GC.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine::RaftEngine;
 use proto::raft_cmdpb::AdminCmdType;
@@ -46,21 +46,6 @@ fn gc_config() -> Config {
     }
 }
 
-fn wait_truncated_beyond(cluster: &Cluster, store: u64, index: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let truncated = cluster.peer_status(store, FIRST_REGION).unwrap().truncated_index;
-        if truncated > index {
-            return truncated;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "store {store}: log not compacted past {index} ({truncated})"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn every_peer_compacts_its_log_and_deletes_the_entries() {
     let mut cluster = Cluster::with_config(3, gc_config());
@@ -69,7 +54,7 @@ fn every_peer_compacts_its_log_and_deletes_the_entries() {
         cluster.must_put(format!("k{i}").as_bytes(), b"v");
     }
     for store in 1..=3 {
-        let truncated = wait_truncated_beyond(&cluster, store, 20);
+        let truncated = cluster.wait_truncated_beyond(store, FIRST_REGION, 20);
         let raft = cluster.raft_engine(store);
         assert_eq!(
             raft.get_entry(FIRST_REGION, truncated).unwrap(),
@@ -112,5 +97,5 @@ fn a_stopped_follower_holds_gc_back_and_catches_up_from_the_log() {
     for i in 0..60 {
         cluster.must_get_equal(follower, format!("k{i}").as_bytes(), b"w");
     }
-    wait_truncated_beyond(&cluster, leader.store_id, matched);
+    cluster.wait_truncated_beyond(leader.store_id, FIRST_REGION, matched);
 }

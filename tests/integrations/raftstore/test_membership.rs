@@ -24,14 +24,6 @@ fn gc_config() -> Config {
     }
 }
 
-fn wait_truncated_beyond(cluster: &Cluster, store: u64, index: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cluster.peer_status(store, FIRST_REGION).unwrap().truncated_index <= index {
-        assert!(Instant::now() < deadline, "store {store}: log not compacted past {index}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn region_state(cluster: &Cluster, store: u64) -> Option<RegionLocalState> {
     cluster.kv(store).get_msg_cf(CF_META, &keys::region_state_key(FIRST_REGION)).unwrap()
 }
@@ -44,7 +36,7 @@ fn a_peer_added_after_log_gc_catches_up_by_snapshot() {
         cluster.must_put(&key(i), b"v");
     }
     let (leader, _) = cluster.leader_region(FIRST_REGION);
-    wait_truncated_beyond(&cluster, leader.store_id, 20);
+    cluster.wait_truncated_beyond(leader.store_id, FIRST_REGION, 20);
     assert!(region_state(&cluster, 4).is_none(), "store 4 starts without the region");
 
     let new = cluster.new_peer(4);
@@ -134,7 +126,7 @@ fn a_lagging_follower_catches_up_by_snapshot_after_forced_gc() {
     for i in 0..80 {
         cluster.must_put(&key(i), b"w");
     }
-    wait_truncated_beyond(&cluster, leader.store_id, behind + 1);
+    cluster.wait_truncated_beyond(leader.store_id, FIRST_REGION, behind + 1);
     cluster.start_store(follower);
     for i in 0..80 {
         cluster.must_get_equal(follower, &key(i), b"w");
@@ -190,7 +182,7 @@ fn a_large_snapshot_travels_in_pieces() {
         cluster.must_put(&key(i), &value);
     }
     let (leader, _) = cluster.leader_region(FIRST_REGION);
-    wait_truncated_beyond(&cluster, leader.store_id, 20);
+    cluster.wait_truncated_beyond(leader.store_id, FIRST_REGION, 20);
     let pieces = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     cluster.network.add_filter(Box::new(CountChunks(pieces.clone())));
     cluster.must_add_peer(FIRST_REGION, &cluster.new_peer(4));
