@@ -1,5 +1,21 @@
-//! Reads off the raftstore threads (not built yet).
+//! Reads off the raftstore threads.
 //!
-//! This crate will hold leader leases (`Lease`, `RemoteLease`), `ReadDelegate`, `TrackVer`,
-//! `ThreadReadId` and `LocalReader`, which serves lease reads from a leader's engine snapshot
-//! and redirects to the peer on any doubt. It is empty until that work lands.
+//! Built so far: the primitives the local read path stands on.
+//! - [`clock`]: the `Clock` trait, `CLOCK_MONOTONIC_RAW` for production and a manual clock
+//!   for tests, so lease expiry is tested without sleeping;
+//! - [`lease`]: the leader's `Lease` (Valid / Suspect / Expired, renewed from send times) and
+//!   the `RemoteLease` readers on other threads check;
+//! - [`track_ver`]: `TrackVer`, which tells a cached copy that its source changed.
+//!
+//! Not built yet: `ReadDelegate`, `LocalReader` with its LRU of delegates, `ThreadReadId`,
+//! and their wiring into the raftstore (see `../shared/design/READ_PATH.md` for the plan).
+
+pub mod clock;
+pub mod lease;
+pub mod track_ver;
+
+pub use self::{
+    clock::{Clock, ManualClock, MonotonicRawClock},
+    lease::{Lease, LeaseState, RemoteLease},
+    track_ver::TrackVer,
+};

@@ -14,6 +14,10 @@ pub struct Config {
     pub raft_heartbeat_ticks: usize,
     /// Ticks without a leader before a follower campaigns (raft randomises up to twice this).
     pub raft_election_timeout_ticks: usize,
+    /// Longest leader lease. Must end at least one tick before the election timeout: a
+    /// follower's election can fire up to a tick early, and a lease overlapping it would let
+    /// two leaders serve reads (TiKV #9728).
+    pub raft_store_max_leader_lease: Duration,
     /// Most in-flight append messages per follower.
     pub raft_max_inflight_msgs: usize,
     /// Most bytes of entries in one append message.
@@ -54,6 +58,7 @@ impl Default for Config {
             raft_base_tick_interval: Duration::from_secs(1),
             raft_heartbeat_ticks: 2,
             raft_election_timeout_ticks: 10,
+            raft_store_max_leader_lease: Duration::from_secs(9),
             raft_max_inflight_msgs: 256,
             raft_max_size_per_msg: 1 << 20,
             raft_entry_max_size: 8 << 20,
@@ -95,6 +100,7 @@ impl Config {
             raft_base_tick_interval: Duration::from_millis(10),
             raft_election_timeout_ticks: 10,
             raft_heartbeat_ticks: 2,
+            raft_store_max_leader_lease: Duration::from_millis(90),
             raft_log_gc_tick_interval: Duration::from_millis(50),
             raft_log_gc_threshold: 20,
             raft_log_gc_count_limit: 200,
@@ -121,6 +127,16 @@ impl Config {
                 "raft_election_timeout_ticks",
                 format!("must exceed raft_heartbeat_ticks ({})", self.raft_heartbeat_ticks),
             );
+        }
+        let lease_limit = self.election_timeout().saturating_sub(self.raft_base_tick_interval);
+        if self.raft_store_max_leader_lease > lease_limit {
+            return refuse(
+                "raft_store_max_leader_lease",
+                format!("must be at most the election timeout minus one tick ({lease_limit:?})"),
+            );
+        }
+        if self.raft_store_max_leader_lease.is_zero() {
+            return refuse("raft_store_max_leader_lease", "must be positive");
         }
         let positive = [
             ("raft_max_inflight_msgs", self.raft_max_inflight_msgs as u64),
@@ -212,5 +228,13 @@ mod tests {
         assert_eq!(field(Config { apply_pool_size: 0, ..d() }), "apply_pool_size");
         assert_eq!(field(Config { raft_log_gc_count_limit: 10, ..d() }), "raft_log_gc_count_limit");
         assert_eq!(field(Config { raft_entry_max_size: 1 << 30, ..d() }), "raft_entry_max_size");
+        let lease = |ms| Config { raft_store_max_leader_lease: Duration::from_millis(ms), ..d() };
+        assert_eq!(
+            field(lease(10_000)),
+            "raft_store_max_leader_lease",
+            "as long as the election timeout"
+        );
+        assert_eq!(field(lease(9_001)), "raft_store_max_leader_lease", "within the last tick");
+        lease(9_000).validate().unwrap();
     }
 }

@@ -46,6 +46,7 @@ fn run(args: Args) -> Result<(), Error> {
     let cfg = raftstore::Config {
         sync_log: args.sync_log,
         raft_base_tick_interval: tick,
+        raft_store_max_leader_lease: tick * 9,
         raft_log_gc_tick_interval: tick * 5,
         ..raftstore::Config::for_tests()
     };
