@@ -39,10 +39,14 @@ fn short_run_reports_and_records_a_complete_history() {
     let leaders: u64 =
         report["stores"].as_array().unwrap().iter().map(|s| s["leaders"].as_u64().unwrap()).sum();
     assert_eq!(leaders, 1, "one region, one leader");
-    assert!(report.get("read_paths").is_none(), "features not built are left out");
+    let reads = report["ops"]["reads"].as_u64().unwrap();
+    assert!(reads > 0, "the default read ratio mixes reads in: {report}");
+    assert_eq!(report["read_paths"]["read_index"].as_u64(), Some(reads));
+    assert!(report["read_paths"].get("local").is_none(), "paths not built are left out");
     assert!(data.join("store-1").is_dir(), "--data-dir keeps the stores' data");
 
     let text = std::fs::read_to_string(&history).unwrap();
+    assert_eq!(stale_reads(&text), 0, "a read returned a value older than an acknowledged write");
     let mut open: HashMap<u64, String> = HashMap::new();
     let mut oks = 0;
     for line in text.lines() {
@@ -63,7 +67,7 @@ fn short_run_reports_and_records_a_complete_history() {
         }
     }
     assert!(open.is_empty(), "every invoked operation completed");
-    assert_eq!(oks, writes, "the report counts the history's acknowledged writes");
+    assert_eq!(oks, writes + reads, "the report counts the history's acknowledged operations");
 }
 
 #[test]
@@ -82,4 +86,84 @@ fn bad_options_are_refused() {
     let out = region_sim(&["--data-dir", dir.path().to_str().unwrap(), "--duration", "0.1"]);
     assert!(!out.status.success(), "a non-empty --data-dir is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}
+
+/// One operation of the history: when it was invoked and completed (None: unknown outcome,
+/// it may take effect any time after invocation).
+struct Op {
+    invoke: u64,
+    complete: Option<u64>,
+    value: Option<String>,
+}
+
+/// Counts acknowledged reads that cannot be explained by a linearizable register: the value
+/// read must come from a write invoked before the read completed, and no other write may
+/// have started after that write completed and completed before the read began. Written
+/// values are unique, so the writer of each value read is known.
+fn stale_reads(history: &str) -> usize {
+    let mut open: HashMap<u64, (u64, String, String)> = HashMap::new();
+    let mut writes: HashMap<String, Vec<Op>> = HashMap::new();
+    let mut reads: Vec<(String, Op)> = Vec::new();
+    for line in history.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (p, t) = (e["process"].as_u64().unwrap(), e["time_ns"].as_u64().unwrap());
+        let (key, f) = (e["key"].as_str().unwrap().to_string(), e["f"].as_str().unwrap());
+        let value = e["value"].as_str().map(str::to_string);
+        match e["type"].as_str().unwrap() {
+            "invoke" => {
+                open.insert(p, (t, f.to_string(), value.clone().unwrap_or_default()));
+            }
+            kind => {
+                let (invoke, f, written) = open.remove(&p).unwrap();
+                let complete = (kind == "ok").then_some(t);
+                match (f.as_str(), kind) {
+                    ("write", "ok" | "info") => {
+                        let op = Op { invoke, complete, value: Some(written) };
+                        writes.entry(key).or_default().push(op);
+                    }
+                    ("read", "ok") => reads.push((key, Op { invoke, complete, value })),
+                    _ => {} // failed operations did nothing
+                }
+            }
+        }
+    }
+    let mut stale = 0;
+    for (key, read) in &reads {
+        let ws = writes.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        let read_end = read.complete.unwrap();
+        let source_end = match &read.value {
+            None => Some(0), // the initial absence
+            Some(v) => match ws.iter().find(|w| w.value.as_ref() == Some(v)) {
+                Some(w) if w.invoke < read_end => w.complete,
+                _ => {
+                    stale += 1; // a value nobody had started writing
+                    continue;
+                }
+            },
+        };
+        let Some(source_end) = source_end else { continue }; // unknown outcome: may be late
+        let overwritten =
+            ws.iter().any(|w| w.invoke > source_end && w.complete.is_some_and(|c| c < read.invoke));
+        stale += overwritten as usize;
+    }
+    stale
+}
+
+#[test]
+fn the_checker_catches_a_stale_read() {
+    let ev = |p: u64, kind: &str, f: &str, v: Option<&str>, t: u64| {
+        serde_json::json!({"process": p, "type": kind, "f": f, "key": "k", "value": v, "time_ns": t}).to_string()
+    };
+    let good = [
+        ev(0, "invoke", "write", Some("a"), 1),
+        ev(0, "ok", "write", Some("a"), 2),
+        ev(0, "invoke", "write", Some("b"), 3),
+        ev(0, "ok", "write", Some("b"), 4),
+        ev(1, "invoke", "read", None, 5),
+        ev(1, "ok", "read", Some("b"), 6),
+    ];
+    assert_eq!(stale_reads(&good.join("\n")), 0);
+    let mut bad = good.clone();
+    bad[5] = ev(1, "ok", "read", Some("a"), 6);
+    assert_eq!(stale_reads(&bad.join("\n")), 1, "reading a after b was acknowledged");
 }

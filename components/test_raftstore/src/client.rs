@@ -50,6 +50,27 @@ impl Client {
     /// applied, try elsewhere" until `deadline`. A timeout is an unknown outcome and is not
     /// retried: retrying could apply the write twice.
     pub fn write(&mut self, key: &[u8], requests: Vec<Request>, deadline: Instant) -> Outcome {
+        self.call(key, requests, deadline)
+    }
+
+    /// Reads `key` through its region's leader (ReadIndex): `Ok(Some(value))`, `Ok(None)` if
+    /// absent, or the error once `deadline` passes or a final error comes back.
+    pub fn read(&mut self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>, Error> {
+        let mut get = Request::default();
+        get.set_cmd_type(proto::raft_cmdpb::CmdType::Get);
+        get.mut_get().key = key.to_vec();
+        match self.call(key, vec![get], deadline) {
+            Outcome::Ok(resp) => {
+                let got = resp.get_responses().first().map(|r| r.get_get()).ok_or_else(|| {
+                    Error::InvalidRequest("a read answered without a response".into())
+                })?;
+                Ok((!got.not_found).then(|| got.value.clone()))
+            }
+            Outcome::Failed(e) | Outcome::Unknown(e) => Err(e),
+        }
+    }
+
+    fn call(&mut self, key: &[u8], requests: Vec<Request>, deadline: Instant) -> Outcome {
         let mut last_err = Error::OutcomeUnknown("no attempt made".into());
         let mut attempt = 0usize;
         while Instant::now() < deadline {

@@ -420,6 +420,11 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("delete {key:?}: {e}"));
     }
 
+    /// Reads `key` through its region's leader (ReadIndex), retrying for up to 10 s.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.client().read(key, Instant::now() + Duration::from_secs(10))
+    }
+
     /// Waits (at most 5 s) until a store's kv engine holds `key` = `value`.
     pub fn must_get_equal(&self, store_id: u64, key: &[u8], value: &[u8]) {
         self.wait_value(store_id, key, Some(value));

@@ -19,9 +19,8 @@ pub struct Args {
     /// Concurrent clients (threads).
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
-    /// Fraction of operations that are reads. Reads are not built yet: a non-zero ratio is
-    /// reported and every operation is a write.
-    #[arg(long, default_value_t = 0.0)]
+    /// Fraction of operations that are reads (through ReadIndex on the leader).
+    #[arg(long, default_value_t = 0.5)]
     pub read_ratio: f64,
     /// Number of distinct keys.
     #[arg(long, default_value_t = 1000)]

@@ -22,6 +22,10 @@ const OP_DEADLINE: Duration = Duration::from_secs(5);
 pub struct ClientStats {
     /// Writes acknowledged.
     pub writes: u64,
+    /// Reads answered (all through ReadIndex).
+    pub reads: u64,
+    /// Latency of answered reads, in microseconds.
+    pub read_latency: Histogram<u64>,
     /// Failed or unknown operations by error kind.
     pub errors: BTreeMap<&'static str, u64>,
     /// Latency of acknowledged writes, in microseconds.
@@ -32,6 +36,8 @@ impl ClientStats {
     fn new() -> Self {
         ClientStats {
             writes: 0,
+            reads: 0,
+            read_latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
             errors: BTreeMap::new(),
             write_latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
         }
@@ -40,11 +46,59 @@ impl ClientStats {
     /// Adds another client's numbers.
     pub fn merge(&mut self, other: &ClientStats) {
         self.writes += other.writes;
+        self.reads += other.reads;
+        let _ = self.read_latency.add(&other.read_latency);
         for (k, v) in &other.errors {
             *self.errors.entry(k).or_default() += v;
         }
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.write_latency.add(&other.write_latency);
+    }
+}
+
+/// One read, recorded in the history: reads change nothing, so a failed read is `fail`.
+fn read_once(
+    process: usize,
+    client: &mut Client,
+    key: &str,
+    history: &History,
+    stats: &mut ClientStats,
+) {
+    history.record(&Event {
+        process,
+        kind: "invoke",
+        f: "read",
+        key,
+        value: None,
+        time_ns: history.now_ns(),
+    });
+    let started = Instant::now();
+    match client.read(key.as_bytes(), started + OP_DEADLINE) {
+        Ok(value) => {
+            let _ = stats.read_latency.record((started.elapsed().as_micros() as u64).max(1));
+            stats.reads += 1;
+            let value = value.map(|v| String::from_utf8_lossy(&v).into_owned());
+            let time_ns = history.now_ns();
+            history.record(&Event {
+                process,
+                kind: "ok",
+                f: "read",
+                key,
+                value: value.as_deref(),
+                time_ns,
+            });
+        }
+        Err(e) => {
+            *stats.errors.entry(e.kind()).or_default() += 1;
+            history.record(&Event {
+                process,
+                kind: "fail",
+                f: "read",
+                key,
+                value: None,
+                time_ns: history.now_ns(),
+            });
+        }
     }
 }
 
@@ -62,6 +116,11 @@ pub fn run_client(
     let mut seq = 0u64;
     while Instant::now() < deadline {
         let key = crate::args::key(rng.gen_range(0..args.key_space));
+        if rng.gen_bool(args.read_ratio) {
+            read_once(process, &mut client, &key, history, &mut stats);
+            done.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let mut value = format!("{process}:{seq}:");
         seq += 1;
         value.extend(std::iter::repeat_n('.', args.value_size.saturating_sub(value.len())));

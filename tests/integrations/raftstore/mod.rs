@@ -3,4 +3,5 @@ mod test_errors;
 mod test_failover;
 mod test_membership;
 mod test_pd;
+mod test_read;
 mod test_replication;

@@ -53,6 +53,13 @@ pub fn check_key_in_region(key: &[u8], region: &Region) -> Result<()> {
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Proposes a command, or answers it with the error that stopped it.
     pub(crate) fn propose_command(&mut self, cfg: &Config, cmd: RaftCommand) {
+        let is_read = |r: &proto::raft_cmdpb::Request| r.get_cmd_type() == CmdType::Get;
+        if !cmd.request.has_admin_request()
+            && !cmd.request.get_requests().is_empty()
+            && cmd.request.get_requests().iter().all(is_read)
+        {
+            return self.propose_read(cmd);
+        }
         match cmd.request.get_admin_request().get_cmd_type() {
             AdminCmdType::TransferLeader => return self.transfer_leader(cmd),
             AdminCmdType::ChangePeer => return self.propose_conf_change(cmd),

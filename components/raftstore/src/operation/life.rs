@@ -104,6 +104,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         for p in self.proposals.drain(..) {
             p.ch.respond_error(Error::RegionNotFound(region.id));
         }
+        self.fail_reads(|| Error::RegionNotFound(region.id));
         self.pending_ready = None;
         self.destroyed = true;
         info!(self.logger, "peer destroyed");

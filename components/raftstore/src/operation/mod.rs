@@ -9,7 +9,8 @@
 //! - `conf_change`: membership changes (ChangePeer);
 //! - `snapshot`: generating, checking and applying snapshots;
 //! - `life`: creating a peer for an unknown region's message, destroying a removed peer;
-//! - `pd`: region heartbeats to the placement driver and the operators it answers with.
+//! - `pd`: region heartbeats to the placement driver and the operators it answers with;
+//! - `read`: reads through ReadIndex on the leader.
 
 pub mod command;
 pub mod conf_change;
@@ -17,6 +18,7 @@ pub mod life;
 pub mod log_gc;
 pub mod message;
 pub mod pd;
+pub mod read;
 pub mod ready;
 pub mod snapshot;
 pub mod transfer_leader;

@@ -40,6 +40,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if ready.ss().is_some_and(|ss| ss.raft_state != StateRole::Leader) {
             self.on_leadership_lost();
         }
+        self.on_read_states(ready.take_read_states());
         let has_snapshot = !ready.snapshot().is_empty();
         if has_snapshot {
             if let Err(e) =
@@ -63,6 +64,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
         }
         self.pending_ready = Some(ready);
+        self.serve_reads();
     }
 
     /// After the round's batch is written: sends the messages that waited for it, advances
@@ -91,6 +93,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// leader, or be overwritten. Answer them now that the outcome is unknown, rather than
     /// leave their callers waiting on a peer that cannot decide it.
     fn on_leadership_lost(&mut self) {
+        let region_id = self.region_id();
+        self.fail_reads(|| Error::NotLeader { region_id, leader: None });
         if self.proposals.is_empty() {
             return;
         }
@@ -154,6 +158,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
         self.on_log_compacted(old_truncated);
+        self.serve_reads();
         for result in res.exec_results {
             match result {
                 ExecResult::ChangePeer { cc, region } => self.on_change_peer(cc, region, ctx),

@@ -13,7 +13,8 @@ use raft::{RawNode, Ready, StateRole};
 use slog::{o, Logger};
 
 use crate::{
-    msg::{PeerStatus, Proposal},
+    msg::{PeerStatus, Proposal, RaftCommand},
+    operation::read::PendingRead,
     operation::snapshot::{SnapChunks, SnapGenerator},
     raft::storage::PeerStorage,
     Config, Error, Result,
@@ -42,6 +43,12 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) peer_cache: HashMap<u64, metapb::Peer>,
     /// Pieces of a snapshot being received.
     pub(crate) snap_chunks: Option<SnapChunks>,
+    /// Reads issued to raft, in order.
+    pub(crate) reads: VecDeque<PendingRead>,
+    /// Reads waiting for the leader to commit an entry of its term.
+    pub(crate) held_reads: Vec<RaftCommand>,
+    /// Id of the last read issued.
+    pub(crate) next_read_id: u64,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -100,6 +107,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             destroyed: false,
             peer_cache: HashMap::new(),
             snap_chunks: None,
+            reads: VecDeque::new(),
+            held_reads: Vec::new(),
+            next_read_id: 0,
         })
     }
 
