@@ -18,7 +18,8 @@
 //! (put, delete, delete range) with epoch and key checks at propose and apply, typed client
 //! errors, raft persistence and replication, leader transfer, log GC, membership changes,
 //! snapshots, peers created on demand and destroyed on removal, region heartbeats to the
-//! placement driver and its operators. Not yet: reads, chunked snapshots, store heartbeats.
+//! placement driver and its operators, ReadIndex reads (leader and follower). Not yet: lease
+//! reads off the store threads, store heartbeats.
 
 pub mod bootstrap;
 mod config;

@@ -31,6 +31,60 @@ fn a_read_sees_the_last_acknowledged_write() {
     }
 }
 
+/// Drops appends to one store: its peers fall behind.
+struct StarveAppends(u64);
+
+impl test_raftstore::transport::Filter for StarveAppends {
+    fn allow(&self, _: u64, to: u64, msg: &proto::raft_serverpb::RaftMessage) -> bool {
+        to != self.0 || msg.get_message().get_msg_type() != proto::eraftpb::MessageType::MsgAppend
+    }
+}
+
+fn follower_read(
+    cluster: &Cluster,
+    key: &[u8],
+    timeout: Duration,
+) -> Result<Option<Vec<u8>>, Error> {
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let follower = region.get_peers().iter().find(|p| p.id != leader.id).unwrap().clone();
+    let mut req = new_request(&region, &follower, vec![get_request(key)]);
+    req.mut_header().replica_read = true;
+    let resp = cluster.call_command(follower.store_id, req, timeout)?;
+    let got = resp.get_responses()[0].get_get();
+    Ok((!got.not_found).then(|| got.value.clone()))
+}
+
+#[test]
+fn a_follower_read_sees_the_last_acknowledged_write() {
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    cluster.must_put(b"k", b"v1");
+    assert_eq!(
+        follower_read(&cluster, b"k", Duration::from_secs(3)).unwrap().as_deref(),
+        Some(&b"v1"[..])
+    );
+    assert_eq!(follower_read(&cluster, b"none", Duration::from_secs(3)).unwrap(), None);
+}
+
+#[test]
+fn a_follower_read_waits_until_its_apply_catches_up() {
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    cluster.must_put(b"k", b"v1");
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let follower = region.get_peers().iter().find(|p| p.id != leader.id).unwrap().clone();
+    cluster.must_get_equal(follower.store_id, b"k", b"v1");
+    cluster.network.add_filter(Box::new(StarveAppends(follower.store_id)));
+    cluster.must_put(b"k", b"v2"); // committed by the leader and the other follower
+    let mut req = new_request(&region, &follower, vec![get_request(b"k")]);
+    req.mut_header().replica_read = true;
+    let res = cluster.call_command(follower.store_id, req.clone(), Duration::from_millis(500));
+    assert!(matches!(res, Err(Error::OutcomeUnknown(_))), "the lagging follower answered {res:?}");
+    cluster.clear_filters();
+    let resp = cluster.call_command(follower.store_id, req, Duration::from_secs(5)).unwrap();
+    assert_eq!(resp.get_responses()[0].get_get().value, b"v2");
+}
+
 #[test]
 fn a_follower_refuses_reads_with_the_leader() {
     let mut cluster = Cluster::new(3);

@@ -33,6 +33,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.ticks.is_multiple_of(every(cfg.pd_heartbeat_tick_interval)) {
             self.heartbeat_pd(ctx);
         }
+        self.retry_lost_reads(cfg.raft_election_timeout_ticks as u64);
     }
 
     fn propose_log_gc(&mut self, cfg: &Config) {

@@ -30,16 +30,19 @@ pub(crate) struct PendingRead {
     id: u64,
     /// The read index, once raft confirmed it.
     index: Option<u64>,
+    /// The tick the ReadIndex was (last) sent at, to retry one that got lost.
+    issued_tick: u64,
     cmd: RaftCommand,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
-    /// Starts a read, or answers it with the error that stopped it.
+    /// Starts a read, or answers it with the error that stopped it. A follower serves a read
+    /// that asks for it (`replica_read`): raft forwards its ReadIndex to the leader.
     pub(crate) fn propose_read(&mut self, cmd: RaftCommand) {
         if let Err(e) = self.check_read(&cmd.request) {
             return cmd.ch.respond_error(e);
         }
-        if !self.raft_group.raft.commit_to_current_term() {
+        if self.is_leader() && !self.raft_group.raft.commit_to_current_term() {
             self.held_reads.push(cmd);
             return;
         }
@@ -47,8 +50,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     fn check_read(&self, req: &RaftCmdRequest) -> Result<()> {
-        if !self.is_leader() {
+        let follower_read = req.get_header().replica_read && self.raft_group.raft.leader_id != 0;
+        if !self.is_leader() && !follower_read {
+            // Without a known leader a follower cannot get a read index: retry later.
             return Err(Error::NotLeader { region_id: self.region_id(), leader: self.leader() });
+        }
+        if !self.storage().is_initialized() {
+            return Err(Error::RegionNotFound(self.region_id())); // no data here yet
+        }
+        if self.snapshot_must_wait() {
+            return Err(Error::ServerIsBusy("applying a snapshot".into()));
         }
         check_region_epoch(req, self.region())?;
         for r in req.get_requests() {
@@ -64,7 +75,21 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.next_read_id += 1;
         let id = self.next_read_id;
         self.raft_group.read_index(id.to_be_bytes().to_vec());
-        self.reads.push_back(PendingRead { id, index: None, cmd });
+        self.reads.push_back(PendingRead { id, index: None, issued_tick: self.ticks, cmd });
+    }
+
+    /// Re-sends ReadIndex requests unanswered for an election timeout: a request forwarded to
+    /// a leader that stepped down, or lost on the way, is never answered (TiKV #18417).
+    pub(crate) fn retry_lost_reads(&mut self, election_ticks: u64) {
+        let now = self.ticks;
+        for i in 0..self.reads.len() {
+            let read = &mut self.reads[i];
+            if read.index.is_none() && now >= read.issued_tick + election_ticks {
+                read.issued_tick = now;
+                let ctx = read.id.to_be_bytes().to_vec();
+                self.raft_group.read_index(ctx);
+            }
+        }
     }
 
     /// Raft confirmed read indexes (from a ready).
