@@ -23,6 +23,8 @@ demo: deps
 test: deps
 	cargo test $(CARGO_PROFILE) --workspace --all-targets
 	cargo test $(CARGO_PROFILE) --workspace --doc
+	# Fail point tests: their own binary, one test at a time (fail points are process-wide).
+	cargo test $(CARGO_PROFILE) --features failpoints --test failpoints -- --test-threads 1
 	# The batch system's FSM state, model-checked exhaustively on loom's atomics.
 	cargo test $(CARGO_PROFILE) -p router --features loom --lib -- loom_
 
@@ -34,6 +36,7 @@ fmt-check:
 
 clippy: deps
 	cargo clippy $(CARGO_PROFILE) --workspace --all-targets -- -D warnings
+	cargo clippy $(CARGO_PROFILE) --features failpoints --test failpoints -- -D warnings
 	cargo clippy $(CARGO_PROFILE) -p router --features loom --lib --tests -- -D warnings
 
 bench: deps

@@ -21,6 +21,11 @@
 //! placement driver and its operators, ReadIndex reads (leader and follower). Not yet: lease
 //! reads off the store threads, store heartbeats.
 
+// Fail points are for tests: a release build with them on would let anyone who can set the
+// environment pause a store.
+#[cfg(all(feature = "failpoints", not(debug_assertions)))]
+compile_error!("the failpoints feature is for tests; build release binaries without it");
+
 pub mod bootstrap;
 mod config;
 mod errors;

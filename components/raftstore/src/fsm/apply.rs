@@ -74,6 +74,7 @@ impl<EK: KvEngine, ER: RaftEngine> ApplyHandler<EK, ER> {
     /// Writes the batch, then answers proposals and reports results: a response never
     /// announces a write that is not in the engine.
     fn flush(&mut self) {
+        fail::fail_point!("apply_before_write");
         if !self.wb.is_empty() {
             if let Err(e) = self.kv.write(&mut self.wb, WriteOptions::NO_SYNC) {
                 // The kv engine cannot take writes: applying further would diverge from the

@@ -118,6 +118,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
     }
 
     fn end(&mut self, peers: &mut [Box<PeerFsm<EK, ER>>]) {
+        fail::fail_point!("store_before_persist");
         let ctx = &mut self.ctx;
         if !engine::RaftLogBatch::is_empty(&ctx.log_batch) {
             if let Err(e) = ctx.raft.consume(&mut ctx.log_batch, ctx.cfg.sync_log) {

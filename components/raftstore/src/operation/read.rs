@@ -94,6 +94,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// Raft confirmed read indexes (from a ready).
     pub(crate) fn on_read_states(&mut self, states: Vec<raft::ReadState>) {
+        fail::fail_point!("read_index_confirmed", |_| {});
         for rs in states {
             let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
             let id = u64::from_be_bytes(bytes);

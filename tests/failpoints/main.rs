@@ -1,0 +1,3 @@
+//! Races that only fail points reach. Run with `--features failpoints`, one test at a time.
+
+mod test_read;
