@@ -6,22 +6,13 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use proto::raft_cmdpb::{CmdType, Request};
 use regionstore::engine::{keys, Peekable};
-use regionstore::proto;
-use test_raftstore::{new_request, Cluster, FIRST_REGION};
+use test_raftstore::{get_request, new_request, Cluster, FIRST_REGION};
 
 const KEYS: u64 = 1000;
 
 fn key(i: u64) -> Vec<u8> {
     format!("key{i:06}").into_bytes()
-}
-
-fn get_request(key: &[u8]) -> Request {
-    let mut r = Request::default();
-    r.set_cmd_type(CmdType::Get);
-    r.mut_get().key = key.to_vec();
-    r
 }
 
 fn bench_reads(c: &mut Criterion) {

@@ -3,14 +3,7 @@
 use std::time::Duration;
 
 use raftstore::Error;
-use test_raftstore::{new_request, put_request, Cluster, FIRST_REGION};
-
-fn get_request(key: &[u8]) -> proto::raft_cmdpb::Request {
-    let mut r = proto::raft_cmdpb::Request::default();
-    r.set_cmd_type(proto::raft_cmdpb::CmdType::Get);
-    r.mut_get().key = key.to_vec();
-    r
-}
+use test_raftstore::{get_request, new_request, put_request, Cluster, FIRST_REGION};
 
 /// A leader read is answered only once the apply side has reached its read index: with apply
 /// paused after a write committed, the read waits instead of returning the older value.

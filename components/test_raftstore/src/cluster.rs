@@ -525,6 +525,14 @@ pub fn put_request(key: &[u8], value: &[u8]) -> Request {
     r
 }
 
+/// A get of `key` in the default column family.
+pub fn get_request(key: &[u8]) -> Request {
+    let mut r = Request::default();
+    r.set_cmd_type(CmdType::Get);
+    r.mut_get().key = key.to_vec();
+    r
+}
+
 /// A delete of `key` in the default column family.
 pub fn delete_request(key: &[u8]) -> Request {
     let mut r = Request::default();

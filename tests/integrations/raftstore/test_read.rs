@@ -3,14 +3,7 @@
 use std::time::Duration;
 
 use raftstore::Error;
-use test_raftstore::{new_request, Cluster, FIRST_REGION};
-
-fn get_request(key: &[u8]) -> proto::raft_cmdpb::Request {
-    let mut r = proto::raft_cmdpb::Request::default();
-    r.set_cmd_type(proto::raft_cmdpb::CmdType::Get);
-    r.mut_get().key = key.to_vec();
-    r
-}
+use test_raftstore::{get_request, new_request, Cluster, FIRST_REGION};
 
 #[test]
 fn a_read_sees_the_last_acknowledged_write() {
