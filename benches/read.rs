@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use regionstore::engine::{keys, Peekable};
-use test_raftstore::{get_request, new_request, Cluster, FIRST_REGION};
+use test_raftstore::{follower_of, get_request, new_request, Cluster, FIRST_REGION};
 
 const KEYS: u64 = 1000;
 
@@ -22,7 +22,7 @@ fn bench_reads(c: &mut Criterion) {
         cluster.must_put(&key(i), b"value-of-some-length");
     }
     let (leader, region) = cluster.leader_region(FIRST_REGION);
-    let follower = region.get_peers().iter().find(|p| p.id != leader.id).unwrap().clone();
+    let follower = follower_of(&region, &leader);
     cluster.must_get_equal(follower.store_id, &key(KEYS - 1), b"value-of-some-length");
 
     let mut group = c.benchmark_group("read");

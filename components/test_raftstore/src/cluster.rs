@@ -501,6 +501,11 @@ impl Drop for Cluster {
     }
 }
 
+/// A peer of `region` other than `leader`. Panics if the region has a single peer.
+pub fn follower_of(region: &metapb::Region, leader: &metapb::Peer) -> metapb::Peer {
+    region.get_peers().iter().find(|p| p.id != leader.id).expect("a region of one peer").clone()
+}
+
 /// A command for `region` addressed to `peer`, carrying `requests`.
 pub fn new_request(
     region: &metapb::Region,

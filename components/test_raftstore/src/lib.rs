@@ -19,6 +19,6 @@ pub mod transport;
 
 pub use self::client::{Client, Outcome};
 pub use self::cluster::{
-    delete_request, get_request, new_request, put_request, test_logger, Cluster, CLUSTER_ID,
-    FIRST_REGION,
+    delete_request, follower_of, get_request, new_request, put_request, test_logger, Cluster,
+    CLUSTER_ID, FIRST_REGION,
 };

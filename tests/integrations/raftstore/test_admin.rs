@@ -5,7 +5,7 @@ use std::time::Duration;
 use engine::RaftEngine;
 use proto::raft_cmdpb::AdminCmdType;
 use raftstore::{Config, Error};
-use test_raftstore::{new_request, Cluster, FIRST_REGION};
+use test_raftstore::{follower_of, new_request, Cluster, FIRST_REGION};
 
 #[test]
 fn leadership_moves_to_the_asked_peer_and_writes_follow() {
@@ -33,7 +33,7 @@ fn transfer_to_a_stranger_or_via_a_follower_is_refused() {
     req.mut_admin_request().mut_transfer_leader().set_peer(stranger);
     let res = cluster.call_command(leader.store_id, req.clone(), Duration::from_secs(3));
     assert!(matches!(res, Err(Error::InvalidRequest(_))), "{res:?}");
-    let follower = region.get_peers().iter().find(|p| p.id != leader.id).unwrap();
+    let follower = follower_of(&region, &leader);
     let res = cluster.call_command(follower.store_id, req, Duration::from_secs(3));
     assert!(matches!(res, Err(Error::NotLeader { .. })), "{res:?}");
 }

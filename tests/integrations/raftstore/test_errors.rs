@@ -9,7 +9,7 @@ use proto::{
     raft_serverpb::RaftMessage,
 };
 use raftstore::{Config, Error};
-use test_raftstore::{new_request, put_request, Cluster, FIRST_REGION};
+use test_raftstore::{follower_of, new_request, put_request, Cluster, FIRST_REGION};
 
 const WAIT: Duration = Duration::from_secs(3);
 
@@ -26,7 +26,7 @@ fn proposal_to_a_follower_gets_not_leader_with_the_leader() {
     cluster.must_put(b"k", b"v"); // the leader has committed in its term
     let leader = cluster.wait_leader(FIRST_REGION);
     let region = cluster.region(FIRST_REGION);
-    let follower = region.get_peers().iter().find(|p| p.id != leader.id).unwrap().clone();
+    let follower = follower_of(&region, &leader);
     let req = new_request(&region, &follower, vec![put_request(b"k", b"x")]);
     match cluster.call_command(follower.store_id, req, WAIT) {
         Err(Error::NotLeader { region_id, leader: Some(l) }) => {

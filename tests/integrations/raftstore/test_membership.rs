@@ -9,7 +9,7 @@ use proto::{
     raft_serverpb::{PeerState, RegionLocalState},
 };
 use raftstore::{Config, Error};
-use test_raftstore::{Cluster, FIRST_REGION};
+use test_raftstore::{follower_of, Cluster, FIRST_REGION};
 
 fn key(i: usize) -> Vec<u8> {
     format!("key{i:04}").into_bytes()
@@ -66,7 +66,7 @@ fn a_removed_peer_is_destroyed_and_its_data_is_gone() {
         cluster.must_put(&key(i), b"v");
     }
     let (leader, region) = cluster.leader_region(FIRST_REGION);
-    let victim = region.get_peers().iter().find(|p| p.id != leader.id).unwrap().clone();
+    let victim = follower_of(&region, &leader);
     cluster.must_get_equal(victim.store_id, &key(9), b"v");
     cluster.must_remove_peer(FIRST_REGION, &victim);
 
@@ -140,7 +140,7 @@ fn invalid_membership_changes_are_refused() {
     let (leader, region) = cluster.leader_region(FIRST_REGION);
     let res = cluster.change_peer(FIRST_REGION, ConfChangeType::RemoveNode, &leader);
     assert!(matches!(res, Err(Error::InvalidRequest(_))), "removing the leader: {res:?}");
-    let member = region.get_peers().iter().find(|p| p.id != leader.id).unwrap().clone();
+    let member = follower_of(&region, &leader);
     let res = cluster.change_peer(FIRST_REGION, ConfChangeType::AddNode, &member);
     assert!(matches!(res, Err(Error::InvalidRequest(_))), "adding a member: {res:?}");
     let mut stranger = cluster.new_peer(member.store_id);

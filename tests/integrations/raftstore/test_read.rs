@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use raftstore::Error;
-use test_raftstore::{get_request, new_request, Cluster, FIRST_REGION};
+use test_raftstore::{follower_of, get_request, new_request, Cluster, FIRST_REGION};
 
 #[test]
 fn a_read_sees_the_last_acknowledged_write() {
@@ -39,7 +39,7 @@ fn follower_read(
     timeout: Duration,
 ) -> Result<Option<Vec<u8>>, Error> {
     let (leader, region) = cluster.leader_region(FIRST_REGION);
-    let follower = region.get_peers().iter().find(|p| p.id != leader.id).unwrap().clone();
+    let follower = follower_of(&region, &leader);
     let mut req = new_request(&region, &follower, vec![get_request(key)]);
     req.mut_header().replica_read = true;
     let resp = cluster.call_command(follower.store_id, req, timeout)?;
@@ -65,7 +65,7 @@ fn a_follower_read_waits_until_its_apply_catches_up() {
     cluster.run();
     cluster.must_put(b"k", b"v1");
     let (leader, region) = cluster.leader_region(FIRST_REGION);
-    let follower = region.get_peers().iter().find(|p| p.id != leader.id).unwrap().clone();
+    let follower = follower_of(&region, &leader);
     cluster.must_get_equal(follower.store_id, b"k", b"v1");
     cluster.network.add_filter(Box::new(StarveAppends(follower.store_id)));
     cluster.must_put(b"k", b"v2"); // committed by the leader and the other follower
@@ -84,7 +84,7 @@ fn a_follower_refuses_reads_with_the_leader() {
     cluster.run();
     cluster.must_put(b"k", b"v");
     let (leader, region) = cluster.leader_region(FIRST_REGION);
-    let follower = region.get_peers().iter().find(|p| p.id != leader.id).unwrap().clone();
+    let follower = follower_of(&region, &leader);
     let req = new_request(&region, &follower, vec![get_request(b"k")]);
     let res = cluster.call_command(follower.store_id, req, Duration::from_secs(3));
     assert!(matches!(res, Err(Error::NotLeader { leader: Some(_), .. })), "{res:?}");
