@@ -1,17 +1,21 @@
 //! Reads against paused apply and persistence.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use raftstore::Error;
+use local_reader::ManualClock;
+use raftstore::{Error, ReadContext};
 use test_raftstore::{get_request, new_request, put_request, Cluster, FIRST_REGION};
 
-/// A leader read is answered only once the apply side has reached its read index: with apply
-/// paused after a write committed, the read waits instead of returning the older value.
+/// A ReadIndex read is answered only once the apply side has reached its read index: with
+/// apply paused after a write committed, the read waits instead of returning the older value.
+/// (A lease read would answer at once from what is applied, which is as linearizable: the
+/// write is not acknowledged yet. Lease reads are off here to test ReadIndex.)
 #[test]
-fn a_leader_read_waits_for_apply_to_reach_its_index() {
+fn a_read_index_read_waits_for_apply_to_reach_its_index() {
     let scenario = fail::FailScenario::setup();
     let mut cluster = Cluster::new(3);
     cluster.run();
+    cluster.set_lease_reads(false);
     cluster.must_put(b"k", b"v1");
     let (leader, region) = cluster.leader_region(FIRST_REGION);
 
@@ -41,6 +45,7 @@ fn a_lost_read_index_confirmation_is_retried() {
     let scenario = fail::FailScenario::setup();
     let mut cluster = Cluster::new(3);
     cluster.run();
+    cluster.set_lease_reads(false); // every read takes ReadIndex
     cluster.must_put(b"k", b"v");
     let (leader, region) = cluster.leader_region(FIRST_REGION);
     fail::cfg("read_index_confirmed", "return").unwrap();
@@ -54,6 +59,39 @@ fn a_lost_read_index_confirmation_is_retried() {
     fail::remove("read_index_confirmed");
     let resp = rx.recv_timeout(Duration::from_secs(5)).expect("retried and answered");
     assert_eq!(resp.get_responses()[0].get_get().value, b"v");
+    drop(cluster);
+    scenario.teardown();
+}
+
+/// The local reader takes its engine snapshot before it reads the clock and checks the lease
+/// (TiKV #13553). Paused between the two while its leader is cut off, its lease runs out and
+/// a new leader takes a write: the read must not come back with the old value.
+#[test]
+fn the_snapshot_is_taken_before_the_lease_is_checked() {
+    let scenario = fail::FailScenario::setup();
+    let mut cluster = Cluster::new(3);
+    let clock = Arc::new(ManualClock::new(Duration::from_secs(1)));
+    cluster.clock = clock.clone();
+    cluster.run();
+    cluster.must_put(b"k", b"old");
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let mut reader = cluster.reader(leader.store_id);
+    let ctx = ReadContext::new(&region, &leader);
+    assert_eq!(reader.get(&ctx, b"k", Duration::from_secs(3)).unwrap().unwrap(), b"old");
+
+    fail::cfg("local_read_after_snapshot", "pause").unwrap();
+    let paused = std::thread::spawn(move || reader.get(&ctx, b"k", Duration::from_secs(3)));
+    std::thread::sleep(Duration::from_millis(100)); // holding a snapshot with "old"
+    cluster.isolate(leader.store_id);
+    clock.advance(Duration::from_secs(10)); // the old leader's lease is over
+    cluster.must_put(b"k", b"new"); // through a new leader
+    fail::remove("local_read_after_snapshot");
+    match paused.join().unwrap() {
+        Ok(v) => assert_ne!(v.as_deref(), Some(&b"old"[..]), "a stale read"),
+        Err(e) => assert!(matches!(e, Error::NotLeader { .. } | Error::OutcomeUnknown(_)), "{e}"),
+    }
+    let stats = cluster.read_stats(leader.store_id);
+    assert_eq!(stats.local_hits, 1, "only the first read was local: {stats:?}");
     drop(cluster);
     scenario.teardown();
 }

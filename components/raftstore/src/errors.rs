@@ -73,6 +73,17 @@ pub enum Error {
     OutcomeUnknown(String),
 }
 
+impl From<local_reader::ReadError> for Error {
+    fn from(e: local_reader::ReadError) -> Self {
+        match e {
+            local_reader::ReadError::KeyNotInRegion { key, region } => {
+                Error::KeyNotInRegion { key, region }
+            }
+            local_reader::ReadError::Engine(e) => Error::Engine(e),
+        }
+    }
+}
+
 impl Error {
     /// Whether the same call may succeed if tried again (possibly after refreshing the region
     /// or finding the leader).

@@ -33,6 +33,7 @@ pub mod fsm;
 pub mod msg;
 pub mod operation;
 pub mod raft;
+pub mod reader;
 mod store;
 pub mod store_meta;
 pub mod transport;
@@ -41,5 +42,6 @@ pub mod worker;
 pub use self::{
     config::{Config, ConfigError},
     errors::{Error, Result},
-    store::{Engines, RaftRouter, RaftStore},
+    reader::{ReadContext, StoreReader},
+    store::{Engines, RaftRouter, RaftStore, StoreServices},
 };

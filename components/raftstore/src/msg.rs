@@ -7,6 +7,8 @@ use proto::{
     raft_cmdpb::{RaftCmdRequest, RaftCmdResponse},
     raft_serverpb::{RaftApplyState, RaftMessage},
 };
+use engine::Snapshot;
+use local_reader::RegionSnapshot;
 use raft::StateRole;
 
 use crate::Error;
@@ -70,6 +72,64 @@ impl RaftCommand {
     }
 }
 
+/// What a snapshot read gets: a region-bounded engine snapshot, or the typed error.
+pub type SnapshotResult<S> = std::result::Result<RegionSnapshot<S>, Error>;
+
+/// Where a snapshot read's result goes: a callback, called exactly once. Dropping an
+/// uncalled sender answers `OutcomeUnknown` (reads are idempotent: the caller retries).
+pub struct SnapshotSender<S: Snapshot> {
+    cb: Option<Box<dyn FnOnce(SnapshotResult<S>) + Send>>,
+}
+
+impl<S: Snapshot> SnapshotSender<S> {
+    /// A sender that hands the result to `cb`.
+    pub fn new(cb: impl FnOnce(SnapshotResult<S>) + Send + 'static) -> Self {
+        SnapshotSender { cb: Some(Box::new(cb)) }
+    }
+
+    /// Answers with `res`.
+    pub fn respond(mut self, res: SnapshotResult<S>) {
+        if let Some(cb) = self.cb.take() {
+            cb(res);
+        }
+    }
+}
+
+impl<S: Snapshot> Drop for SnapshotSender<S> {
+    fn drop(&mut self) {
+        if let Some(cb) = self.cb.take() {
+            cb(Err(Error::OutcomeUnknown("the read was dropped unanswered".into())));
+        }
+    }
+}
+
+/// How a read is answered: with the values of its `Get` requests, or with a snapshot.
+pub enum ReadResponder<S: Snapshot> {
+    /// A `Get` command: answer with a `RaftCmdResponse`.
+    Values(CmdResponseSender),
+    /// A snapshot read (`async_snapshot`).
+    Snapshot(SnapshotSender<S>),
+}
+
+impl<S: Snapshot> ReadResponder<S> {
+    /// Answers with an error.
+    pub fn respond_error(self, err: Error) {
+        match self {
+            ReadResponder::Values(ch) => ch.respond_error(err),
+            ReadResponder::Snapshot(cb) => cb.respond(Err(err)),
+        }
+    }
+}
+
+/// A read for a peer: the request (its header, and `Get`s for a value read) and where to
+/// answer.
+pub struct ReadCommand<S: Snapshot> {
+    /// The request.
+    pub request: RaftCmdRequest,
+    /// Where to answer.
+    pub responder: ReadResponder<S>,
+}
+
 /// A snapshot of a peer's state, for tests, tools and the placement driver.
 #[derive(Clone, Debug)]
 pub struct PeerStatus {
@@ -91,12 +151,14 @@ pub struct PeerStatus {
     pub truncated_index: u64,
 }
 
-/// Messages of a peer FSM.
-pub enum PeerMsg {
+/// Messages of a peer FSM; `S` is the kv engine's snapshot type.
+pub enum PeerMsg<S: Snapshot> {
     /// A raft message from another peer of the region.
     RaftMessage(Box<RaftMessage>),
     /// A command to propose.
     RaftCommand(Box<RaftCommand>),
+    /// A snapshot read the local reader could not serve.
+    SnapshotRead(Box<ReadCommand<S>>),
     /// One base tick passed.
     Tick,
     /// The apply side applied entries.

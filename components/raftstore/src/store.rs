@@ -11,6 +11,7 @@ use std::{
 };
 
 use engine::{KvEngine, RaftEngine};
+use local_reader::{Clock, LocalReader, MonotonicRawClock, ReadCounters, ReadStats};
 use pd_client::PdClient;
 use proto::raft_serverpb::{PeerState, RaftMessage};
 use router::{create_system, BasicMailbox, BatchSystem, SendError};
@@ -23,10 +24,11 @@ use crate::{
         peer::PeerFsm,
         store::{StoreContext, StoreFsm, StoreHandlerBuilder, StoreRouter},
     },
-    msg::{PeerMsg, PeerStatus, RaftCommand, StoreMsg},
+    msg::{PeerMsg, PeerStatus, RaftCommand, ReadCommand, StoreMsg},
     operation::snapshot::SnapGenerator,
     raft::{apply::Apply, peer::Peer},
-    store_meta::{SharedStoreMeta, StoreMeta},
+    reader::StoreReader,
+    store_meta::{MetaDelegates, SharedStoreMeta, StoreMeta},
     transport::{Transport, TransportError},
     Config, Error, Result,
 };
@@ -89,6 +91,24 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
         }
     }
 
+    /// Sends a read to its region's peer; failures are answered like [`Self::send_command`]'s.
+    pub fn send_read(&self, read: ReadCommand<EK::Snapshot>) {
+        let region_id = read.request.get_header().region_id;
+        if let Err(e) = self.router.try_send(region_id, PeerMsg::SnapshotRead(Box::new(read))) {
+            let err = match &e {
+                SendError::Full { .. } => {
+                    Error::ServerIsBusy(format!("region {region_id} mailbox is full"))
+                }
+                SendError::NotFound { .. } | SendError::Closed { .. } => {
+                    Error::RegionNotFound(region_id)
+                }
+            };
+            if let PeerMsg::SnapshotRead(read) = e.into_inner() {
+                read.responder.respond_error(err);
+            }
+        }
+    }
+
     /// The status of the region's peer on this store, or `None` if it has none or does not
     /// answer within `timeout`.
     pub fn query(&self, region_id: u64, timeout: Duration) -> Option<PeerStatus> {
@@ -107,9 +127,36 @@ pub struct Engines<EK, ER> {
     pub raft: ER,
 }
 
+/// What a store talks to: the other stores, the placement driver, and the clock its leases
+/// run on.
+pub struct StoreServices<T> {
+    /// Sends raft messages to other stores.
+    pub trans: T,
+    /// The placement driver.
+    pub pd: Arc<dyn PdClient>,
+    /// The lease clock: `CLOCK_MONOTONIC_RAW` in production, a manual clock in tests.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl<T> StoreServices<T> {
+    /// `trans` and `pd`, with the production clock.
+    pub fn new(trans: T, pd: Arc<dyn PdClient>) -> Self {
+        StoreServices { trans, pd, clock: Arc::new(MonotonicRawClock) }
+    }
+
+    /// The same, on `clock`.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        StoreServices { clock, ..self }
+    }
+}
+
 /// A running store.
 pub struct RaftStore<EK: KvEngine, ER: RaftEngine> {
     store_id: u64,
+    kv: EK,
+    clock: Arc<dyn Clock>,
+    lease_reads: Arc<AtomicBool>,
+    read_counters: Arc<ReadCounters>,
     router: StoreRouter<EK, ER>,
     store_system: BatchSystem<PeerFsm<EK, ER>, StoreFsm>,
     apply_system: BatchSystem<ApplyFsm<EK>, ApplyControl>,
@@ -128,10 +175,10 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
         cluster_id: u64,
         store_id: u64,
         engines: Engines<EK, ER>,
-        trans: T,
-        pd: Arc<dyn PdClient>,
+        services: StoreServices<T>,
         logger: &Logger,
     ) -> Result<Self> {
+        let StoreServices { trans, pd, clock } = services;
         cfg.validate().map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let Engines { kv, raft } = engines;
         check_store_ident(&kv, cluster_id, store_id)?;
@@ -190,7 +237,12 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             pd: pd_scheduler,
             logger: logger.clone(),
             msgs: Vec::new(),
+            clock: clock.clone(),
+            lease_reads: Arc::new(AtomicBool::new(true)),
+            read_counters: Arc::default(),
         };
+        let (lease_reads, read_counters) = (ctx.lease_reads.clone(), ctx.read_counters.clone());
+        let kv = ctx.kv.clone();
         let builder = StoreHandlerBuilder { ctx };
         store_system.spawn(&format!("raftstore-{store_id}"), builder).map_err(unavailable)?;
 
@@ -200,6 +252,10 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
                 .map_err(unavailable)?;
         Ok(RaftStore {
             store_id,
+            kv,
+            clock,
+            lease_reads,
+            read_counters,
             router,
             store_system,
             apply_system,
@@ -219,6 +275,29 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
     /// A handle to reach this store's peers.
     pub fn router(&self) -> RaftRouter<EK, ER> {
         RaftRouter { store_id: self.store_id, router: self.router.clone() }
+    }
+
+    /// A reader of this store's regions for one thread: lease reads on the caller's thread
+    /// through its own `LocalReader`, the rest through the peers.
+    pub fn reader(&self) -> StoreReader<EK, ER> {
+        let local = LocalReader::new(
+            self.kv.clone(),
+            MetaDelegates(self.meta.clone()),
+            self.clock.clone(),
+            self.lease_reads.clone(),
+            self.read_counters.clone(),
+        );
+        StoreReader::new(local, self.router())
+    }
+
+    /// Switches lease reads on or off at run time; off, every read takes ReadIndex.
+    pub fn set_lease_reads(&self, on: bool) {
+        self.lease_reads.store(on, Ordering::Relaxed);
+    }
+
+    /// The read-path counters of this store.
+    pub fn read_stats(&self) -> ReadStats {
+        self.read_counters.stats()
     }
 
     /// The store's regions and ranges.

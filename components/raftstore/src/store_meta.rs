@@ -4,6 +4,10 @@
 //! Regions by id, and their ranges by data end key, so a key finds its region with one
 //! ordered lookup and a new range is checked for overlap the same way. Every change of a
 //! region's range goes through [`StoreMeta::set_region`] so the two maps never disagree.
+//!
+//! The third map holds each peer's `ReadDelegate`, the source copy local readers cache: a
+//! peer updates it (bumping its `TrackVer`) under this same mutex, so a reader that refreshes
+//! sees a region and a delegate that agree.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -12,6 +16,7 @@ use std::{
 };
 
 use engine::keys;
+use local_reader::{DelegateSource, ReadDelegate};
 use proto::metapb::Region;
 
 /// Regions and ranges of one store.
@@ -22,6 +27,8 @@ pub struct StoreMeta {
     regions: HashMap<u64, Region>,
     /// Data end key → region id.
     ranges: BTreeMap<Vec<u8>, u64>,
+    /// Region id → the delegate of its peer here.
+    readers: HashMap<u64, ReadDelegate>,
 }
 
 /// `StoreMeta` as the store's threads share it.
@@ -82,6 +89,39 @@ impl StoreMeta {
         ids
     }
 
+    /// The delegate of `region_id`'s peer `peer_id`, made by `new` if there is none. A
+    /// delegate of another peer of the region (a peer replaced since) is marked removed first,
+    /// so readers holding a copy of it refresh (TiKV #9517).
+    pub fn reader_entry(
+        &mut self,
+        region_id: u64,
+        peer_id: u64,
+        new: impl FnOnce() -> ReadDelegate,
+    ) -> &mut ReadDelegate {
+        if let Some(old) = self.readers.get_mut(&region_id) {
+            if old.peer_id != peer_id {
+                old.mark_removed();
+                self.readers.remove(&region_id);
+            }
+        }
+        self.readers.entry(region_id).or_insert_with(new)
+    }
+
+    /// Removes the delegate of `region_id`'s peer `peer_id` (it is destroyed); readers'
+    /// copies go stale.
+    pub fn remove_reader(&mut self, region_id: u64, peer_id: u64) {
+        if self.readers.get(&region_id).is_some_and(|d| d.peer_id == peer_id) {
+            if let Some(mut d) = self.readers.remove(&region_id) {
+                d.mark_removed();
+            }
+        }
+    }
+
+    /// The delegate of `region_id`'s peer, if any.
+    pub fn reader(&self, region_id: u64) -> Option<&ReadDelegate> {
+        self.readers.get(&region_id)
+    }
+
     /// Number of regions.
     pub fn len(&self) -> usize {
         self.regions.len()
@@ -90,6 +130,16 @@ impl StoreMeta {
     /// Whether the store has no region.
     pub fn is_empty(&self) -> bool {
         self.regions.is_empty()
+    }
+}
+
+/// The delegate map as local readers see it: a copy of one delegate, taken under the lock.
+#[derive(Clone)]
+pub struct MetaDelegates(pub SharedStoreMeta);
+
+impl DelegateSource for MetaDelegates {
+    fn delegate(&self, region_id: u64) -> Option<ReadDelegate> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).readers.get(&region_id).cloned()
     }
 }
 

@@ -1,6 +1,8 @@
 //! A client of the in-process cluster, as a real client of a region store works: it finds a
 //! key's region through the placement driver, caches each region's leader, follows
-//! `NotLeader` hints, and reports each write's outcome as ok, not applied, or unknown.
+//! `NotLeader` hints, and reports each write's outcome as ok, not applied, or unknown. Reads
+//! go through each store's `StoreReader` (`async_snapshot`): local lease reads where the
+//! leader's lease allows, the peer otherwise.
 
 use std::{
     collections::HashMap,
@@ -8,14 +10,18 @@ use std::{
     time::{Duration, Instant},
 };
 
+use engine::rocks::{RocksEngine, RocksRaftEngine};
 use pd_client::{MemPd, PdClient};
 use proto::{
     metapb,
     raft_cmdpb::{RaftCmdResponse, Request},
 };
-use raftstore::{msg::RaftCommand, Error};
+use raftstore::{msg::RaftCommand, Error, ReadContext, StoreReader};
 
 use crate::{new_request, transport::TestRouter};
+
+/// A store's reader in the harness.
+pub type TestReader = StoreReader<RocksEngine, RocksRaftEngine>;
 
 /// How a write ended.
 #[derive(Debug)]
@@ -32,13 +38,19 @@ pub enum Outcome {
 pub struct Client {
     pd: Arc<MemPd>,
     routers: HashMap<u64, TestRouter>,
+    readers: HashMap<u64, TestReader>,
     leaders: HashMap<u64, metapb::Peer>,
     timeout: Duration,
 }
 
+
 impl Client {
-    pub(crate) fn new(pd: Arc<MemPd>, routers: HashMap<u64, TestRouter>) -> Self {
-        Client { pd, routers, leaders: HashMap::new(), timeout: Duration::from_secs(3) }
+    pub(crate) fn new(
+        pd: Arc<MemPd>,
+        routers: HashMap<u64, TestRouter>,
+        readers: HashMap<u64, TestReader>,
+    ) -> Self {
+        Client { pd, routers, readers, leaders: HashMap::new(), timeout: Duration::from_secs(3) }
     }
 
     /// How long one attempt waits for its response.
@@ -53,21 +65,38 @@ impl Client {
         self.call(key, requests, deadline)
     }
 
-    /// Reads `key` through its region's leader (ReadIndex): `Ok(Some(value))`, `Ok(None)` if
-    /// absent, or the error once `deadline` passes or a final error comes back.
+    /// Reads `key` from its region's leader (`async_snapshot`: a lease read, or ReadIndex):
+    /// `Ok(Some(value))`, `Ok(None)` if absent, or the error once `deadline` passes or a
+    /// final error comes back. Reads are idempotent, so every retryable error is retried.
     pub fn read(&mut self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>, Error> {
-        let mut get = Request::default();
-        get.set_cmd_type(proto::raft_cmdpb::CmdType::Get);
-        get.mut_get().key = key.to_vec();
-        match self.call(key, vec![get], deadline) {
-            Outcome::Ok(resp) => {
-                let got = resp.get_responses().first().map(|r| r.get_get()).ok_or_else(|| {
-                    Error::InvalidRequest("a read answered without a response".into())
-                })?;
-                Ok((!got.not_found).then(|| got.value.clone()))
-            }
-            Outcome::Failed(e) | Outcome::Unknown(e) => Err(e),
+        let mut last_err = Error::OutcomeUnknown("no attempt made".into());
+        let mut attempt = 0usize;
+        while Instant::now() < deadline {
+            let region = match self.pd.get_region(key) {
+                Ok((region, _)) => region,
+                Err(e) => return Err(Error::InvalidRequest(e.to_string())),
+            };
+            let peer = self.pick_peer(&region, attempt);
+            attempt += 1;
+            let Some(reader) = self.readers.get_mut(&peer.store_id) else {
+                self.leaders.remove(&region.id);
+                continue;
+            };
+            let ctx = ReadContext::new(&region, &peer);
+            let err = match reader.snapshot(&ctx, self.timeout) {
+                Ok(snap) => {
+                    self.leaders.insert(region.id, peer);
+                    return Ok(snap.get(key)?);
+                }
+                Err(e) => e,
+            };
+            last_err = match self.on_error(region.id, err, true) {
+                Ok(retry) => retry,
+                Err(Outcome::Failed(e) | Outcome::Unknown(e)) => return Err(e),
+                Err(Outcome::Ok(_)) => unreachable!("errors never end in Ok"),
+            };
         }
+        Err(last_err)
     }
 
     fn call(&mut self, key: &[u8], requests: Vec<Request>, deadline: Instant) -> Outcome {
@@ -95,23 +124,40 @@ impl Client {
                 return Outcome::Ok(resp);
             }
             let err = Error::from_errorpb(resp.get_header().get_error());
-            match &err {
-                Error::NotLeader { leader: Some(l), .. } => {
-                    self.leaders.insert(region.id, l.clone());
-                }
-                Error::NotLeader { leader: None, .. } | Error::RegionNotFound(_) => {
-                    self.leaders.remove(&region.id);
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Error::StaleCommand | Error::ServerIsBusy(_) | Error::EpochNotMatch { .. } => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Error::OutcomeUnknown(_) => return Outcome::Unknown(err),
-                _ => return Outcome::Failed(err),
-            }
-            last_err = err;
+            last_err = match self.on_error(region.id, err, false) {
+                Ok(retry) => retry,
+                Err(outcome) => return outcome,
+            };
         }
         Outcome::Failed(last_err)
+    }
+
+    /// Follows an error's hint: `Ok(err)` to retry, or how the call ends. An unknown outcome
+    /// ends a write (retrying could apply it twice) but not a read.
+    fn on_error(
+        &mut self,
+        region_id: u64,
+        err: Error,
+        idempotent: bool,
+    ) -> Result<Error, Outcome> {
+        match &err {
+            Error::NotLeader { leader: Some(l), .. } => {
+                self.leaders.insert(region_id, l.clone());
+            }
+            Error::NotLeader { leader: None, .. } | Error::RegionNotFound(_) => {
+                self.leaders.remove(&region_id);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Error::StaleCommand | Error::ServerIsBusy(_) | Error::EpochNotMatch { .. } => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Error::OutcomeUnknown(_) if idempotent => {
+                self.leaders.remove(&region_id);
+            }
+            Error::OutcomeUnknown(_) => return Err(Outcome::Unknown(err)),
+            _ => return Err(Outcome::Failed(err)),
+        }
+        Ok(err)
     }
 
     /// The cached leader, or the region's peers in turn.

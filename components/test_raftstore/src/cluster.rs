@@ -18,10 +18,11 @@ use proto::{
     raft_cmdpb::{AdminCmdType, CmdType, ConfChangeType, RaftCmdRequest, RaftCmdResponse, Request},
 };
 use raft::StateRole;
+use local_reader::{Clock, MonotonicRawClock, ReadStats};
 use raftstore::{
     bootstrap::{bootstrap_regions, bootstrap_store},
     msg::{PeerStatus, RaftCommand},
-    Config, Engines, Error, RaftStore,
+    Config, Engines, Error, RaftStore, StoreReader, StoreServices,
 };
 use slog::Logger;
 use tempfile::TempDir;
@@ -61,6 +62,8 @@ pub struct Cluster {
     pub pd: Arc<MemPd>,
     /// The network between the stores.
     pub network: Arc<Network>,
+    /// The clock the stores' leases run on (set before starting them).
+    pub clock: Arc<dyn Clock>,
     count: u64,
     data_dir: Option<PathBuf>,
     dirs: HashMap<u64, StoreDir>,
@@ -95,6 +98,7 @@ impl Cluster {
             cfg,
             pd,
             network: Arc::default(),
+            clock: Arc::new(MonotonicRawClock),
             count,
             data_dir: None,
             dirs: HashMap::new(),
@@ -198,8 +202,7 @@ impl Cluster {
             CLUSTER_ID,
             store_id,
             engines,
-            trans,
-            self.pd.clone(),
+            StoreServices::new(trans, self.pd.clone()).with_clock(self.clock.clone()),
             &self.logger,
         )
         .unwrap_or_else(|e| panic!("store {store_id} failed to start: {e}"));
@@ -246,6 +249,23 @@ impl Cluster {
     /// The router of a running store.
     pub fn router(&self, store_id: u64) -> &TestRouter {
         &self.routers[&store_id]
+    }
+
+    /// A reader of a running store's regions, for one thread.
+    pub fn reader(&self, store_id: u64) -> StoreReader<RocksEngine, RocksRaftEngine> {
+        self.stores[&store_id].reader()
+    }
+
+    /// The read-path counters of a running store.
+    pub fn read_stats(&self, store_id: u64) -> ReadStats {
+        self.stores[&store_id].read_stats()
+    }
+
+    /// Switches lease reads on or off on every running store.
+    pub fn set_lease_reads(&self, on: bool) {
+        for store in self.stores.values() {
+            store.set_lease_reads(on);
+        }
     }
 
     /// The status of a region's peer on a running store.
@@ -307,7 +327,8 @@ impl Cluster {
 
     /// A client of the running stores (see [`Client`]).
     pub fn client(&self) -> Client {
-        Client::new(self.pd.clone(), self.routers.clone())
+        let readers = self.stores.iter().map(|(id, s)| (*id, s.reader())).collect();
+        Client::new(self.pd.clone(), self.routers.clone(), readers)
     }
 
     /// Writes through the region's leader, retrying for up to 10 s on errors that mean "not

@@ -17,7 +17,7 @@ mod client;
 mod cluster;
 pub mod transport;
 
-pub use self::client::{Client, Outcome};
+pub use self::client::{Client, Outcome, TestReader};
 pub use self::cluster::{
     delete_request, follower_of, get_request, new_request, put_request, test_logger, Cluster,
     CLUSTER_ID, FIRST_REGION,

@@ -8,24 +8,32 @@ use crate::{fsm::store::StoreContext, msg::PeerMsg, raft::peer::Peer, transport:
 
 /// A region's peer as an FSM.
 pub struct PeerFsm<EK: KvEngine, ER: RaftEngine> {
-    pub(crate) rx: Receiver<PeerMsg>,
+    pub(crate) rx: Receiver<PeerMsg<EK::Snapshot>>,
     pub(crate) peer: Peer<EK, ER>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
     /// The FSM and the sender of its mailbox.
-    pub fn create(peer: Peer<EK, ER>, capacity: usize) -> (LooseBoundedSender<PeerMsg>, Box<Self>) {
+    pub fn create(
+        peer: Peer<EK, ER>,
+        capacity: usize,
+    ) -> (LooseBoundedSender<PeerMsg<EK::Snapshot>>, Box<Self>) {
         let (tx, rx) = mailbox_channel(capacity);
         (tx, Box::new(PeerFsm { rx, peer }))
     }
 
-    pub(crate) fn handle<T: Transport>(&mut self, msg: PeerMsg, ctx: &mut StoreContext<EK, ER, T>) {
+    pub(crate) fn handle<T: Transport>(
+        &mut self,
+        msg: PeerMsg<EK::Snapshot>,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
         if self.peer.destroyed {
             return; // messages that raced with the destroy
         }
         match msg {
             PeerMsg::RaftMessage(m) => self.peer.on_raft_message(*m, ctx),
-            PeerMsg::RaftCommand(c) => self.peer.propose_command(&ctx.cfg, *c),
+            PeerMsg::RaftCommand(c) => self.peer.propose_command(ctx, *c),
+            PeerMsg::SnapshotRead(r) => self.peer.propose_read(ctx, *r),
             PeerMsg::Tick => self.peer.on_tick(ctx),
             PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r, ctx),
             PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
@@ -35,7 +43,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Fsm for PeerFsm<EK, ER> {
-    type Message = PeerMsg;
+    type Message = PeerMsg<EK::Snapshot>;
     fn is_stopped(&self) -> bool {
         self.peer.destroyed
     }

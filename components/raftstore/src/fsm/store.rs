@@ -2,12 +2,15 @@
 //! messages for each peer, then one raft-engine write for all of them, then what waited for
 //! it.
 
+use std::sync::{atomic::AtomicBool, Arc};
+
 use crossbeam_channel::Receiver;
 use engine::{KvEngine, RaftEngine};
 use router::{
     drain, mailbox_channel, Fsm, HandleResult, HandlerBuilder, LooseBoundedSender, PollHandler,
     Router,
 };
+use local_reader::{Clock, ReadCounters};
 use slog::Logger;
 
 use crate::{
@@ -66,7 +69,13 @@ pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) pd: PdScheduler,
     pub(crate) logger: Logger,
     pub(crate) log_batch: ER::LogBatch,
-    pub(crate) msgs: Vec<PeerMsg>,
+    pub(crate) msgs: Vec<PeerMsg<EK::Snapshot>>,
+    /// The clock leases run on.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Lease reads on (the run-time switch readers share).
+    pub(crate) lease_reads: Arc<AtomicBool>,
+    /// The store's read-path counters.
+    pub(crate) read_counters: Arc<ReadCounters>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
@@ -85,6 +94,9 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
             logger: self.logger.clone(),
             log_batch: self.raft.log_batch(256),
             msgs: Vec::new(),
+            clock: self.clock.clone(),
+            lease_reads: self.lease_reads.clone(),
+            read_counters: self.read_counters.clone(),
         }
     }
 }
@@ -114,6 +126,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
         }
         self.ctx.msgs = msgs;
         fsm.peer.collect_ready(&mut self.ctx);
+        fsm.peer.sync_delegate(&self.ctx);
         res
     }
 
@@ -129,6 +142,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
         }
         for fsm in peers.iter_mut() {
             fsm.peer.on_persisted(ctx);
+            fsm.peer.sync_delegate(ctx);
         }
         ctx.trans.flush();
     }

@@ -18,7 +18,8 @@ use raft::RawNode;
 use slog::debug;
 
 use crate::{
-    msg::{Proposal, RaftCommand},
+    fsm::store::StoreContext,
+    msg::{Proposal, RaftCommand, ReadCommand, ReadResponder},
     raft::{apply::check_request_keys, peer::Peer, storage::PeerStorage},
     Config, Error, Result,
 };
@@ -52,21 +53,30 @@ pub fn check_key_in_region(key: &[u8], region: &Region) -> Result<()> {
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Proposes a command, or answers it with the error that stopped it.
-    pub(crate) fn propose_command(&mut self, cfg: &Config, cmd: RaftCommand) {
+    pub(crate) fn propose_command<T>(
+        &mut self,
+        ctx: &StoreContext<EK, ER, T>,
+        cmd: RaftCommand,
+    ) {
         let is_read = |r: &proto::raft_cmdpb::Request| r.get_cmd_type() == CmdType::Get;
         if !cmd.request.has_admin_request()
             && !cmd.request.get_requests().is_empty()
             && cmd.request.get_requests().iter().all(is_read)
         {
-            return self.propose_read(cmd);
+            let read = ReadCommand {
+                request: cmd.request,
+                responder: ReadResponder::Values(cmd.ch),
+            };
+            return self.propose_read(ctx, read);
         }
         match cmd.request.get_admin_request().get_cmd_type() {
             AdminCmdType::TransferLeader => return self.transfer_leader(cmd),
             AdminCmdType::ChangePeer => return self.propose_conf_change(cmd),
             _ => {}
         }
-        match self.check_and_propose(cfg, &cmd.request) {
+        match self.check_and_propose(&ctx.cfg, &cmd.request) {
             Ok(index) => {
+                self.on_proposed(index, ctx.clock.now());
                 let term = self.term();
                 self.proposals.push_back(Proposal { index, term, ch: cmd.ch });
             }

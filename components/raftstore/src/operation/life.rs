@@ -92,6 +92,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// its apply side closed, and the peer marked for the poller to drop.
     pub(crate) fn destroy<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
         let region = self.region().clone();
+        // Readers first: none may take a snapshot of the data about to be deleted.
+        self.lease.expire();
+        ctx.meta.lock().unwrap_or_else(|e| e.into_inner()).remove_reader(region.id, self.peer_id());
         if let Err(e) = self.clean_up(&region) {
             // The peer stops anyway; a restart sees a tombstone or cleans the leftovers then.
             error!(self.logger, "peer clean-up failed"; "err" => %e);

@@ -19,7 +19,8 @@ use crate::{
 };
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
-    /// One base tick: raft's clock, and the periodic log GC and placement-driver heartbeat.
+    /// One base tick: raft's clock, and the periodic log GC, placement-driver heartbeat and
+    /// lease check.
     pub(crate) fn on_tick<T: Transport>(&mut self, ctx: &StoreContext<EK, ER, T>) {
         let cfg = &ctx.cfg;
         self.raft_group.tick();
@@ -32,6 +33,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         if self.ticks.is_multiple_of(every(cfg.pd_heartbeat_tick_interval)) {
             self.heartbeat_pd(ctx);
+        }
+        if self.ticks.is_multiple_of(every(cfg.lease_check_interval)) {
+            self.on_lease_check(ctx);
         }
         self.retry_lost_reads(cfg.raft_election_timeout_ticks as u64);
     }

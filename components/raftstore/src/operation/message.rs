@@ -43,7 +43,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 return;
             }
         }
-        if let Err(e) = self.raft_group.step(msg.take_message()) {
+        let Some(raft_msg) = self.answer_read_index_by_lease(msg.take_message(), ctx) else {
+            return;
+        };
+        if let Err(e) = self.raft_group.step(raft_msg) {
             debug!(self.logger, "raft refused a message"; "from" => from, "err" => %e);
         }
     }

@@ -10,10 +10,12 @@
 //! - `snapshot`: generating, checking and applying snapshots;
 //! - `life`: creating a peer for an unknown region's message, destroying a removed peer;
 //! - `pd`: region heartbeats to the placement driver and the operators it answers with;
-//! - `read`: reads through ReadIndex on the leader.
+//! - `read`: reads on the peer: lease read, ReadIndex (batched), follower read;
+//! - `lease`: the leader lease (renewal, suspicion, expiry) and the peer's read delegate.
 
 pub mod command;
 pub mod conf_change;
+pub mod lease;
 pub mod life;
 pub mod log_gc;
 pub mod message;

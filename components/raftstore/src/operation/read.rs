@@ -1,59 +1,84 @@
-//! Reads through ReadIndex on the leader.
+//! Reads on the peer: a leader's lease read on its own thread, ReadIndex on the leader, and
+//! follower read.
 //!
 //! ```text
-//! Get ──▶ leader? epoch? keys? ──▶ committed an entry of its own term yet?
-//!           no: NotLeader / EpochNotMatch / KeyNotInRegion      no: hold (raft-rs would drop
-//!                                                                   the request silently)
-//!                                           yes: raft read_index(id) ──▶ quorum confirms
-//!         ReadState { index } ──▶ wait until applied ≥ index and applied term = term
-//!         ──▶ one kv snapshot, epoch checked again ──▶ values
+//! read ──▶ checks (store, term, leader or replica_read, epoch, keys)
+//!   leader, lease valid, applied an entry of its term ──▶ snapshot, then clock, then
+//!                                                         lease ──▶ answer now
+//!   otherwise ──▶ new_reads ── end of round ──▶ one ReadIndex round for the batch
+//!                 (a leader that has not committed in its term holds them first:
+//!                 raft-rs would drop the request silently)
+//!   ReadState { index } ──▶ wait until applied ≥ index and applied_term = term
+//!   ──▶ one kv snapshot, epoch checked again ──▶ values, or a region snapshot
 //! ```
 //!
-//! Each read gets its own ReadIndex round, so no read is answered at an index below what was
-//! applied when it arrived (TiKV #7971 came from batching). A peer that steps down fails every
-//! read it holds with `NotLeader`: they retry on the new leader, never answered here
-//! (TiKV #6340, #9208: a new leader must not answer from an older term's commit index).
+//! A batch holds only reads that arrived before its round was sent, so the index raft
+//! confirms is at least the commit index when each of them arrived, itself at least what was
+//! applied then (TiKV #7971 came from adding reads to a round already in flight). A peer
+//! that steps down fails every read it holds with `NotLeader`: they retry on the new leader,
+//! never answered here (TiKV #6340, #9208: a new leader must not answer from an older
+//! term's commit index). A leader's confirmed round is also lease evidence (see `lease`).
+
+use std::{sync::Arc, time::Duration};
 
 use engine::{keys, KvEngine, Peekable, RaftEngine};
+use local_reader::{LeaseState, ReadCounters, RegionSnapshot};
 use proto::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Response};
 use slog::debug;
 
 use crate::{
-    msg::RaftCommand,
+    fsm::store::StoreContext,
+    msg::{ReadCommand, ReadResponder},
     operation::command::{check_key_in_region, check_region_epoch},
     raft::peer::Peer,
     Error, Result,
 };
 
-/// A read waiting for raft to confirm leadership, then for apply to catch up.
-pub(crate) struct PendingRead {
+/// Reads sharing one ReadIndex round (a batch without reads renews the lease).
+pub(crate) struct ReadBatch<S: engine::Snapshot> {
     id: u64,
     /// The read index, once raft confirmed it.
     index: Option<u64>,
-    /// The tick the ReadIndex was (last) sent at, to retry one that got lost.
+    /// What was applied when the batch was sent: no read in it is answered below this.
+    min_index: u64,
+    /// Clock time the round was first sent: the lease evidence it gives.
+    pub(crate) issued_at: Duration,
+    /// The tick the round was (last) sent at, to retry one that got lost.
     issued_tick: u64,
-    cmd: RaftCommand,
+    pub(crate) reads: Vec<ReadCommand<S>>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
-    /// Starts a read, or answers it with the error that stopped it. A follower serves a read
-    /// that asks for it (`replica_read`): raft forwards its ReadIndex to the leader.
-    pub(crate) fn propose_read(&mut self, cmd: RaftCommand) {
-        if let Err(e) = self.check_read(&cmd.request) {
-            return cmd.ch.respond_error(e);
+    /// Starts a read, or answers it: at once from the lease if it can, else after a ReadIndex
+    /// round. A follower serves a read that asks for it (`replica_read`): raft forwards its
+    /// ReadIndex to the leader.
+    pub(crate) fn propose_read<T>(
+        &mut self,
+        ctx: &StoreContext<EK, ER, T>,
+        read: ReadCommand<EK::Snapshot>,
+    ) {
+        if let Err(e) = self.check_read(&read) {
+            return read.responder.respond_error(e);
         }
-        if self.is_leader() && !self.raft_group.raft.commit_to_current_term() {
-            self.held_reads.push(cmd);
+        let Some(read) = self.try_lease_read(ctx, read) else {
             return;
-        }
-        self.issue_read(cmd);
+        };
+        self.new_reads.push(read);
     }
 
-    fn check_read(&self, req: &RaftCmdRequest) -> Result<()> {
-        let follower_read = req.get_header().replica_read && self.raft_group.raft.leader_id != 0;
+    fn check_read(&self, read: &ReadCommand<EK::Snapshot>) -> Result<()> {
+        let header = read.request.get_header();
+        let store_id = self.peer.store_id;
+        if header.get_peer().store_id != 0 && header.get_peer().store_id != store_id {
+            return Err(Error::StoreNotMatch { request: header.get_peer().store_id, actual: store_id });
+        }
+        let follower_read = header.replica_read && self.raft_group.raft.leader_id != 0;
         if !self.is_leader() && !follower_read {
             // Without a known leader a follower cannot get a read index: retry later.
             return Err(Error::NotLeader { region_id: self.region_id(), leader: self.leader() });
+        }
+        if header.term != 0 && header.term != self.term() {
+            return Err(Error::StaleCommand);
         }
         if !self.storage().is_initialized() {
             return Err(Error::RegionNotFound(self.region_id())); // no data here yet
@@ -61,21 +86,67 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.snapshot_must_wait() {
             return Err(Error::ServerIsBusy("applying a snapshot".into()));
         }
-        check_region_epoch(req, self.region())?;
-        for r in req.get_requests() {
-            if r.get_cmd_type() != CmdType::Get {
-                return Err(Error::InvalidRequest("a read carries only Get requests".into()));
+        check_region_epoch(&read.request, self.region())?;
+        if let ReadResponder::Values(_) = read.responder {
+            for r in read.request.get_requests() {
+                if r.get_cmd_type() != CmdType::Get {
+                    return Err(Error::InvalidRequest("a read carries only Get requests".into()));
+                }
+                check_key_in_region(&r.get_get().key, self.region())?;
             }
-            check_key_in_region(&r.get_get().key, self.region())?;
         }
         Ok(())
     }
 
-    fn issue_read(&mut self, cmd: RaftCommand) {
+    /// Serves `read` from this leader's lease, or hands it back. Snapshot first, then the
+    /// clock, then the lease (TiKV #13553).
+    fn try_lease_read<T>(
+        &mut self,
+        ctx: &StoreContext<EK, ER, T>,
+        read: ReadCommand<EK::Snapshot>,
+    ) -> Option<ReadCommand<EK::Snapshot>> {
+        if !self.is_leader()
+            || self.applied_term != self.term()
+            || !ctx.lease_reads.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Some(read);
+        }
+        let snap = self.storage().kv_engine().snapshot();
+        if self.lease.inspect(ctx.clock.now()) != LeaseState::Valid {
+            return Some(read);
+        }
+        ReadCounters::inc(&ctx.read_counters.peer_lease_reads);
+        self.respond_read(read, &snap);
+        None
+    }
+
+    /// Sends one ReadIndex round for the reads that arrived this round (end of a round), or
+    /// holds them while the leader has not committed in its term.
+    pub(crate) fn issue_new_reads(&mut self, now: Duration) {
+        if self.new_reads.is_empty() {
+            return;
+        }
+        let reads = std::mem::take(&mut self.new_reads);
+        if self.is_leader() && !self.raft_group.raft.commit_to_current_term() {
+            self.held_reads.extend(reads);
+            return;
+        }
+        self.issue_read_batch(reads, now);
+    }
+
+    /// Sends a ReadIndex round for `reads` (none: a lease renewal round).
+    pub(crate) fn issue_read_batch(&mut self, reads: Vec<ReadCommand<EK::Snapshot>>, now: Duration) {
         self.next_read_id += 1;
         let id = self.next_read_id;
         self.raft_group.read_index(id.to_be_bytes().to_vec());
-        self.reads.push_back(PendingRead { id, index: None, issued_tick: self.ticks, cmd });
+        self.reads.push_back(ReadBatch {
+            id,
+            index: None,
+            min_index: self.storage().applied_index(),
+            issued_at: now,
+            issued_tick: self.ticks,
+            reads,
+        });
     }
 
     /// Re-sends ReadIndex requests unanswered for an election timeout: a request forwarded to
@@ -83,52 +154,78 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     pub(crate) fn retry_lost_reads(&mut self, election_ticks: u64) {
         let now = self.ticks;
         for i in 0..self.reads.len() {
-            let read = &mut self.reads[i];
-            if read.index.is_none() && now >= read.issued_tick + election_ticks {
-                read.issued_tick = now;
-                let ctx = read.id.to_be_bytes().to_vec();
+            let batch = &mut self.reads[i];
+            if batch.index.is_none() && now >= batch.issued_tick + election_ticks {
+                batch.issued_tick = now;
+                let ctx = batch.id.to_be_bytes().to_vec();
                 self.raft_group.read_index(ctx);
             }
         }
     }
 
-    /// Raft confirmed read indexes (from a ready).
+    /// Raft confirmed read indexes (from a ready). On a leader each is a quorum's answer to
+    /// a round sent at the batch's `issued_at`: lease evidence.
     pub(crate) fn on_read_states(&mut self, states: Vec<raft::ReadState>) {
         fail::fail_point!("read_index_confirmed", |_| {});
         for rs in states {
             let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
             let id = u64::from_be_bytes(bytes);
-            if let Some(read) = self.reads.iter_mut().find(|r| r.id == id) {
-                read.index = Some(rs.index);
+            let Some(batch) = self.reads.iter_mut().find(|r| r.id == id) else { continue };
+            if batch.index.is_some() {
+                continue; // a retried round answered twice
+            }
+            batch.index = Some(rs.index.max(batch.min_index));
+            let issued_at = batch.issued_at;
+            if self.is_leader() {
+                self.renew_lease(issued_at);
             }
         }
     }
 
     /// Issues held reads once the leader has committed in its term, and answers every read
     /// whose index is applied. Called after readies and apply results.
-    pub(crate) fn serve_reads(&mut self) {
-        if self.is_leader() && self.raft_group.raft.commit_to_current_term() {
-            for cmd in std::mem::take(&mut self.held_reads) {
-                self.issue_read(cmd);
-            }
+    pub(crate) fn serve_reads<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
+        if self.is_leader() && self.raft_group.raft.commit_to_current_term() && !self.held_reads.is_empty() {
+            let held = std::mem::take(&mut self.held_reads);
+            self.issue_read_batch(held, ctx.clock.now());
         }
         let applied = self.storage().applied_index();
         if self.applied_term != self.term() {
             return; // the leader has not applied an entry of its own term yet
         }
+        let counter = if self.is_leader() {
+            &ctx.read_counters.read_index_reads
+        } else {
+            &ctx.read_counters.follower_reads
+        };
         let mut snapshot = None;
         while self.reads.front().is_some_and(|r| r.index.is_some_and(|i| i <= applied)) {
-            let read = self.reads.pop_front().expect("front exists");
-            let snap = snapshot.get_or_insert_with(|| self.storage().kv_engine().snapshot());
-            match self.exec_read(&read.cmd.request, snap) {
-                Ok(resp) => read.cmd.ch.respond(resp),
-                Err(e) => read.cmd.ch.respond_error(e),
+            let batch = self.reads.pop_front().expect("front exists");
+            for read in batch.reads {
+                let snap = snapshot.get_or_insert_with(|| self.storage().kv_engine().snapshot());
+                ReadCounters::inc(counter);
+                self.respond_read(read, snap);
+            }
+        }
+    }
+
+    fn respond_read(&self, read: ReadCommand<EK::Snapshot>, snap: &EK::Snapshot) {
+        if let Err(e) = check_region_epoch(&read.request, self.region()) {
+            return read.responder.respond_error(e);
+        }
+        match read.responder {
+            ReadResponder::Values(ch) => match self.exec_read(&read.request, snap) {
+                Ok(resp) => ch.respond(resp),
+                Err(e) => ch.respond_error(e),
+            },
+            ReadResponder::Snapshot(cb) => {
+                let region = Arc::new(self.region().clone());
+                cb.respond(Ok(RegionSnapshot::new(snap.clone(), region, self.term())));
             }
         }
     }
 
     fn exec_read(&self, req: &RaftCmdRequest, snap: &EK::Snapshot) -> Result<RaftCmdResponse> {
-        check_region_epoch(req, self.region())?;
         let mut resp = RaftCmdResponse::default();
         for r in req.get_requests() {
             let key = &r.get_get().key;
@@ -146,15 +243,17 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// Fails every read this peer holds with `err` (it stepped down or is destroyed).
     pub(crate) fn fail_reads(&mut self, err: impl Fn() -> Error) {
-        if self.reads.is_empty() && self.held_reads.is_empty() {
+        let held = self.reads.iter().map(|b| b.reads.len()).sum::<usize>()
+            + self.held_reads.len()
+            + self.new_reads.len();
+        if held == 0 {
+            self.reads.clear();
             return;
         }
-        debug!(self.logger, "failing pending reads"; "count" => self.reads.len() + self.held_reads.len());
-        for read in self.reads.drain(..) {
-            read.cmd.ch.respond_error(err());
-        }
-        for cmd in self.held_reads.drain(..) {
-            cmd.ch.respond_error(err());
+        debug!(self.logger, "failing pending reads"; "count" => held);
+        let batches = self.reads.drain(..).flat_map(|b| b.reads);
+        for read in batches.chain(self.held_reads.drain(..)).chain(self.new_reads.drain(..)) {
+            read.responder.respond_error(err());
         }
     }
 }

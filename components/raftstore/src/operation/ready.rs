@@ -30,15 +30,23 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// persistence, hands committed entries to apply, and adds entries and hard state to the
     /// round's `batch`. The ready waits until the batch is written.
     pub(crate) fn collect_ready<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
-        if self.destroyed || self.pending_ready.is_some() || !self.raft_group.has_ready() {
+        if self.destroyed {
+            return;
+        }
+        let now = ctx.clock.now();
+        self.issue_new_reads(now);
+        if self.pending_ready.is_some() || !self.raft_group.has_ready() {
             return;
         }
         if self.snapshot_must_wait() {
             return; // handled again when the apply result arrives
         }
         let mut ready = self.raft_group.ready();
-        if ready.ss().is_some_and(|ss| ss.raft_state != StateRole::Leader) {
-            self.on_leadership_lost();
+        if let Some(ss) = ready.ss() {
+            if ss.raft_state != StateRole::Leader {
+                self.on_leadership_lost();
+            }
+            self.on_role_changed(now);
         }
         self.on_read_states(ready.take_read_states());
         let has_snapshot = !ready.snapshot().is_empty();
@@ -49,7 +57,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 error!(self.logger, "cannot apply snapshot"; "err" => %e);
             }
         }
-        self.send(ready.take_messages(), &mut ctx.trans, ctx.cfg.snap_chunk_size);
+        self.send(ready.take_messages(), &mut ctx.trans, ctx.cfg.snap_chunk_size, now);
         self.hand_to_apply(ready.take_committed_entries(), &ctx.apply);
         let store = self.raft_group.mut_store();
         if let Err(e) = store.append(ready.entries(), &mut ctx.log_batch) {
@@ -64,13 +72,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
         }
         self.pending_ready = Some(ready);
-        self.serve_reads();
+        self.serve_reads(ctx);
     }
 
     /// After the round's batch is written: sends the messages that waited for it, advances
     /// raft, and hands newly committed entries to apply.
     pub(crate) fn on_persisted<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
         let chunk_size = ctx.cfg.snap_chunk_size;
+        let now = ctx.clock.now();
         let (trans, apply) = (&mut ctx.trans, &ctx.apply);
         let Some(mut ready) = self.pending_ready.take() else {
             return;
@@ -78,14 +87,20 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.destroyed {
             return;
         }
-        self.send(ready.take_persisted_messages(), trans, chunk_size);
+        self.send(ready.take_persisted_messages(), trans, chunk_size, now);
         let mut light = self.raft_group.advance_append(ready);
+        let applied = self.storage().applied_index();
+        if applied > self.raft_group.raft.raft_log.applied {
+            // A snapshot was applied and is now persisted: raft must know, or it looks for
+            // the entries the snapshot replaced (an election would panic reading them).
+            self.raft_group.advance_apply_to(applied);
+        }
         if let Some(commit) = light.commit_index() {
             // Persisted with the next raft state written; on restart the apply state's
             // commit index covers a lag.
             self.raft_group.mut_store().set_commit_index(commit);
         }
-        self.send(light.take_messages(), trans, chunk_size);
+        self.send(light.take_messages(), trans, chunk_size, now);
         self.hand_to_apply(light.take_committed_entries(), apply);
     }
 
@@ -106,9 +121,18 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    fn send<T: Transport>(&mut self, msgs: Vec<Message>, trans: &mut T, chunk_size: usize) {
+    fn send<T: Transport>(
+        &mut self,
+        msgs: Vec<Message>,
+        trans: &mut T,
+        chunk_size: usize,
+        now: std::time::Duration,
+    ) {
         for m in msgs {
             let to = m.to;
+            if m.get_msg_type() == MessageType::MsgTimeoutNow {
+                self.on_timeout_now_sent(now);
+            }
             let Some(msg) = self.wrap_message(m) else {
                 warn!(self.logger, "message to a peer not in the region"; "to" => to);
                 continue;
@@ -132,6 +156,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return;
         };
         self.handed_index = last;
+        self.on_committed_to(last);
         let mut proposals = Vec::new();
         while self.proposals.front().is_some_and(|p| p.index <= last) {
             proposals.extend(self.proposals.pop_front());
@@ -158,7 +183,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
         self.on_log_compacted(old_truncated);
-        self.serve_reads();
+        self.serve_reads(ctx);
         for result in res.exec_results {
             match result {
                 ExecResult::ChangePeer { cc, region } => self.on_change_peer(cc, region, ctx),

@@ -1,7 +1,10 @@
 //! `Peer`: one region's raft group on this store. State only; the operations on it live in
 //! `operation/`.
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
 
 use engine::{KvEngine, RaftEngine};
 use proto::{
@@ -9,12 +12,13 @@ use proto::{
     metapb::{self, Region},
     raft_serverpb::RaftMessage,
 };
+use local_reader::Lease;
 use raft::{RawNode, Ready, StateRole};
 use slog::{o, Logger};
 
 use crate::{
-    msg::{PeerStatus, Proposal, RaftCommand},
-    operation::read::PendingRead,
+    msg::{PeerStatus, Proposal, ReadCommand},
+    operation::{lease::PublishedDelegate, read::ReadBatch},
     operation::snapshot::{SnapChunks, SnapGenerator},
     raft::storage::PeerStorage,
     Config, Error, Result,
@@ -43,12 +47,23 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) peer_cache: HashMap<u64, metapb::Peer>,
     /// Pieces of a snapshot being received.
     pub(crate) snap_chunks: Option<SnapChunks>,
-    /// Reads issued to raft, in order.
-    pub(crate) reads: VecDeque<PendingRead>,
+    /// Read batches issued to raft, in order.
+    pub(crate) reads: VecDeque<ReadBatch<EK::Snapshot>>,
+    /// Reads that arrived in this round, issued together as one batch when it ends.
+    pub(crate) new_reads: Vec<ReadCommand<EK::Snapshot>>,
     /// Reads waiting for the leader to commit an entry of its term.
-    pub(crate) held_reads: Vec<RaftCommand>,
-    /// Id of the last read issued.
+    pub(crate) held_reads: Vec<ReadCommand<EK::Snapshot>>,
+    /// Id of the last read batch issued.
     pub(crate) next_read_id: u64,
+    /// The leader lease.
+    pub(crate) lease: Lease,
+    /// Entries this leader proposed in its term and the clock time of each proposal, in
+    /// index order: when one commits, the lease is renewed from its proposal time.
+    pub(crate) lease_evidence: VecDeque<(u64, Duration)>,
+    /// A leader transfer was started (`MsgTimeoutNow` sent) and has not ended.
+    pub(crate) transferring: bool,
+    /// What the store's delegate map last heard of this peer.
+    pub(crate) published: Option<PublishedDelegate>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -108,8 +123,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             peer_cache: HashMap::new(),
             snap_chunks: None,
             reads: VecDeque::new(),
+            new_reads: Vec::new(),
             held_reads: Vec::new(),
             next_read_id: 0,
+            lease: Lease::new(cfg.raft_store_max_leader_lease, cfg.max_lease_drift()),
+            lease_evidence: VecDeque::new(),
+            transferring: false,
+            published: None,
         })
     }
 

@@ -1,0 +1,192 @@
+//! The leader lease on the peer, and the delegate readers on other threads see.
+//!
+//! ```text
+//! evidence (send time t)                       the lease              readers
+//! ──────────────────────                       ─────────              ───────
+//! own entry proposed at t commits  ──renew(t)─▶ Valid(t + max_lease) ─▶ RemoteLease (one
+//! ReadIndex round sent at t confirmed ─renew(t)─▶                        per term, pushed
+//! lease-check tick: ends within 2 checks → renewal round                beyond max_drift)
+//! MsgTimeoutNow sent at t ─────────suspect(t)─▶ Suspect (until evidence sent after the
+//!                                               transfer ended)
+//! stepped down ────────────────────expire()──▶ Expired
+//! ```
+//!
+//! Evidence counts from the time it was sent, never from when it came back: a quorum that
+//! answered a message sent at `t` elects no one before `t + election timeout`, and
+//! `max_lease` ends a tick earlier (config validation). While a transfer is in flight no
+//! evidence counts: the target may win at any moment (its vote request bypasses the
+//! followers' own leases), so the lease stays suspect until the transfer ends, and only
+//! evidence sent after that clears it. A single-voter region renews from its own commits.
+//!
+//! After every round the peer publishes what changed (region, term, applied term, a new
+//! remote lease) to its `ReadDelegate` in `StoreMeta`, which bumps the delegate's `TrackVer`.
+
+use std::{sync::Arc, time::Duration};
+
+use engine::{KvEngine, RaftEngine};
+use local_reader::{DelegateUpdate, LeaseState, ReadDelegate};
+use proto::{
+    eraftpb::{Message, MessageType},
+    metapb::Region,
+};
+
+use crate::{fsm::store::StoreContext, raft::peer::Peer};
+
+/// What the delegate map last heard of a peer.
+pub(crate) struct PublishedDelegate {
+    region: Region,
+    term: u64,
+    applied_term: u64,
+    has_lease: bool,
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Quorum evidence sent at `send_ts`. Ignored while a transfer is in flight.
+    pub(crate) fn renew_lease(&mut self, send_ts: Duration) {
+        if self.is_leader() && !self.transferring {
+            self.lease.renew(send_ts);
+        }
+    }
+
+    /// This leader appended entries up to `index` at clock time `now` (a proposal, or the
+    /// no-op of a new term): their commit will be lease evidence.
+    pub(crate) fn on_proposed(&mut self, index: u64, now: Duration) {
+        if !self.is_leader() {
+            return;
+        }
+        match self.lease_evidence.back_mut() {
+            // Same index again (a batch): the earlier time is the safe one.
+            Some((last, _)) if *last >= index => {}
+            _ => self.lease_evidence.push_back((index, now)),
+        }
+    }
+
+    /// Entries up to `committed` committed: renew from the latest of them this leader
+    /// proposed.
+    pub(crate) fn on_committed_to(&mut self, committed: u64) {
+        let mut latest = None;
+        while self.lease_evidence.front().is_some_and(|(i, _)| *i <= committed) {
+            latest = self.lease_evidence.pop_front().map(|(_, t)| t);
+        }
+        if let Some(t) = latest {
+            self.renew_lease(t);
+        }
+    }
+
+    /// Role changes: a new leader starts with no lease and the evidence of its no-op; a peer
+    /// that steps down expires its lease.
+    pub(crate) fn on_role_changed(&mut self, now: Duration) {
+        self.lease.expire();
+        self.lease_evidence.clear();
+        self.transferring = false;
+        if self.is_leader() {
+            let last = self.raft_group.raft.raft_log.last_index();
+            self.on_proposed(last, now);
+        }
+    }
+
+    /// A `MsgTimeoutNow` is about to be sent: the target may be leader before anything else
+    /// reaches us. Raft-rs #234 and #1593 were old leaders that kept reading after this.
+    pub(crate) fn on_timeout_now_sent(&mut self, now: Duration) {
+        self.lease.suspect(now);
+        self.transferring = true;
+    }
+
+    /// The lease-check tick: ends a finished transfer's suspicion at `now` (only later
+    /// evidence clears it), and renews a lease that ends within two checks.
+    pub(crate) fn on_lease_check<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
+        let now = ctx.clock.now();
+        if self.transferring && self.raft_group.raft.lead_transferee.is_none() {
+            self.transferring = false;
+            self.lease.suspect(now);
+        }
+        if !self.is_leader() || !self.raft_group.raft.commit_to_current_term() {
+            return;
+        }
+        let renewing = self.reads.iter().any(|b| b.reads.is_empty());
+        let horizon = now + ctx.cfg.lease_check_interval * 2;
+        if !renewing && self.lease.inspect(horizon) != LeaseState::Valid {
+            self.issue_read_batch(Vec::new(), now);
+        }
+    }
+
+    /// A follower asks for a read index. A leader holding a valid lease that has committed in
+    /// its term answers with its commit index at once; otherwise raft runs a heartbeat round.
+    /// Returns the message back if raft should handle it.
+    pub(crate) fn answer_read_index_by_lease<T>(
+        &mut self,
+        msg: Message,
+        ctx: &StoreContext<EK, ER, T>,
+    ) -> Option<Message> {
+        let raft = &self.raft_group.raft;
+        if msg.get_msg_type() != MessageType::MsgReadIndex
+            || !self.is_leader()
+            || !raft.commit_to_current_term()
+            || msg.get_entries().len() != 1
+            || !ctx.lease_reads.load(std::sync::atomic::Ordering::Relaxed)
+            || self.lease.inspect(ctx.clock.now()) != LeaseState::Valid
+        {
+            return Some(msg);
+        }
+        let mut resp = Message::default();
+        resp.set_msg_type(MessageType::MsgReadIndexResp);
+        resp.to = msg.from;
+        resp.from = self.peer_id();
+        resp.term = raft.term;
+        resp.index = raft.raft_log.committed;
+        resp.set_entries(msg.get_entries().to_vec().into());
+        self.raft_group.raft.msgs.push(resp);
+        None
+    }
+
+    /// Publishes to the store's delegate map whatever changed since the last time: the
+    /// region, the term, the applied term, a new remote lease (or none once not leader).
+    pub(crate) fn sync_delegate<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
+        if self.destroyed {
+            return;
+        }
+        let term = self.term();
+        let mut updates = Vec::new();
+        let published = self.published.get_or_insert_with(|| PublishedDelegate {
+            region: Region::default(),
+            term: 0,
+            applied_term: 0,
+            has_lease: false,
+        });
+        let fresh = published.region.id == 0;
+        if published.region != *self.raft_group.store().region() {
+            published.region = self.raft_group.store().region().clone();
+            updates.push(DelegateUpdate::Region(Arc::new(published.region.clone())));
+        }
+        if published.term != term {
+            published.term = term;
+            updates.push(DelegateUpdate::Term(term));
+        }
+        if published.applied_term != self.applied_term {
+            published.applied_term = self.applied_term;
+            updates.push(DelegateUpdate::AppliedTerm(self.applied_term));
+        }
+        let is_leader = self.raft_group.raft.state == raft::StateRole::Leader;
+        if is_leader {
+            if let Some(remote) = self.lease.maybe_new_remote_lease(term) {
+                published.has_lease = true;
+                updates.push(DelegateUpdate::Lease(Some(remote)));
+            }
+        } else if published.has_lease {
+            published.has_lease = false;
+            updates.push(DelegateUpdate::Lease(None));
+        }
+        if updates.is_empty() && !fresh {
+            return;
+        }
+        let now = ctx.clock.now();
+        let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+        let (store_id, peer_id) = (self.peer.store_id, self.peer.id);
+        let delegate = meta.reader_entry(self.region_id(), peer_id, || {
+            ReadDelegate::new(Arc::new(Region::default()), store_id, peer_id)
+        });
+        for update in updates {
+            delegate.update(update, now);
+        }
+    }
+}
