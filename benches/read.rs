@@ -1,18 +1,63 @@
-//! Read paths on one data set: a raw engine get, a ReadIndex read through the leader of a
-//! 3-store cluster (with and without 1 ms of simulated network delay each way), and a
-//! follower read. Lease reads join when `LocalReader` exists; their target is at most 1.25x
-//! the raw get, and at least 10x cheaper than ReadIndex with 1 ms of network delay.
+//! Read paths on one data set (1,000 keys on a 3-store cluster), each a criterion benchmark,
+//! then a summary with latency percentiles, ops/s and the ratios we aim at:
+//! - raw engine get (the floor);
+//! - lease read through `StoreReader` / `LocalReader`: one snapshot per read, and 16 reads
+//!   per `ThreadReadId` sharing one snapshot (aim: at most 1.25x the raw get);
+//! - ReadIndex read through the leader (lease reads switched off);
+//! - follower read;
+//! - ReadIndex and lease read with 1 ms of simulated network delay each way (aim: the lease
+//!   read at least 10x cheaper).
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use hdrhistogram::Histogram;
+use local_reader::ThreadReadId;
+use raftstore::ReadContext;
 use regionstore::engine::{keys, Peekable};
-use test_raftstore::{follower_of, get_request, new_request, Cluster, FIRST_REGION};
+use test_raftstore::{follower_of, Cluster, TestReader, FIRST_REGION};
 
 const KEYS: u64 = 1000;
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn key(i: u64) -> Vec<u8> {
     format!("key{i:06}").into_bytes()
+}
+
+struct Keys(u64);
+
+impl Keys {
+    fn next(&mut self) -> Vec<u8> {
+        self.0 = (self.0 + 1) % KEYS;
+        key(self.0)
+    }
+}
+
+fn get(reader: &mut TestReader, ctx: &ReadContext, key: &[u8]) -> Vec<u8> {
+    reader.get(ctx, key, TIMEOUT).unwrap().unwrap()
+}
+
+/// 16 reads sharing one snapshot, as one request stream's batch.
+fn get16(reader: &mut TestReader, ctx: &ReadContext, keys: &mut Keys) {
+    let ctx = ctx.clone().with_read_id(ThreadReadId::new());
+    for _ in 0..16 {
+        get(reader, &ctx, &keys.next());
+    }
+    reader.release_snapshot();
+}
+
+/// Latency of `ops` calls of `f` (each doing `per_call` reads): (ops/s, p50 µs, p99 µs).
+fn measure(ops: u64, per_call: u64, mut f: impl FnMut()) -> (f64, f64, f64) {
+    let mut hist = Histogram::<u64>::new(3).unwrap();
+    let start = Instant::now();
+    for _ in 0..ops {
+        let t = Instant::now();
+        f();
+        hist.record(t.elapsed().as_nanos() as u64 / per_call).unwrap();
+    }
+    let rate = (ops * per_call) as f64 / start.elapsed().as_secs_f64();
+    let us = |q| hist.value_at_quantile(q) as f64 / 1000.0;
+    (rate, us(0.5), us(0.99))
 }
 
 fn bench_reads(c: &mut Criterion) {
@@ -24,37 +69,98 @@ fn bench_reads(c: &mut Criterion) {
     let (leader, region) = cluster.leader_region(FIRST_REGION);
     let follower = follower_of(&region, &leader);
     cluster.must_get_equal(follower.store_id, &key(KEYS - 1), b"value-of-some-length");
+    let kv = cluster.kv(leader.store_id).clone();
+    let mut reader = cluster.reader(leader.store_id);
+    let mut follower_reader = cluster.reader(follower.store_id);
+    let ctx = ReadContext::new(&region, &leader);
+    let follower_ctx = ReadContext::new(&region, &follower).replica_read();
+    let mut keys = Keys(0);
 
     let mut group = c.benchmark_group("read");
     group.throughput(Throughput::Elements(1));
-    group.measurement_time(Duration::from_secs(5));
-    let mut i = 0u64;
-    let mut next = move || {
-        i = (i + 1) % KEYS;
-        key(i)
-    };
-
-    let kv = cluster.kv(leader.store_id).clone();
+    group.measurement_time(Duration::from_secs(4));
     group.bench_function("raw_engine_get", |b| {
-        b.iter(|| kv.get_value(&keys::data_key(&next())).unwrap().unwrap())
+        b.iter(|| kv.get_value(&keys::data_key(&keys.next())).unwrap().unwrap())
     });
-    let mut client = cluster.client();
-    group.bench_function("read_index_leader", |b| {
-        b.iter(|| client.read(&next(), Instant::now() + Duration::from_secs(5)).unwrap().unwrap())
+    group.bench_function("lease_read", |b| b.iter(|| get(&mut reader, &ctx, &keys.next())));
+    group.throughput(Throughput::Elements(16));
+    group.bench_function("lease_read_16_per_read_id", |b| {
+        b.iter(|| get16(&mut reader, &ctx, &mut keys))
     });
+    group.throughput(Throughput::Elements(1));
+    cluster.set_lease_reads(false);
+    group.bench_function("read_index_leader", |b| b.iter(|| get(&mut reader, &ctx, &keys.next())));
+    cluster.set_lease_reads(true);
     group.bench_function("follower_read", |b| {
-        b.iter(|| {
-            let mut req = new_request(&region, &follower, vec![get_request(&next())]);
-            req.mut_header().replica_read = true;
-            cluster.call_command(follower.store_id, req, Duration::from_secs(5)).unwrap()
-        })
-    });
-    cluster.delay_network(Duration::from_millis(1));
-    group.bench_function("read_index_leader_1ms_network", |b| {
-        b.iter(|| client.read(&next(), Instant::now() + Duration::from_secs(5)).unwrap().unwrap())
+        b.iter(|| get(&mut follower_reader, &follower_ctx, &keys.next()))
     });
     group.finish();
+
+    // The summary: percentiles and ratios, all on this data set.
+    let mut rows = Vec::new();
+    rows.push((
+        "raw_engine_get",
+        measure(200_000, 1, || {
+            kv.get_value(&keys::data_key(&keys.next())).unwrap().unwrap();
+        }),
+    ));
+    rows.push((
+        "lease_read",
+        measure(200_000, 1, || {
+            get(&mut reader, &ctx, &keys.next());
+        }),
+    ));
+    rows.push((
+        "lease_read_16_per_read_id",
+        measure(20_000, 16, || get16(&mut reader, &ctx, &mut keys)),
+    ));
+    cluster.set_lease_reads(false);
+    rows.push((
+        "read_index_leader",
+        measure(5_000, 1, || {
+            get(&mut reader, &ctx, &keys.next());
+        }),
+    ));
+    cluster.set_lease_reads(true);
+    rows.push((
+        "follower_read",
+        measure(5_000, 1, || {
+            get(&mut follower_reader, &follower_ctx, &keys.next());
+        }),
+    ));
+    cluster.delay_network(Duration::from_millis(1));
+    rows.push((
+        "lease_read_1ms_network",
+        measure(50_000, 1, || {
+            get(&mut reader, &ctx, &keys.next());
+        }),
+    ));
+    cluster.set_lease_reads(false);
+    rows.push((
+        "read_index_leader_1ms_network",
+        measure(1_000, 1, || {
+            get(&mut reader, &ctx, &keys.next());
+        }),
+    ));
+    cluster.set_lease_reads(true);
     cluster.clear_filters();
+
+    println!("\n{:<32} {:>12} {:>10} {:>10}", "path", "ops/s", "p50 µs", "p99 µs");
+    for (name, (rate, p50, p99)) in &rows {
+        println!("{name:<32} {rate:>12.0} {p50:>10.2} {p99:>10.2}");
+    }
+    let rate = |name: &str| rows.iter().find(|(n, _)| *n == name).unwrap().1 .0;
+    let p50 = |name: &str| rows.iter().find(|(n, _)| *n == name).unwrap().1 .1;
+    println!(
+        "lease read / raw get (mean cost): {:.2}x (aim ≤ 1.25x); with 16 per read id: {:.2}x",
+        rate("raw_engine_get") / rate("lease_read"),
+        rate("raw_engine_get") / rate("lease_read_16_per_read_id"),
+    );
+    println!(
+        "ReadIndex / lease read at 1 ms network (p50 latency): {:.0}x (aim ≥ 10x)",
+        p50("read_index_leader_1ms_network") / p50("lease_read_1ms_network"),
+    );
+    println!("read-path counters of the leader's store: {:?}", cluster.read_stats(leader.store_id));
 }
 
 criterion_group!(benches, bench_reads);

@@ -137,12 +137,30 @@ impl ReadStats {
         self.redirects.iter().find(|(r, _)| *r == reason.as_str()).map_or(0, |(_, n)| *n)
     }
 
+    /// Adds `other`'s counts (another store's).
+    pub fn merge(&mut self, other: &ReadStats) {
+        self.local_hits += other.local_hits;
+        self.cache_misses += other.cache_misses;
+        self.snapshots_reused += other.snapshots_reused;
+        self.peer_lease_reads += other.peer_lease_reads;
+        self.read_index_reads += other.read_index_reads;
+        self.follower_reads += other.follower_reads;
+        for (reason, n) in &other.redirects {
+            match self.redirects.iter_mut().find(|(r, _)| r == reason) {
+                Some((_, total)) => *total += n,
+                None => self.redirects.push((reason, *n)),
+            }
+        }
+    }
+
     /// Counts since `earlier`.
     pub fn since(&self, earlier: &ReadStats) -> ReadStats {
         let redirects = self
             .redirects
             .iter()
-            .map(|(r, n)| (*r, n - earlier.redirects.iter().find(|(e, _)| e == r).map_or(0, |e| e.1)))
+            .map(|(r, n)| {
+                (*r, n - earlier.redirects.iter().find(|(e, _)| e == r).map_or(0, |e| e.1))
+            })
             .filter(|(_, n)| *n > 0)
             .collect();
         ReadStats {

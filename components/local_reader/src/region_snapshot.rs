@@ -25,6 +25,9 @@ pub enum ReadError {
     Engine(#[from] engine::Error),
 }
 
+/// Key-value pairs, in key order.
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// An engine snapshot bounded to a region. Cheap to clone; `Send + Sync`.
 #[derive(Clone, Debug)]
 pub struct RegionSnapshot<S: Snapshot> {
@@ -53,7 +56,10 @@ impl<S: Snapshot> RegionSnapshot<S> {
         if keys::in_range(key, &self.region.start_key, &self.region.end_key) {
             Ok(())
         } else {
-            Err(ReadError::KeyNotInRegion { key: key.to_vec(), region: Box::new((*self.region).clone()) })
+            Err(ReadError::KeyNotInRegion {
+                key: key.to_vec(),
+                region: Box::new((*self.region).clone()),
+            })
         }
     }
 
@@ -65,15 +71,11 @@ impl<S: Snapshot> RegionSnapshot<S> {
 
     /// Up to `limit` pairs of user keys in `[start, end)` (empty `end`: the region's end),
     /// clipped to the region. `start` must be in the region.
-    pub fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KvPairs, ReadError> {
         self.check_key(start)?;
         let region_end = keys::data_end_key(&self.region.end_key);
-        let data_end = if end.is_empty() { region_end } else { keys::data_key(end).min(region_end) };
+        let data_end =
+            if end.is_empty() { region_end } else { keys::data_key(end).min(region_end) };
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);

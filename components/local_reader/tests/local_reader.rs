@@ -110,10 +110,13 @@ fn serves_while_the_lease_holds_then_redirects() {
     assert_eq!(stats.cache_misses, 1, "the second read used the cached delegate");
 }
 
+/// A change to a request header.
+type HeaderChange = Box<dyn Fn(&mut RaftRequestHeader)>;
+
 #[test]
 fn every_mismatch_redirects() {
     let mut f = Fixture::new();
-    let cases: Vec<(Box<dyn Fn(&mut RaftRequestHeader)>, Redirect)> = vec![
+    let cases: Vec<(HeaderChange, Redirect)> = vec![
         (Box::new(|h| h.mut_peer().store_id = 8), Redirect::StoreMismatch),
         (Box::new(|h| h.mut_peer().id = 99), Redirect::PeerMismatch),
         (Box::new(|h| h.term = 4), Redirect::TermMismatch),

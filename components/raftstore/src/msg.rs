@@ -1,14 +1,14 @@
 //! Messages of the store and apply batch systems.
 
 use crossbeam_channel::{Receiver, Sender};
+use engine::Snapshot;
+use local_reader::RegionSnapshot;
 use proto::{
     eraftpb::{ConfChange, Entry},
     metapb,
     raft_cmdpb::{RaftCmdRequest, RaftCmdResponse},
     raft_serverpb::{RaftApplyState, RaftMessage},
 };
-use engine::Snapshot;
-use local_reader::RegionSnapshot;
 use raft::StateRole;
 
 use crate::Error;

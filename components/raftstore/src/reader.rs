@@ -79,13 +79,20 @@ impl<EK: KvEngine, ER: RaftEngine> StoreReader<EK, ER> {
     ) {
         match self.local.read(&ctx.header, ctx.read_id) {
             Ok(snap) => cb(Ok(snap)),
-            Err(_redirect) => {
-                let mut request = RaftCmdRequest::default();
-                request.set_header(ctx.header.clone());
-                let responder = ReadResponder::Snapshot(SnapshotSender::new(cb));
-                self.router.send_read(ReadCommand { request, responder });
-            }
+            Err(_redirect) => self.redirect(ctx, cb),
         }
+    }
+
+    /// Sends the read to the region's peer.
+    fn redirect(
+        &self,
+        ctx: &ReadContext,
+        cb: impl FnOnce(SnapshotResult<EK::Snapshot>) + Send + 'static,
+    ) {
+        let mut request = RaftCmdRequest::default();
+        request.set_header(ctx.header.clone());
+        let responder = ReadResponder::Snapshot(SnapshotSender::new(cb));
+        self.router.send_read(ReadCommand { request, responder });
     }
 
     /// [`Self::async_snapshot`], waiting at most `timeout` (then `OutcomeUnknown`).
@@ -94,8 +101,11 @@ impl<EK: KvEngine, ER: RaftEngine> StoreReader<EK, ER> {
         ctx: &ReadContext,
         timeout: Duration,
     ) -> SnapshotResult<EK::Snapshot> {
+        if let Ok(snap) = self.local.read(&ctx.header, ctx.read_id) {
+            return Ok(snap); // the fast path needs no channel
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.async_snapshot(ctx, move |res| {
+        self.redirect(ctx, move |res| {
             let _ = tx.send(res);
         });
         rx.recv_timeout(timeout)

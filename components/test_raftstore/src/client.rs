@@ -43,7 +43,6 @@ pub struct Client {
     timeout: Duration,
 }
 
-
 impl Client {
     pub(crate) fn new(
         pd: Arc<MemPd>,
@@ -134,12 +133,7 @@ impl Client {
 
     /// Follows an error's hint: `Ok(err)` to retry, or how the call ends. An unknown outcome
     /// ends a write (retrying could apply it twice) but not a read.
-    fn on_error(
-        &mut self,
-        region_id: u64,
-        err: Error,
-        idempotent: bool,
-    ) -> Result<Error, Outcome> {
+    fn on_error(&mut self, region_id: u64, err: Error, idempotent: bool) -> Result<Error, Outcome> {
         match &err {
             Error::NotLeader { leader: Some(l), .. } => {
                 self.leaders.insert(region_id, l.clone());

@@ -12,13 +12,13 @@ use engine::{
     rocks::{open_engines, RocksConfig, RocksEngine, RocksRaftEngine},
     Peekable,
 };
+use local_reader::{Clock, MonotonicRawClock, ReadStats};
 use pd_client::{MemPd, MemPdConfig, PdClient};
 use proto::{
     metapb,
     raft_cmdpb::{AdminCmdType, CmdType, ConfChangeType, RaftCmdRequest, RaftCmdResponse, Request},
 };
 use raft::StateRole;
-use local_reader::{Clock, MonotonicRawClock, ReadStats};
 use raftstore::{
     bootstrap::{bootstrap_regions, bootstrap_store},
     msg::{PeerStatus, RaftCommand},

@@ -18,13 +18,14 @@ use std::{
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use local_reader::ReadStats;
 use raft::StateRole;
 use test_raftstore::Cluster;
 
 use crate::{
     args::Args,
     history::History,
-    report::{Regions, Report, StoreReport},
+    report::{ReadPaths, Regions, Report, StoreReport},
     workload::{run_client, ClientStats},
 };
 
@@ -59,6 +60,7 @@ fn run(args: Args) -> Result<(), Error> {
         cluster.wait_leader(region.id);
     }
     let initial = cluster.pd.regions().len();
+    let reads_before = read_stats(&cluster);
 
     let start = Instant::now();
     let history = History::create(args.history.as_deref(), start)?;
@@ -84,7 +86,9 @@ fn run(args: Args) -> Result<(), Error> {
     });
     let stats = stats.take().expect("at least one client");
     let regions = Regions { initial, final_: cluster.pd.regions().len() };
-    let report = Report::new(&args, duration_s, &stats, regions, store_reports(&cluster));
+    let read_paths = ReadPaths::new(&read_stats(&cluster).since(&reads_before));
+    let report =
+        Report::new(&args, duration_s, &stats, read_paths, regions, store_reports(&cluster));
     report.print_summary();
     if let Some(path) = &args.report_json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
@@ -118,6 +122,15 @@ fn show_progress(
         std::thread::sleep(Duration::from_millis(100));
     }
     bar.finish_and_clear();
+}
+
+/// The read-path counters of every store, summed.
+fn read_stats(cluster: &Cluster) -> ReadStats {
+    let mut sum = ReadStats::default();
+    for s in cluster.running_stores() {
+        sum.merge(&cluster.read_stats(s));
+    }
+    sum
 }
 
 /// Peers and leaders per store, as the stores themselves report.

@@ -11,11 +11,7 @@ use std::{
 };
 
 use local_reader::{ManualClock, ReadStats, Redirect};
-use proto::{
-    eraftpb::MessageType,
-    raft_cmdpb::AdminCmdType,
-    raft_serverpb::RaftMessage,
-};
+use proto::{eraftpb::MessageType, raft_cmdpb::AdminCmdType, raft_serverpb::RaftMessage};
 use raftstore::{Config, Error, ReadContext};
 use test_raftstore::{new_request, transport::Filter, Cluster, TestReader, FIRST_REGION};
 

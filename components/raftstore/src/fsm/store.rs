@@ -6,11 +6,11 @@ use std::sync::{atomic::AtomicBool, Arc};
 
 use crossbeam_channel::Receiver;
 use engine::{KvEngine, RaftEngine};
+use local_reader::{Clock, ReadCounters};
 use router::{
     drain, mailbox_channel, Fsm, HandleResult, HandlerBuilder, LooseBoundedSender, PollHandler,
     Router,
 };
-use local_reader::{Clock, ReadCounters};
 use slog::Logger;
 
 use crate::{

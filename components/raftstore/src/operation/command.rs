@@ -53,20 +53,14 @@ pub fn check_key_in_region(key: &[u8], region: &Region) -> Result<()> {
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Proposes a command, or answers it with the error that stopped it.
-    pub(crate) fn propose_command<T>(
-        &mut self,
-        ctx: &StoreContext<EK, ER, T>,
-        cmd: RaftCommand,
-    ) {
+    pub(crate) fn propose_command<T>(&mut self, ctx: &StoreContext<EK, ER, T>, cmd: RaftCommand) {
         let is_read = |r: &proto::raft_cmdpb::Request| r.get_cmd_type() == CmdType::Get;
         if !cmd.request.has_admin_request()
             && !cmd.request.get_requests().is_empty()
             && cmd.request.get_requests().iter().all(is_read)
         {
-            let read = ReadCommand {
-                request: cmd.request,
-                responder: ReadResponder::Values(cmd.ch),
-            };
+            let read =
+                ReadCommand { request: cmd.request, responder: ReadResponder::Values(cmd.ch) };
             return self.propose_read(ctx, read);
         }
         match cmd.request.get_admin_request().get_cmd_type() {

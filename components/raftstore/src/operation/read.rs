@@ -70,7 +70,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let header = read.request.get_header();
         let store_id = self.peer.store_id;
         if header.get_peer().store_id != 0 && header.get_peer().store_id != store_id {
-            return Err(Error::StoreNotMatch { request: header.get_peer().store_id, actual: store_id });
+            return Err(Error::StoreNotMatch {
+                request: header.get_peer().store_id,
+                actual: store_id,
+            });
         }
         let follower_read = header.replica_read && self.raft_group.raft.leader_id != 0;
         if !self.is_leader() && !follower_read {
@@ -135,7 +138,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// Sends a ReadIndex round for `reads` (none: a lease renewal round).
-    pub(crate) fn issue_read_batch(&mut self, reads: Vec<ReadCommand<EK::Snapshot>>, now: Duration) {
+    pub(crate) fn issue_read_batch(
+        &mut self,
+        reads: Vec<ReadCommand<EK::Snapshot>>,
+        now: Duration,
+    ) {
         self.next_read_id += 1;
         let id = self.next_read_id;
         self.raft_group.read_index(id.to_be_bytes().to_vec());
@@ -185,7 +192,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Issues held reads once the leader has committed in its term, and answers every read
     /// whose index is applied. Called after readies and apply results.
     pub(crate) fn serve_reads<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
-        if self.is_leader() && self.raft_group.raft.commit_to_current_term() && !self.held_reads.is_empty() {
+        if self.is_leader()
+            && self.raft_group.raft.commit_to_current_term()
+            && !self.held_reads.is_empty()
+        {
             let held = std::mem::take(&mut self.held_reads);
             self.issue_read_batch(held, ctx.clock.now());
         }

@@ -7,19 +7,19 @@ use std::{
 };
 
 use engine::{KvEngine, RaftEngine};
+use local_reader::Lease;
 use proto::{
     eraftpb,
     metapb::{self, Region},
     raft_serverpb::RaftMessage,
 };
-use local_reader::Lease;
 use raft::{RawNode, Ready, StateRole};
 use slog::{o, Logger};
 
 use crate::{
     msg::{PeerStatus, Proposal, ReadCommand},
-    operation::{lease::PublishedDelegate, read::ReadBatch},
     operation::snapshot::{SnapChunks, SnapGenerator},
+    operation::{lease::PublishedDelegate, read::ReadBatch},
     raft::storage::PeerStorage,
     Config, Error, Result,
 };
