@@ -18,8 +18,10 @@
 //! (put, delete, delete range) with epoch and key checks at propose and apply, typed client
 //! errors, raft persistence and replication, leader transfer, log GC, membership changes,
 //! snapshots, peers created on demand and destroyed on removal, region heartbeats to the
-//! placement driver and its operators, ReadIndex reads (leader and follower). Not yet: lease
-//! reads off the store threads, store heartbeats.
+//! placement driver and its operators, and reads: the leader lease on the peer, delegates
+//! published to `StoreMeta` for the local reader, lease reads, batched ReadIndex, follower
+//! reads, and the public [`StoreReader::async_snapshot`]. Not yet: split and merge, store
+//! heartbeats.
 
 // Fail points are for tests: a release build with them on would let anyone who can set the
 // environment pause a store.
