@@ -1,10 +1,24 @@
 //! regionstore: a multi-raft region store modelled on TiKV's raftstore.
 //!
-//! This crate will hold the embedding facade (a `Node` with `async_write` and
-//! `async_snapshot`) and the `region-sim` simulator. Today it re-exports the components that
-//! exist: the protocol messages, the storage engines and the raft log storage. The
-//! `storage-demo` binary shows them working together.
+//! The components, re-exported: the protocol messages ([`proto`]), the storage engines
+//! ([`engine`]), the store ([`raftstore`]: `RaftStore::start`, `RaftRouter` for commands
+//! and raft messages, `StoreReader::async_snapshot` for reads) and the read path
+//! ([`local_reader`]). The `region-sim` binary runs a cluster of stores in one process;
+//! `storage-demo` drives one region's raft log storage directly.
+//!
+//! Reading from an embedding program:
+//!
+//! ```text
+//! let mut reader = store.reader();                      // one per thread
+//! let ctx = ReadContext::new(&region, &leader_peer);    // region epoch and the peer
+//! reader.async_snapshot(&ctx, |res| match res {
+//!     Ok(snap) => { snap.get(b"key"); }                  // bounded to the region
+//!     Err(e) if e.is_retryable() => { /* route again: NotLeader, EpochNotMatch, ... */ }
+//!     Err(e) => { /* give up */ }
+//! });
+//! ```
 
 pub use engine;
+pub use local_reader;
 pub use proto;
 pub use raftstore;

@@ -23,7 +23,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -109,6 +109,13 @@ impl Lease {
         }
     }
 
+    /// A reader's request to renew could not be served: let the next reader ask again.
+    pub fn clear_renewal_request(&self) {
+        if let Some(remote) = &self.remote {
+            remote.clear_renewal_request();
+        }
+    }
+
     /// The lease at time `ts`.
     pub fn inspect(&self, ts: Duration) -> LeaseState {
         match self.bound {
@@ -128,7 +135,11 @@ impl Lease {
         let Some(Bound::Valid(bound)) = self.bound else {
             return None;
         };
-        let remote = RemoteLease { expired_time: Arc::new(AtomicU64::new(nanos(bound))), term };
+        let remote = RemoteLease {
+            expired_time: Arc::new(AtomicU64::new(nanos(bound))),
+            renew_requested: Arc::new(AtomicBool::new(false)),
+            term,
+        };
         self.last_pushed = bound;
         self.remote = Some(remote.clone());
         Some(remote)
@@ -143,6 +154,8 @@ fn nanos(d: Duration) -> u64 {
 #[derive(Clone, Debug)]
 pub struct RemoteLease {
     expired_time: Arc<AtomicU64>,
+    /// A reader asked the peer to renew and the bound has not moved since.
+    renew_requested: Arc<AtomicBool>,
     term: u64,
 }
 
@@ -157,6 +170,24 @@ impl RemoteLease {
         }
     }
 
+    /// Whether a reader at `ts` should ask the peer to renew: the lease ends within `advance`
+    /// and nobody asked since it was last pushed. True for one caller only (a
+    /// compare-and-swap), so a hot region sends one request, not one per read.
+    pub fn needs_renewal(&self, ts: Duration, advance: Duration) -> bool {
+        let bound = self.expired_time.load(Ordering::Acquire);
+        nanos(ts) < bound
+            && nanos(ts + advance) >= bound
+            && self
+                .renew_requested
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// The renewal asked for could not be started: the next reader may ask again.
+    pub fn clear_renewal_request(&self) {
+        self.renew_requested.store(false, Ordering::Release);
+    }
+
     /// The term this copy belongs to.
     pub fn term(&self) -> u64 {
         self.term
@@ -164,6 +195,7 @@ impl RemoteLease {
 
     fn renew(&self, bound: Duration) {
         self.expired_time.store(nanos(bound), Ordering::Release);
+        self.renew_requested.store(false, Ordering::Release);
     }
 
     fn expire(&self) {
@@ -238,6 +270,22 @@ mod tests {
         lease.expire_remote_lease();
         assert_eq!(third.inspect(ms(1300)), LeaseState::Expired);
         assert_eq!(lease.inspect(ms(1300)), LeaseState::Valid, "the local lease survives");
+    }
+
+    #[test]
+    fn one_reader_asks_for_renewal_near_expiry_until_the_bound_moves() {
+        let mut lease = Lease::new(MAX, DRIFT);
+        lease.renew(ms(1000));
+        let remote = lease.maybe_new_remote_lease(1).unwrap(); // bound 1900
+        let advance = ms(200);
+        assert!(!remote.needs_renewal(ms(1600), advance), "far from expiry");
+        assert!(remote.needs_renewal(ms(1750), advance));
+        assert!(!remote.needs_renewal(ms(1760), advance), "asked once");
+        assert!(!remote.needs_renewal(ms(1950), advance), "expired: nothing to renew");
+        lease.renew(ms(1750)); // the renewal round: bound 2650, pushed
+        assert!(remote.needs_renewal(ms(2500), advance), "asks again near the new bound");
+        remote.clear_renewal_request();
+        assert!(remote.needs_renewal(ms(2500), advance), "cleared by the peer");
     }
 
     #[test]

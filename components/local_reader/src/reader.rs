@@ -244,6 +244,13 @@ pub struct LocalReader<E: KvEngine, S: DelegateSource> {
     counters: Arc<ReadCounters>,
     cache: LruCache<u64, ReadDelegate>,
     snap_cache: Option<CachedSnapshot<E::Snapshot>>,
+    renewal: Option<Renewal>,
+}
+
+/// Asking a leader to renew a lease that is about to end, so hot readers stay local.
+struct Renewal {
+    advance: Duration,
+    request: Box<dyn Fn(u64) + Send>,
 }
 
 /// Delegates a reader keeps by default.
@@ -268,7 +275,21 @@ impl<E: KvEngine, S: DelegateSource> LocalReader<E, S> {
             counters,
             cache: LruCache::new(capacity),
             snap_cache: None,
+            renewal: None,
         }
+    }
+
+    /// Calls `request(region_id)` when a read is served from a lease that ends within
+    /// `advance` (once per lease push: see [`RemoteLease::needs_renewal`]).
+    ///
+    /// [`RemoteLease::needs_renewal`]: crate::RemoteLease::needs_renewal
+    pub fn with_renewal(
+        mut self,
+        advance: Duration,
+        request: impl Fn(u64) + Send + 'static,
+    ) -> Self {
+        self.renewal = Some(Renewal { advance, request: Box::new(request) });
+        self
     }
 
     /// The counters this reader adds to.
@@ -309,12 +330,14 @@ impl<E: KvEngine, S: DelegateSource> LocalReader<E, S> {
         };
         fail::fail_point!("local_read_after_snapshot");
         let now = self.clock.now();
-        let valid = delegate
-            .leader_lease
-            .as_ref()
-            .is_some_and(|l| l.term() == delegate.term && l.inspect(now) == LeaseState::Valid);
-        if !valid {
-            return Err(counters.redirect(Redirect::LeaseExpired));
+        let lease = match &delegate.leader_lease {
+            Some(l) if l.term() == delegate.term && l.inspect(now) == LeaseState::Valid => l,
+            _ => return Err(counters.redirect(Redirect::LeaseExpired)),
+        };
+        if let Some(renewal) = &self.renewal {
+            if lease.needs_renewal(now, renewal.advance) {
+                (renewal.request)(header.region_id);
+            }
         }
         ReadCounters::inc(&counters.local_hits);
         Ok(RegionSnapshot::new(snap, delegate.region.clone(), delegate.term))

@@ -161,6 +161,8 @@ pub enum PeerMsg<S: Snapshot> {
     SnapshotRead(Box<ReadCommand<S>>),
     /// One base tick passed.
     Tick,
+    /// A reader served a read from a lease about to end: renew it.
+    RenewLease,
     /// The apply side applied entries.
     ApplyRes(Box<ApplyRes>),
     /// Report the peer's status.

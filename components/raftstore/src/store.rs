@@ -91,6 +91,12 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
         }
     }
 
+    /// Asks the region's peer to renew its lease (a reader saw it about to end). Best effort:
+    /// the lease-check tick renews it anyway.
+    pub fn request_lease_renewal(&self, region_id: u64) {
+        let _ = self.router.try_send(region_id, PeerMsg::RenewLease);
+    }
+
     /// Sends a read to its region's peer; failures are answered like [`Self::send_command`]'s.
     pub fn send_read(&self, read: ReadCommand<EK::Snapshot>) {
         let region_id = read.request.get_header().region_id;
@@ -157,6 +163,8 @@ pub struct RaftStore<EK: KvEngine, ER: RaftEngine> {
     clock: Arc<dyn Clock>,
     lease_reads: Arc<AtomicBool>,
     read_counters: Arc<ReadCounters>,
+    /// Readers ask for a renewal when the lease ends within this (a quarter of it).
+    renew_advance: Duration,
     router: StoreRouter<EK, ER>,
     store_system: BatchSystem<PeerFsm<EK, ER>, StoreFsm>,
     apply_system: BatchSystem<ApplyFsm<EK>, ApplyControl>,
@@ -256,6 +264,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             clock,
             lease_reads,
             read_counters,
+            renew_advance: cfg.raft_store_max_leader_lease / 4,
             router,
             store_system,
             apply_system,
@@ -280,14 +289,17 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
     /// A reader of this store's regions for one thread: lease reads on the caller's thread
     /// through its own `LocalReader`, the rest through the peers.
     pub fn reader(&self) -> StoreReader<EK, ER> {
+        let router = self.router();
+        let renew = router.clone();
         let local = LocalReader::new(
             self.kv.clone(),
             MetaDelegates(self.meta.clone()),
             self.clock.clone(),
             self.lease_reads.clone(),
             self.read_counters.clone(),
-        );
-        StoreReader::new(local, self.router())
+        )
+        .with_renewal(self.renew_advance, move |region_id| renew.request_lease_renewal(region_id));
+        StoreReader::new(local, router)
     }
 
     /// Switches lease reads on or off at run time; off, every read takes ReadIndex.

@@ -256,6 +256,11 @@ impl Cluster {
         self.stores[&store_id].reader()
     }
 
+    /// The regions, ranges and read delegates of a running store.
+    pub fn store_meta(&self, store_id: u64) -> raftstore::store_meta::SharedStoreMeta {
+        self.stores[&store_id].meta().clone()
+    }
+
     /// The read-path counters of a running store.
     pub fn read_stats(&self, store_id: u64) -> ReadStats {
         self.stores[&store_id].read_stats()

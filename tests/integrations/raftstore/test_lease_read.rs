@@ -282,3 +282,42 @@ fn lease_reads_are_linearizable_across_role_changes() {
 fn batched_read_index_reads_are_linearizable_across_role_changes() {
     reads_are_linearizable_across_role_changes(false);
 }
+
+#[test]
+fn a_read_near_the_end_of_the_lease_asks_for_a_renewal() {
+    let (cluster, clock) = cluster_on_manual_clock(3, false);
+    cluster.must_put(b"k", b"v");
+    let leader = cluster.wait_leader(FIRST_REGION);
+    let mut reader = cluster.reader(leader.store_id);
+    let lease = cluster.cfg.raft_store_max_leader_lease;
+    read(&cluster, &mut reader, b"k");
+    // Within the last quarter of the lease: served, and the peer asked to renew.
+    clock.advance(lease - lease / 8);
+    let before = cluster.read_stats(leader.store_id);
+    read(&cluster, &mut reader, b"k");
+    assert_eq!(stats_since(&cluster, leader.store_id, &before).local_hits, 1);
+    // The renewal round moves the readers' bound past the old one; no write and no tick
+    // renews it here.
+    let past_old_bound = clock_now(&clock) + lease / 4;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let meta = cluster.store_meta(leader.store_id);
+        let meta = meta.lock().unwrap();
+        let remote = meta.reader(FIRST_REGION).unwrap().leader_lease.clone().unwrap();
+        if remote.inspect(past_old_bound) == local_reader::LeaseState::Valid {
+            break;
+        }
+        drop(meta);
+        assert!(Instant::now() < deadline, "the lease was not renewed ahead of its end");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    clock.advance(lease / 4);
+    let before = cluster.read_stats(leader.store_id);
+    read(&cluster, &mut reader, b"k");
+    let s = stats_since(&cluster, leader.store_id, &before);
+    assert_eq!((s.local_hits, s.redirected()), (1, 0), "{s:?}");
+}
+
+fn clock_now(clock: &ManualClock) -> Duration {
+    local_reader::Clock::now(clock)
+}

@@ -35,6 +35,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             PeerMsg::RaftCommand(c) => self.peer.propose_command(ctx, *c),
             PeerMsg::SnapshotRead(r) => self.peer.propose_read(ctx, *r),
             PeerMsg::Tick => self.peer.on_tick(ctx),
+            PeerMsg::RenewLease => self.peer.on_renew_lease_request(ctx),
             PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r, ctx),
             PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
             PeerMsg::Operator(op) => self.peer.on_operator(op),

@@ -100,14 +100,30 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             self.transferring = false;
             self.lease.suspect(now);
         }
-        if !self.is_leader() || !self.raft_group.raft.commit_to_current_term() {
-            return;
-        }
-        let renewing = self.reads.iter().any(|b| b.reads.is_empty());
         let horizon = now + ctx.cfg.lease_check_interval * 2;
-        if !renewing && self.lease.inspect(horizon) != LeaseState::Valid {
+        if self.lease.inspect(horizon) != LeaseState::Valid {
+            self.start_renewal_round(now);
+        }
+    }
+
+    /// A reader found the lease about to end. Renew it now rather than at the next check.
+    pub(crate) fn on_renew_lease_request<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
+        if !self.start_renewal_round(ctx.clock.now()) {
+            self.lease.clear_renewal_request();
+        }
+    }
+
+    /// Sends a ReadIndex round without reads, whose confirmation renews the lease, unless
+    /// one is in flight. False if this peer cannot renew now.
+    fn start_renewal_round(&mut self, now: Duration) -> bool {
+        if !self.is_leader() || !self.raft_group.raft.commit_to_current_term() || self.transferring
+        {
+            return false;
+        }
+        if !self.reads.iter().any(|b| b.reads.is_empty()) {
             self.issue_read_batch(Vec::new(), now);
         }
+        true
     }
 
     /// A follower asks for a read index. A leader holding a valid lease that has committed in
