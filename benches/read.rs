@@ -1,6 +1,7 @@
 //! Read paths on one data set (1,000 keys on a 3-store cluster), each a criterion benchmark,
 //! then a summary with latency percentiles, ops/s and the ratios we aim at:
-//! - raw engine get (the floor);
+//! - raw engine get (the floor), and a raw engine snapshot then get (what a lease read with
+//!   its own snapshot cannot avoid);
 //! - lease read through `StoreReader` / `LocalReader`: one snapshot per read, and 16 reads
 //!   per `ThreadReadId` sharing one snapshot (aim: at most 1.25x the raw get);
 //! - ReadIndex read through the leader (lease reads switched off);
@@ -105,6 +106,13 @@ fn bench_reads(c: &mut Criterion) {
         }),
     ));
     rows.push((
+        "raw_snapshot_then_get",
+        measure(200_000, 1, || {
+            let snap = regionstore::engine::KvEngine::snapshot(&kv);
+            snap.get_value(&keys::data_key(&keys.next())).unwrap().unwrap();
+        }),
+    ));
+    rows.push((
         "lease_read",
         measure(200_000, 1, || {
             get(&mut reader, &ctx, &keys.next());
@@ -155,6 +163,10 @@ fn bench_reads(c: &mut Criterion) {
         "lease read / raw get (mean cost): {:.2}x (aim ≤ 1.25x); with 16 per read id: {:.2}x",
         rate("raw_engine_get") / rate("lease_read"),
         rate("raw_engine_get") / rate("lease_read_16_per_read_id"),
+    );
+    println!(
+        "lease read / raw snapshot then get: {:.2}x (the local reader's own cost)",
+        rate("raw_snapshot_then_get") / rate("lease_read"),
     );
     println!(
         "ReadIndex / lease read at 1 ms network (p50 latency): {:.0}x (aim ≥ 10x)",
