@@ -1,3 +1,4 @@
 //! Races that only fail points reach. Run with `--features failpoints`, one test at a time.
 
 mod test_read;
+mod test_split;

@@ -44,6 +44,22 @@ pub struct Config {
     pub snap_chunk_size: usize,
     /// How often a leader reports its region to the placement driver.
     pub pd_heartbeat_tick_interval: Duration,
+    /// A peer the leader has not heard from for this long is reported down.
+    pub max_peer_down_duration: Duration,
+    /// How often a leader considers checking whether its region should split.
+    pub split_region_check_tick_interval: Duration,
+    /// Bytes written to a region since its last check that trigger the next check.
+    pub region_split_check_diff: u64,
+    /// A region larger than this (keys and values, in bytes) is split...
+    pub region_max_size: u64,
+    /// ...into regions of about this size.
+    pub region_split_size: u64,
+    /// A region with more keys than this is split...
+    pub region_max_keys: u64,
+    /// ...into regions of about this many keys.
+    pub region_split_keys: u64,
+    /// Most split keys of one split (the region becomes at most this many plus one).
+    pub batch_split_limit: u64,
     /// Most entries the apply side writes in one kv write batch.
     pub apply_batch_max_entries: usize,
     /// Poller threads of the store batch system.
@@ -73,6 +89,14 @@ impl Default for Config {
             raft_log_gc_count_limit: 72_000,
             raft_log_gc_size_limit: 72 << 20,
             pd_heartbeat_tick_interval: Duration::from_secs(10),
+            max_peer_down_duration: Duration::from_secs(600),
+            split_region_check_tick_interval: Duration::from_secs(10),
+            region_split_check_diff: 6 << 20,
+            region_max_size: 144 << 20,
+            region_split_size: 96 << 20,
+            region_max_keys: 1_440_000,
+            region_split_keys: 960_000,
+            batch_split_limit: 10,
             snap_chunk_size: 1 << 20,
             apply_batch_max_entries: 256,
             store_pool_size: 2,
@@ -112,6 +136,8 @@ impl Config {
             raft_log_gc_count_limit: 200,
             raft_log_gc_size_limit: 8 << 20,
             pd_heartbeat_tick_interval: Duration::from_millis(100),
+            max_peer_down_duration: Duration::from_secs(2),
+            split_region_check_tick_interval: Duration::from_millis(50),
             snap_chunk_size: 16 << 10,
             sync_log: false,
             store_pool_size: 1,
@@ -158,6 +184,10 @@ impl Config {
             ("messages_per_tick", self.messages_per_tick as u64),
             ("mailbox_capacity", self.mailbox_capacity as u64),
             ("snap_chunk_size", self.snap_chunk_size as u64),
+            ("region_split_check_diff", self.region_split_check_diff),
+            ("region_split_size", self.region_split_size),
+            ("region_split_keys", self.region_split_keys),
+            ("batch_split_limit", self.batch_split_limit),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -175,6 +205,15 @@ impl Config {
                 "raft_log_gc_count_limit",
                 format!("must be at least raft_log_gc_threshold ({})", self.raft_log_gc_threshold),
             );
+        }
+        if self.split_region_check_tick_interval.is_zero() {
+            return refuse("split_region_check_tick_interval", "must be positive");
+        }
+        if self.region_split_size > self.region_max_size {
+            return refuse("region_split_size", "must not exceed region_max_size");
+        }
+        if self.region_split_keys > self.region_max_keys {
+            return refuse("region_split_keys", "must not exceed region_max_keys");
         }
         if self.raft_entry_max_size > self.raft_log_gc_size_limit {
             return refuse("raft_entry_max_size", "must not exceed raft_log_gc_size_limit");

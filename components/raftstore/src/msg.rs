@@ -163,12 +163,34 @@ pub enum PeerMsg<S: Snapshot> {
     Tick,
     /// A reader served a read from a lease about to end: renew it.
     RenewLease,
+    /// Split the region at these keys (from the split checker, or asked for).
+    SplitRegion(Box<SplitRegion>),
+    /// The placement driver's ids for a split: propose it.
+    ProposeSplit(Box<ProposeSplit>),
     /// The apply side applied entries.
     ApplyRes(Box<ApplyRes>),
     /// Report the peer's status.
     Query(Sender<PeerStatus>),
     /// An operator from the placement driver.
     Operator(pd_client::Operator),
+}
+
+/// A request to split a region.
+pub struct SplitRegion {
+    /// The epoch the keys were found in; a split of another version is refused.
+    pub region_epoch: metapb::RegionEpoch,
+    /// User keys, each the first key of a new region, in order.
+    pub split_keys: Vec<Vec<u8>>,
+    /// Who waits for the split to apply, if anyone.
+    pub ch: Option<CmdResponseSender>,
+}
+
+/// A split with its new ids, ready to propose.
+pub struct ProposeSplit {
+    /// The request.
+    pub split: SplitRegion,
+    /// One set of ids per split key.
+    pub ids: Vec<pd_client::SplitIds>,
 }
 
 /// Messages of the store FSM.
@@ -218,6 +240,13 @@ pub enum ExecResult {
         /// The region after the change.
         region: metapb::Region,
     },
+    /// A split was applied: `regions` in key order, one of them the parent (`derived`).
+    Split {
+        /// Every region the parent became, in key order.
+        regions: Vec<metapb::Region>,
+        /// The parent's new range.
+        derived: metapb::Region,
+    },
 }
 
 /// What the apply side reports back to the peer.
@@ -230,4 +259,8 @@ pub struct ApplyRes {
     pub applied_term: u64,
     /// Admin effects, in log order.
     pub exec_results: Vec<ExecResult>,
+    /// Bytes of keys and values this batch wrote (a hint for the split checker).
+    pub written_bytes: u64,
+    /// Keys this batch wrote.
+    pub written_keys: u64,
 }

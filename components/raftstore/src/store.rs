@@ -97,6 +97,31 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
         let _ = self.router.try_send(region_id, PeerMsg::RenewLease);
     }
 
+    /// Asks the region's leader to split it at `split_keys` (user keys, in order, inside
+    /// the region of `region_epoch`). The answer comes once the split applied (its
+    /// `BatchSplitResponse` lists the regions) or with the error that stopped it.
+    pub fn split_region(
+        &self,
+        region_id: u64,
+        region_epoch: proto::metapb::RegionEpoch,
+        split_keys: Vec<Vec<u8>>,
+    ) -> crossbeam_channel::Receiver<proto::raft_cmdpb::RaftCmdResponse> {
+        let (ch, rx) = crate::msg::CmdResponseSender::channel();
+        let split = crate::msg::SplitRegion { region_epoch, split_keys, ch: Some(ch) };
+        if let Err(e) = self.router.try_send(region_id, PeerMsg::SplitRegion(Box::new(split))) {
+            let err = match &e {
+                SendError::Full { .. } => Error::ServerIsBusy("mailbox full".into()),
+                _ => Error::RegionNotFound(region_id),
+            };
+            if let PeerMsg::SplitRegion(s) = e.into_inner() {
+                if let Some(ch) = s.ch {
+                    ch.respond_error(err);
+                }
+            }
+        }
+        rx
+    }
+
     /// Sends a read to its region's peer; failures are answered like [`Self::send_command`]'s.
     pub fn send_read(&self, read: ReadCommand<EK::Snapshot>) {
         let region_id = read.request.get_header().region_id;
@@ -232,6 +257,9 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
         let (pd_scheduler, pd_worker) =
             crate::worker::pd::start(store_id, pd, router.clone(), logger.clone())
                 .map_err(unavailable)?;
+        let (split_check, split_worker) =
+            crate::worker::split_check::start(store_id, kv.clone(), router.clone(), logger.clone())
+                .map_err(unavailable)?;
         let ctx = StoreContext {
             cfg: cfg.clone(),
             trans,
@@ -243,6 +271,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             meta: meta.clone(),
             snap_gen: Some(snap_gen),
             pd: pd_scheduler,
+            split_check,
             logger: logger.clone(),
             msgs: Vec::new(),
             clock: clock.clone(),
@@ -271,7 +300,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             meta,
             stop,
             ticker: Some(ticker),
-            workers: vec![snap_worker, pd_worker],
+            workers: vec![snap_worker, pd_worker, split_worker],
             logger,
         })
     }

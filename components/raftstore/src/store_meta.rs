@@ -17,7 +17,7 @@ use std::{
 
 use engine::keys;
 use local_reader::{DelegateSource, ReadDelegate};
-use proto::metapb::Region;
+use proto::{metapb::Region, raft_serverpb::RaftMessage};
 
 /// Regions and ranges of one store.
 #[derive(Debug, Default)]
@@ -29,7 +29,14 @@ pub struct StoreMeta {
     ranges: BTreeMap<Vec<u8>, u64>,
     /// Region id → the delegate of its peer here.
     readers: HashMap<u64, ReadDelegate>,
+    /// Raft messages for regions a split here has not created yet, replayed once it has.
+    pending_msgs: HashMap<u64, Vec<RaftMessage>>,
 }
+
+/// Most messages kept for one region not created yet.
+const PENDING_MSGS_PER_REGION: usize = 64;
+/// Most regions with kept messages.
+const PENDING_MSG_REGIONS: usize = 4096;
 
 /// `StoreMeta` as the store's threads share it.
 pub type SharedStoreMeta = Arc<Mutex<StoreMeta>>;
@@ -115,6 +122,31 @@ impl StoreMeta {
                 d.mark_removed();
             }
         }
+    }
+
+    /// The delegate of `region_id`'s peer `peer_id`, if it has one.
+    pub fn reader_mut(&mut self, region_id: u64, peer_id: u64) -> Option<&mut ReadDelegate> {
+        self.readers.get_mut(&region_id).filter(|d| d.peer_id == peer_id)
+    }
+
+    /// Keeps a message for a region that a split on this store has not created yet. False
+    /// if the buffers are full (the message is dropped; raft sends again).
+    pub fn keep_pending_msg(&mut self, msg: RaftMessage) -> bool {
+        let full_regions = self.pending_msgs.len() >= PENDING_MSG_REGIONS;
+        if full_regions && !self.pending_msgs.contains_key(&msg.region_id) {
+            return false;
+        }
+        let msgs = self.pending_msgs.entry(msg.region_id).or_default();
+        if msgs.len() >= PENDING_MSGS_PER_REGION {
+            return false;
+        }
+        msgs.push(msg);
+        true
+    }
+
+    /// The messages kept for `region_id`, in arrival order.
+    pub fn take_pending_msgs(&mut self, region_id: u64) -> Vec<RaftMessage> {
+        self.pending_msgs.remove(&region_id).unwrap_or_default()
     }
 
     /// The delegate of `region_id`'s peer, if any.

@@ -434,6 +434,63 @@ impl Cluster {
         }
     }
 
+    /// Splits a region at `split_keys` through its leader and waits for the split to apply
+    /// there: the regions it became, in key order.
+    pub fn split_region(
+        &self,
+        region_id: u64,
+        split_keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<metapb::Region>, Error> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (leader, region) = self.leader_region(region_id);
+            let rx = self.routers[&leader.store_id].split_region(
+                region_id,
+                region.get_region_epoch().clone(),
+                split_keys.clone(),
+            );
+            let resp = rx
+                .recv_timeout(Duration::from_secs(5))
+                .map_err(|_| Error::OutcomeUnknown("no answer to the split".into()))?;
+            if !resp.get_header().has_error() {
+                return Ok(resp.get_admin_response().get_splits().get_regions().to_vec());
+            }
+            let err = Error::from_errorpb(resp.get_header().get_error());
+            let retry = matches!(err, Error::NotLeader { .. } | Error::ServerIsBusy(_));
+            if !retry || Instant::now() > deadline {
+                return Err(err);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Splits the region holding `key` at `key`, panicking if it cannot; returns the left
+    /// and right regions.
+    pub fn must_split(&self, key: &[u8]) -> (metapb::Region, metapb::Region) {
+        let region = self.pd.get_region(key).unwrap().0;
+        let regions = self
+            .split_region(region.id, vec![key.to_vec()])
+            .unwrap_or_else(|e| panic!("split at {key:?}: {e}"));
+        (regions[0].clone(), regions[1].clone())
+    }
+
+    /// Waits (at most 10 s) until the placement driver knows `count` regions or more.
+    pub fn wait_region_count(&self, count: usize) -> Vec<metapb::Region> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let regions = self.pd.regions();
+            if regions.len() >= count {
+                return regions;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} regions, not {count}, within 10 s",
+                regions.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Puts `key` = `value`, panicking if it cannot within 10 s.
     pub fn must_put(&self, key: &[u8], value: &[u8]) {
         self.write(vec![put_request(key, value)], key)

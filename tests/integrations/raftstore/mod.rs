@@ -6,3 +6,4 @@ mod test_membership;
 mod test_pd;
 mod test_read;
 mod test_replication;
+mod test_split;

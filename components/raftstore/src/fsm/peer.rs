@@ -36,6 +36,8 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             PeerMsg::SnapshotRead(r) => self.peer.propose_read(ctx, *r),
             PeerMsg::Tick => self.peer.on_tick(ctx),
             PeerMsg::RenewLease => self.peer.on_renew_lease_request(ctx),
+            PeerMsg::SplitRegion(s) => self.peer.on_split_region(ctx, *s),
+            PeerMsg::ProposeSplit(p) => self.peer.on_propose_split(ctx, *p),
             PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r, ctx),
             PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
             PeerMsg::Operator(op) => self.peer.on_operator(op),

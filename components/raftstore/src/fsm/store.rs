@@ -19,7 +19,7 @@ use crate::{
     operation::{life::maybe_create_peer, snapshot::SnapGenerator},
     store_meta::SharedStoreMeta,
     transport::Transport,
-    worker::pd::PdScheduler,
+    worker::{pd::PdScheduler, split_check::SplitCheckScheduler},
     Config,
 };
 
@@ -67,6 +67,7 @@ pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) meta: SharedStoreMeta,
     pub(crate) snap_gen: Option<SnapGenerator<EK>>,
     pub(crate) pd: PdScheduler,
+    pub(crate) split_check: SplitCheckScheduler,
     pub(crate) logger: Logger,
     pub(crate) log_batch: ER::LogBatch,
     pub(crate) msgs: Vec<PeerMsg<EK::Snapshot>>,
@@ -91,6 +92,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
             meta: self.meta.clone(),
             snap_gen: self.snap_gen.clone(),
             pd: self.pd.clone(),
+            split_check: self.split_check.clone(),
             logger: self.logger.clone(),
             log_batch: self.raft.log_batch(256),
             msgs: Vec::new(),

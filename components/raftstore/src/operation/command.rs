@@ -103,7 +103,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if req.get_requests().is_empty() {
             return Err(Error::InvalidRequest("a command without requests".into()));
         }
-        check_region_epoch(req, self.region())?;
+        self.check_epoch(req)?;
         for r in req.get_requests() {
             if matches!(r.get_cmd_type(), CmdType::Get | CmdType::Snap) {
                 return Err(Error::InvalidRequest("reads do not go through raft here".into()));

@@ -43,7 +43,7 @@ pub(crate) struct PublishedDelegate {
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Quorum evidence sent at `send_ts`. Ignored while a transfer is in flight.
     pub(crate) fn renew_lease(&mut self, send_ts: Duration) {
-        if self.is_leader() && !self.transferring {
+        if self.is_leader() && !self.transferring && self.splitting.is_none() {
             self.lease.renew(send_ts);
         }
     }
@@ -82,6 +82,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.is_leader() {
             let last = self.raft_group.raft.raft_log.last_index();
             self.on_proposed(last, now);
+            self.became_leader_at = now;
         }
     }
 
@@ -116,7 +117,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Sends a ReadIndex round without reads, whose confirmation renews the lease, unless
     /// one is in flight. False if this peer cannot renew now.
     fn start_renewal_round(&mut self, now: Duration) -> bool {
-        if !self.is_leader() || !self.raft_group.raft.commit_to_current_term() || self.transferring
+        if !self.is_leader()
+            || !self.raft_group.raft.commit_to_current_term()
+            || self.transferring
+            || self.splitting.is_some()
         {
             return false;
         }
@@ -153,6 +157,15 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         resp.set_entries(msg.get_entries().to_vec().into());
         self.raft_group.raft.msgs.push(resp);
         None
+    }
+
+    /// The delegate was given `region` and no lease under the split's lock: remember it, so
+    /// the next sync does not publish them again.
+    pub(crate) fn publish_region_after_split(&mut self, region: &Region) {
+        if let Some(p) = &mut self.published {
+            p.region = region.clone();
+            p.has_lease = false;
+        }
     }
 
     /// Publishes to the store's delegate map whatever changed since the last time: the

@@ -49,13 +49,27 @@ pub(crate) fn maybe_create_peer<EK: KvEngine, ER: RaftEngine, T: Transport>(
         }
     };
     info!(peer.logger, "peer created for an incoming message"; "from" => msg.get_from_peer().id);
-    let apply = Apply::new(region, ctx.kv.clone(), Default::default(), peer.logger.clone());
+    register_peer(ctx, peer);
+    // The mailbox was just registered; a failure here means shutdown.
+    let _ = ctx.router.force_send(region_id, PeerMsg::RaftMessage(Box::new(msg)));
+}
+
+/// Registers a new peer and its apply side with the store's two batch systems.
+pub(crate) fn register_peer<EK: KvEngine, ER: RaftEngine, T>(
+    ctx: &StoreContext<EK, ER, T>,
+    peer: Peer<EK, ER>,
+) {
+    let region_id = peer.region_id();
+    let apply = Apply::new(
+        peer.region().clone(),
+        ctx.kv.clone(),
+        peer.storage().apply_state().clone(),
+        peer.logger.clone(),
+    );
     let (apply_tx, apply_fsm) = ApplyFsm::create(apply, ctx.cfg.mailbox_capacity);
     ctx.apply.register(region_id, BasicMailbox::new(apply_tx, apply_fsm));
     let (tx, fsm) = PeerFsm::create(peer, ctx.cfg.mailbox_capacity);
     ctx.router.register(region_id, BasicMailbox::new(tx, fsm));
-    // The mailbox was just registered; a failure here means shutdown.
-    let _ = ctx.router.force_send(region_id, PeerMsg::RaftMessage(Box::new(msg)));
 }
 
 fn check_create<EK: KvEngine, ER: RaftEngine, T>(
@@ -79,9 +93,20 @@ fn check_create<EK: KvEngine, ER: RaftEngine, T>(
             return Err(format!("stale message for a destroyed peer (conf_ver {conf_ver})"));
         }
     }
-    let meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+    let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
     let overlaps = meta.overlapping(&msg.start_key, &msg.end_key);
     if !overlaps.is_empty() {
+        // A region born from a split of a region here that has not applied it yet: keep the
+        // message for the peer the split will create (its votes must not be lost).
+        let newer = overlaps.iter().all(|id| {
+            meta.region(*id)
+                .is_some_and(|r| r.get_region_epoch().version < msg.get_region_epoch().version)
+        });
+        if newer && !msg.get_message().get_msg_type().eq(&proto::eraftpb::MessageType::MsgSnapshot)
+        {
+            let kept = meta.keep_pending_msg(msg.clone());
+            return Err(format!("kept for a split not applied here yet ({kept})"));
+        }
         return Err(format!("range overlaps regions {overlaps:?}"));
     }
     Ok(())

@@ -37,6 +37,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.ticks.is_multiple_of(every(cfg.lease_check_interval)) {
             self.on_lease_check(ctx);
         }
+        if self.ticks.is_multiple_of(every(cfg.split_region_check_tick_interval)) {
+            self.on_split_check_tick(ctx);
+        }
         self.retry_lost_reads(cfg.raft_election_timeout_ticks as u64);
     }
 

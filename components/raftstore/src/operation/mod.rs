@@ -11,7 +11,8 @@
 //! - `life`: creating a peer for an unknown region's message, destroying a removed peer;
 //! - `pd`: region heartbeats to the placement driver and the operators it answers with;
 //! - `read`: reads on the peer: lease read, ReadIndex (batched), follower read;
-//! - `lease`: the leader lease (renewal, suspicion, expiry) and the peer's read delegate.
+//! - `lease`: the leader lease (renewal, suspicion, expiry) and the peer's read delegate;
+//! - `split`: region split: check, ids, propose, apply, and the new peers.
 
 pub mod command;
 pub mod conf_change;
@@ -23,4 +24,5 @@ pub mod pd;
 pub mod read;
 pub mod ready;
 pub mod snapshot;
+pub mod split;
 pub mod transfer_leader;

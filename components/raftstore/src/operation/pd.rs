@@ -6,17 +6,15 @@ use pd_client::{Operator, RegionStats};
 use proto::raft_cmdpb::{AdminCmdType, ConfChangeType, RaftCmdRequest};
 use slog::info;
 
-use crate::{
-    fsm::store::StoreContext, msg::RaftCommand, raft::peer::Peer, transport::Transport,
-    worker::pd::PdTask,
-};
+use crate::{fsm::store::StoreContext, msg::RaftCommand, raft::peer::Peer, worker::pd::PdTask};
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// A leader reports its region, term and the health of its peers.
-    pub(crate) fn heartbeat_pd<T: Transport>(&self, ctx: &StoreContext<EK, ER, T>) {
+    pub(crate) fn heartbeat_pd<T>(&self, ctx: &StoreContext<EK, ER, T>) {
         if !self.is_leader() {
             return;
         }
+        let now = ctx.clock.now();
         let truncated = self.storage().truncated_index();
         let mut stats = RegionStats::default();
         for (id, pr) in self.raft_group.raft.prs().iter() {
@@ -24,7 +22,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 continue;
             }
             let Some(peer) = self.peer_by_id(*id) else { continue };
-            if !pr.recent_active {
+            // Not raft's `recent_active`: check-quorum clears it every election timeout, so a
+            // heartbeat sent just after would report every follower down.
+            let heard = self.last_heard.get(id).copied().unwrap_or(self.became_leader_at);
+            if now.saturating_sub(heard) > ctx.cfg.max_peer_down_duration {
                 stats.down_peers.push(peer.clone());
             }
             if pr.matched < truncated {

@@ -29,7 +29,7 @@ use slog::debug;
 use crate::{
     fsm::store::StoreContext,
     msg::{ReadCommand, ReadResponder},
-    operation::command::{check_key_in_region, check_region_epoch},
+    operation::command::check_key_in_region,
     raft::peer::Peer,
     Error, Result,
 };
@@ -89,7 +89,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.snapshot_must_wait() {
             return Err(Error::ServerIsBusy("applying a snapshot".into()));
         }
-        check_region_epoch(&read.request, self.region())?;
+        self.check_epoch(&read.request)?;
         if let ReadResponder::Values(_) = read.responder {
             for r in read.request.get_requests() {
                 if r.get_cmd_type() != CmdType::Get {
@@ -187,6 +187,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 self.renew_lease(issued_at);
             }
         }
+        // A renewal round has nothing to answer: done once confirmed, so it never waits for
+        // apply (and blocks no later renewal behind a slow apply).
+        self.reads.retain(|b| !(b.reads.is_empty() && b.index.is_some()));
     }
 
     /// Issues held reads once the leader has committed in its term, and answers every read
@@ -220,7 +223,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     fn respond_read(&self, read: ReadCommand<EK::Snapshot>, snap: &EK::Snapshot) {
-        if let Err(e) = check_region_epoch(&read.request, self.region()) {
+        if let Err(e) = self.check_epoch(&read.request) {
             return read.responder.respond_error(e);
         }
         match read.responder {

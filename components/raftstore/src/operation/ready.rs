@@ -19,7 +19,7 @@ use slog::{error, info, warn};
 use crate::{
     fsm::{apply::ApplyRouter, store::StoreContext},
     msg::{ApplyMsg, ApplyRes, ApplyTask, ExecResult},
-    operation::snapshot::split_snapshot,
+    operation::{snapshot::split_snapshot, split::SPLIT_CONTEXT},
     raft::peer::Peer,
     transport::Transport,
     Error,
@@ -156,6 +156,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return;
         };
         self.handed_index = last;
+        let split = entries.iter().rev().find(|e| e.context == SPLIT_CONTEXT).map(|e| e.index);
+        if let Some(index) = split {
+            self.on_split_committed(index);
+        }
         self.on_committed_to(last);
         let mut proposals = Vec::new();
         while self.proposals.front().is_some_and(|p| p.index <= last) {
@@ -179,6 +183,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         self.applied_term = res.applied_term;
         let applied = res.apply_state.applied_index;
+        self.split_check_hint += res.written_bytes;
+        if self.splitting.is_some_and(|i| i <= applied) {
+            self.splitting = None; // applied, or refused by apply
+        }
         let old_truncated = self.storage().truncated_index();
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
@@ -187,6 +195,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         for result in res.exec_results {
             match result {
                 ExecResult::ChangePeer { cc, region } => self.on_change_peer(cc, region, ctx),
+                ExecResult::Split { regions, derived } => {
+                    self.on_split_applied(ctx, regions, derived)
+                }
             }
             if self.destroyed {
                 return;

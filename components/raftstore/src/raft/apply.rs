@@ -18,6 +18,7 @@ use crate::{
         command::{check_key_in_region, check_region_epoch},
         conf_change::{check_conf_epoch, exec_change_peer},
         log_gc::exec_compact_log,
+        split::exec_batch_split,
     },
     Error, Result,
 };
@@ -32,6 +33,8 @@ pub struct Apply<EK: KvEngine> {
     apply_state: RaftApplyState,
     applied_term: u64,
     pending: VecDeque<Proposal>,
+    /// Bytes and keys written since the last `ApplyRes`.
+    written: (u64, u64),
     logger: Logger,
 }
 
@@ -39,7 +42,15 @@ impl<EK: KvEngine> Apply<EK> {
     /// The apply side of `region`, starting from `apply_state`.
     pub fn new(region: Region, kv: EK, apply_state: RaftApplyState, logger: Logger) -> Self {
         let applied_term = apply_state.commit_term;
-        Apply { region, kv, apply_state, applied_term, pending: VecDeque::new(), logger }
+        Apply {
+            region,
+            kv,
+            apply_state,
+            applied_term,
+            pending: VecDeque::new(),
+            written: (0, 0),
+            logger,
+        }
     }
 
     /// The kv engine.
@@ -63,7 +74,7 @@ impl<EK: KvEngine> Apply<EK> {
             }
             let resp = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => RaftCmdResponse::default(),
-                EntryType::EntryNormal => self.exec_normal(&entry, wb),
+                EntryType::EntryNormal => self.exec_normal(&entry, wb, &mut exec_results),
                 EntryType::EntryConfChange => self.exec_conf_change(&entry, wb, &mut exec_results),
                 EntryType::EntryConfChangeV2 => {
                     warn!(self.logger, "joint consensus changes are not proposed by this store"; "index" => entry.index);
@@ -81,11 +92,14 @@ impl<EK: KvEngine> Apply<EK> {
         {
             error!(self.logger, "cannot encode apply state"; "err" => %e);
         }
+        let (written_bytes, written_keys) = std::mem::take(&mut self.written);
         ApplyRes {
             region_id: self.region.id,
             apply_state: self.apply_state.clone(),
             applied_term: self.applied_term,
             exec_results,
+            written_bytes,
+            written_keys,
         }
     }
 
@@ -154,7 +168,12 @@ impl<EK: KvEngine> Apply<EK> {
         }
     }
 
-    fn exec_normal(&mut self, entry: &Entry, wb: &mut EK::WriteBatch) -> RaftCmdResponse {
+    fn exec_normal(
+        &mut self,
+        entry: &Entry,
+        wb: &mut EK::WriteBatch,
+        results: &mut Vec<ExecResult>,
+    ) -> RaftCmdResponse {
         let req = match RaftCmdRequest::parse_from_bytes(&entry.data) {
             Ok(req) => req,
             Err(e) => {
@@ -162,18 +181,35 @@ impl<EK: KvEngine> Apply<EK> {
                 return error_response(&Error::InvalidRequest(format!("undecodable entry: {e}")));
             }
         };
-        let res =
-            if req.has_admin_request() { self.exec_admin(&req) } else { self.exec_write(&req, wb) };
+        let res = if req.has_admin_request() {
+            self.exec_admin(&req, wb, results)
+        } else {
+            self.exec_write(&req, wb)
+        };
         match res {
             Ok(resp) => resp,
             Err(e) => error_response(&e),
         }
     }
 
-    fn exec_admin(&mut self, req: &RaftCmdRequest) -> Result<RaftCmdResponse> {
+    fn exec_admin(
+        &mut self,
+        req: &RaftCmdRequest,
+        wb: &mut EK::WriteBatch,
+        results: &mut Vec<ExecResult>,
+    ) -> Result<RaftCmdResponse> {
         let admin = req.get_admin_request();
         match admin.get_cmd_type() {
             AdminCmdType::CompactLog => exec_compact_log(admin, &mut self.apply_state)?,
+            AdminCmdType::BatchSplit => {
+                let (regions, derived) = exec_batch_split(&self.kv, wb, &self.region, req)?;
+                self.region = derived.clone();
+                let mut resp = RaftCmdResponse::default();
+                resp.mut_admin_response().set_cmd_type(AdminCmdType::BatchSplit);
+                resp.mut_admin_response().mut_splits().set_regions(regions.clone().into());
+                results.push(ExecResult::Split { regions, derived });
+                return Ok(resp);
+            }
             other => {
                 return Err(Error::InvalidRequest(format!(
                     "admin command {other:?} is not applied here"
@@ -186,7 +222,11 @@ impl<EK: KvEngine> Apply<EK> {
     }
 
     /// Checks the whole command first, then writes it, so a command applies all or nothing.
-    fn exec_write(&self, req: &RaftCmdRequest, wb: &mut EK::WriteBatch) -> Result<RaftCmdResponse> {
+    fn exec_write(
+        &mut self,
+        req: &RaftCmdRequest,
+        wb: &mut EK::WriteBatch,
+    ) -> Result<RaftCmdResponse> {
         check_region_epoch(req, &self.region)?;
         for r in req.get_requests() {
             check_request_keys(r, &self.region)?;
@@ -198,7 +238,7 @@ impl<EK: KvEngine> Apply<EK> {
         Ok(resp)
     }
 
-    fn exec_request(&self, r: &Request, wb: &mut EK::WriteBatch) -> Result<Response> {
+    fn exec_request(&mut self, r: &Request, wb: &mut EK::WriteBatch) -> Result<Response> {
         let cf =
             |name: &str| if name.is_empty() { CF_DEFAULT.to_string() } else { name.to_string() };
         let mut resp = Response::default();
@@ -207,6 +247,8 @@ impl<EK: KvEngine> Apply<EK> {
             CmdType::Put => {
                 let put = r.get_put();
                 wb.put_cf(&cf(&put.cf), &keys::data_key(&put.key), &put.value)?;
+                self.written.0 += (put.key.len() + put.value.len()) as u64;
+                self.written.1 += 1;
             }
             CmdType::Delete => {
                 let del = r.get_delete();

@@ -64,6 +64,17 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) transferring: bool,
     /// What the store's delegate map last heard of this peer.
     pub(crate) published: Option<PublishedDelegate>,
+    /// Index of a committed split not applied yet (leader: no lease meanwhile).
+    pub(crate) splitting: Option<u64>,
+    /// Bytes written since the last split check (starts at the threshold: a new leader
+    /// checks once).
+    pub(crate) split_check_hint: u64,
+    /// The regions of the last split applied, for `EpochNotMatch` answers.
+    pub(crate) last_split_regions: Vec<Region>,
+    /// Clock time of the last message from each peer (down-peer reports).
+    pub(crate) last_heard: HashMap<u64, Duration>,
+    /// Clock time this peer last became leader.
+    pub(crate) became_leader_at: Duration,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -130,6 +141,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             lease_evidence: VecDeque::new(),
             transferring: false,
             published: None,
+            splitting: None,
+            split_check_hint: cfg.region_split_check_diff,
+            last_split_regions: Vec::new(),
+            last_heard: HashMap::new(),
+            became_leader_at: Duration::ZERO,
         })
     }
 

@@ -9,7 +9,11 @@ use pd_client::{PdClient, RegionStats};
 use proto::metapb;
 use slog::{debug, Logger};
 
-use crate::{fsm::store::StoreRouter, msg::PeerMsg};
+use crate::{
+    fsm::store::StoreRouter,
+    msg::{PeerMsg, ProposeSplit, SplitRegion},
+    Error,
+};
 
 /// Work for the placement-driver worker.
 pub enum PdTask {
@@ -23,6 +27,18 @@ pub enum PdTask {
         leader: metapb::Peer,
         /// What it measured.
         stats: RegionStats,
+    },
+    /// A leader wants to split its region: ids for the new regions and peers.
+    AskBatchSplit {
+        /// The region as the leader knows it.
+        region: metapb::Region,
+        /// The split asked for.
+        split: SplitRegion,
+    },
+    /// A leader applied a split: the regions it became.
+    ReportBatchSplit {
+        /// Every region of the split, in key order.
+        regions: Vec<metapb::Region>,
     },
 }
 
@@ -73,6 +89,26 @@ fn run<EK: KvEngine, ER: RaftEngine>(
                     Err(e) => {
                         debug!(logger, "region heartbeat refused"; "region_id" => region_id, "err" => %e)
                     }
+                }
+            }
+            PdTask::AskBatchSplit { region, split } => {
+                match pd.ask_batch_split(&region, split.split_keys.len()) {
+                    Ok(ids) => {
+                        let msg = PeerMsg::ProposeSplit(Box::new(ProposeSplit { split, ids }));
+                        // Fails only when the peer is gone: the split is asked for again.
+                        let _ = router.force_send(region.id, msg);
+                    }
+                    Err(e) => {
+                        debug!(logger, "no ids for a split"; "region_id" => region.id, "err" => %e);
+                        if let Some(ch) = split.ch {
+                            ch.respond_error(Error::Unavailable(format!("placement driver: {e}")));
+                        }
+                    }
+                }
+            }
+            PdTask::ReportBatchSplit { regions } => {
+                if let Err(e) = pd.report_batch_split(regions) {
+                    debug!(logger, "split report refused"; "err" => %e);
                 }
             }
         }

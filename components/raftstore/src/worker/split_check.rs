@@ -1,0 +1,120 @@
+//! The split-check worker: scans a region the leader thinks has grown, and asks the leader
+//! to split it at keys about `split_size` bytes (or `split_keys` keys) apart.
+//!
+//! The scan is bounded: it reads a region of at most `max_size` plus what was written since
+//! the last check, stops once it has `limit` keys and knows the region is over the limit, and
+//! does not fill the block cache. A region under both limits is left alone.
+
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use engine::{keys, Iterable, KvEngine, RaftEngine, CF_DEFAULT};
+use proto::metapb::Region;
+use slog::{debug, warn, Logger};
+
+use crate::{
+    fsm::store::StoreRouter,
+    msg::{PeerMsg, SplitRegion},
+};
+
+/// A region to check, with the thresholds to check it against.
+pub struct SplitCheckTask {
+    /// The region as its leader knows it.
+    pub region: Region,
+    /// Split when larger than this many bytes...
+    pub max_size: u64,
+    /// ...into pieces of about this many.
+    pub split_size: u64,
+    /// Split when holding more keys than this...
+    pub max_keys: u64,
+    /// ...into pieces of about this many.
+    pub split_keys: u64,
+    /// Most split keys.
+    pub limit: usize,
+}
+
+/// Queues tasks for the worker; it exits once every scheduler is dropped.
+#[derive(Clone)]
+pub struct SplitCheckScheduler {
+    tx: Sender<SplitCheckTask>,
+}
+
+impl SplitCheckScheduler {
+    /// Queues a check; dropped if the worker is gone (shutdown).
+    pub fn schedule(&self, task: SplitCheckTask) {
+        let _ = self.tx.send(task);
+    }
+}
+
+/// Starts the worker of `store_id`.
+pub fn start<EK: KvEngine, ER: RaftEngine>(
+    store_id: u64,
+    kv: EK,
+    router: StoreRouter<EK, ER>,
+    logger: Logger,
+) -> std::io::Result<(SplitCheckScheduler, JoinHandle<()>)> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let worker = std::thread::Builder::new()
+        .name(format!("split-check-{store_id}"))
+        .spawn(move || run(rx, kv, router, logger))?;
+    Ok((SplitCheckScheduler { tx }, worker))
+}
+
+fn run<EK: KvEngine, ER: RaftEngine>(
+    rx: Receiver<SplitCheckTask>,
+    kv: EK,
+    router: StoreRouter<EK, ER>,
+    logger: Logger,
+) {
+    while let Ok(task) = rx.recv() {
+        let region_id = task.region.id;
+        match find_split_keys(&kv.snapshot(), &task) {
+            Ok(keys) if keys.is_empty() => {}
+            Ok(split_keys) => {
+                debug!(logger, "region should split"; "region_id" => region_id, "keys" => split_keys.len());
+                let split = SplitRegion {
+                    region_epoch: task.region.get_region_epoch().clone(),
+                    split_keys,
+                    ch: None,
+                };
+                // Fails only if the peer is gone; the next leader checks again.
+                let _ = router.force_send(region_id, PeerMsg::SplitRegion(Box::new(split)));
+            }
+            Err(e) => warn!(logger, "split check failed"; "region_id" => region_id, "err" => %e),
+        }
+    }
+}
+
+/// Split keys for `task.region` in `snap`: empty unless the region is over `max_size` or
+/// `max_keys`; otherwise the first key after every `split_size` bytes or `split_keys` keys,
+/// at most `limit` of them.
+pub fn find_split_keys<S: Iterable>(
+    snap: &S,
+    task: &SplitCheckTask,
+) -> engine::Result<Vec<Vec<u8>>> {
+    let region = &task.region;
+    let (start, end) = (keys::data_key(&region.start_key), keys::data_end_key(&region.end_key));
+    let (mut size, mut count, mut total_size, mut total_keys) = (0u64, 0u64, 0u64, 0u64);
+    let mut split_keys = Vec::new();
+    snap.scan(CF_DEFAULT, &start, &end, false, |k, v| {
+        if size >= task.split_size || count >= task.split_keys {
+            if let Some(key) = keys::origin_key(k) {
+                split_keys.push(key.to_vec());
+            }
+            size = 0;
+            count = 0;
+        }
+        let len = (k.len() + v.len()) as u64;
+        size += len;
+        count += 1;
+        total_size += len;
+        total_keys += 1;
+        let over = total_size > task.max_size || total_keys > task.max_keys;
+        Ok(!(over && split_keys.len() >= task.limit))
+    })?;
+    if total_size <= task.max_size && total_keys <= task.max_keys {
+        return Ok(Vec::new());
+    }
+    split_keys.truncate(task.limit);
+    Ok(split_keys)
+}
