@@ -84,7 +84,7 @@ fn a_split_with_a_stale_epoch_or_bad_keys_is_refused() {
     };
     assert!(matches!(err, Error::EpochNotMatch { ref regions, .. } if regions.len() == 2), "{err}");
 
-    let current = cluster.region(FIRST_REGION); // ["m", "")
+    let current = cluster.leader_region(FIRST_REGION).1; // ["m", "")
     for keys in [vec![b"a".to_vec()], vec![b"t".to_vec(), b"p".to_vec()], vec![b"m".to_vec()]] {
         let res = cluster.split_region(current.id, keys.clone());
         assert!(
@@ -92,7 +92,10 @@ fn a_split_with_a_stale_epoch_or_bad_keys_is_refused() {
             "{keys:?}: {res:?}"
         );
     }
-    assert_eq!(cluster.region(FIRST_REGION).get_region_epoch(), current.get_region_epoch());
+    assert_eq!(
+        cluster.leader_region(FIRST_REGION).1.get_region_epoch(),
+        current.get_region_epoch()
+    );
 }
 
 fn small_regions(max_size: u64, max_keys: u64) -> Config {
@@ -198,10 +201,9 @@ fn readers_see_fresh_delegates_of_both_halves_after_a_split() {
     for (region, k, v) in [(&left, b"a", b"1"), (&right, b"x", b"2")] {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            let peer = cluster.wait_leader(region.id);
+            let (peer, region) = cluster.leader_region(region.id);
             let before = cluster.read_stats(peer.store_id);
             let mut reader = cluster.reader(peer.store_id);
-            let region = cluster.region(region.id);
             let got = reader.get(&ReadContext::new(&region, &peer), k, TIMEOUT).unwrap();
             assert_eq!(got.as_deref(), Some(&v[..]));
             let s = cluster.read_stats(peer.store_id).since(&before);
