@@ -64,6 +64,7 @@ pub struct MemPd {
     cfg: MemPdConfig,
     balance_leaders: AtomicBool,
     next_id: AtomicU64,
+    splits: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -76,7 +77,18 @@ impl MemPd {
     /// A placement driver with no stores and no regions.
     pub fn new(cfg: MemPdConfig) -> Self {
         let balance_leaders = AtomicBool::new(cfg.balance_leaders);
-        MemPd { cfg, balance_leaders, next_id: AtomicU64::new(1000), inner: Mutex::default() }
+        MemPd {
+            cfg,
+            balance_leaders,
+            next_id: AtomicU64::new(1000),
+            splits: AtomicU64::new(0),
+            inner: Mutex::default(),
+        }
+    }
+
+    /// Splits reported so far (`report_batch_split` calls accepted).
+    pub fn split_count(&self) -> u64 {
+        self.splits.load(Ordering::Relaxed)
     }
 
     /// Turns leader balancing on or off.
@@ -378,6 +390,7 @@ impl PdClient for MemPd {
         for region in regions {
             inner.put_region(region);
         }
+        self.splits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }

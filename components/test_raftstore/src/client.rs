@@ -18,7 +18,7 @@ use proto::{
 };
 use raftstore::{msg::RaftCommand, Error, ReadContext, StoreReader};
 
-use crate::{new_request, transport::TestRouter};
+use crate::{new_request, region_cache::RegionCache, transport::TestRouter};
 
 /// A store's reader in the harness.
 pub type TestReader = StoreReader<RocksEngine, RocksRaftEngine>;
@@ -40,7 +40,21 @@ pub struct Client {
     routers: HashMap<u64, TestRouter>,
     readers: HashMap<u64, TestReader>,
     leaders: HashMap<u64, metapb::Peer>,
+    regions: RegionCache,
     timeout: Duration,
+    refused: Refused,
+}
+
+/// Read attempts refused because the region moved (split, epoch, leader lost): how many, and
+/// how long they took before the client routed again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Refused {
+    /// Attempts refused.
+    pub count: u64,
+    /// Time spent in them.
+    pub total: Duration,
+    /// The longest one.
+    pub max: Duration,
 }
 
 impl Client {
@@ -49,7 +63,15 @@ impl Client {
         routers: HashMap<u64, TestRouter>,
         readers: HashMap<u64, TestReader>,
     ) -> Self {
-        Client { pd, routers, readers, leaders: HashMap::new(), timeout: Duration::from_secs(3) }
+        Client {
+            pd,
+            routers,
+            readers,
+            leaders: HashMap::new(),
+            regions: RegionCache::default(),
+            timeout: Duration::from_secs(3),
+            refused: Refused::default(),
+        }
     }
 
     /// How long one attempt waits for its response.
@@ -71,10 +93,7 @@ impl Client {
         let mut last_err = Error::OutcomeUnknown("no attempt made".into());
         let mut attempt = 0usize;
         while Instant::now() < deadline {
-            let region = match self.pd.get_region(key) {
-                Ok((region, _)) => region,
-                Err(e) => return Err(Error::InvalidRequest(e.to_string())),
-            };
+            let region = self.locate(key)?;
             let peer = self.pick_peer(&region, attempt);
             attempt += 1;
             let Some(reader) = self.readers.get_mut(&peer.store_id) else {
@@ -82,13 +101,20 @@ impl Client {
                 continue;
             };
             let ctx = ReadContext::new(&region, &peer);
-            let err = match reader.snapshot(&ctx, self.timeout) {
-                Ok(snap) => {
+            let started = Instant::now();
+            let err = match reader.snapshot(&ctx, self.timeout).and_then(|s| Ok(s.get(key)?)) {
+                Ok(value) => {
                     self.leaders.insert(region.id, peer);
-                    return Ok(snap.get(key)?);
+                    return Ok(value);
                 }
                 Err(e) => e,
             };
+            if err.is_retryable() {
+                let took = started.elapsed();
+                self.refused.count += 1;
+                self.refused.total += took;
+                self.refused.max = self.refused.max.max(took);
+            }
             last_err = match self.on_error(region.id, err, true) {
                 Ok(retry) => retry,
                 Err(Outcome::Failed(e) | Outcome::Unknown(e)) => return Err(e),
@@ -102,9 +128,9 @@ impl Client {
         let mut last_err = Error::OutcomeUnknown("no attempt made".into());
         let mut attempt = 0usize;
         while Instant::now() < deadline {
-            let region = match self.pd.get_region(key) {
-                Ok((region, _)) => region,
-                Err(e) => return Outcome::Failed(Error::InvalidRequest(e.to_string())),
+            let region = match self.locate(key) {
+                Ok(region) => region,
+                Err(e) => return Outcome::Failed(e),
             };
             let peer = self.pick_peer(&region, attempt);
             attempt += 1;
@@ -116,7 +142,12 @@ impl Client {
             router.send_command(cmd);
             let resp = match rx.recv_timeout(self.timeout) {
                 Ok(resp) => resp,
-                Err(_) => return Outcome::Unknown(Error::OutcomeUnknown("timed out".into())),
+                Err(_) => {
+                    // No answer: the region may have moved or split. Route again next time.
+                    self.leaders.remove(&region.id);
+                    self.regions.invalidate(region.id);
+                    return Outcome::Unknown(Error::OutcomeUnknown("timed out".into()));
+                }
             };
             if !resp.get_header().has_error() {
                 self.leaders.insert(region.id, peer);
@@ -138,20 +169,60 @@ impl Client {
             Error::NotLeader { leader: Some(l), .. } => {
                 self.leaders.insert(region_id, l.clone());
             }
-            Error::NotLeader { leader: None, .. } | Error::RegionNotFound(_) => {
+            Error::NotLeader { leader: None, .. } => {
                 self.leaders.remove(&region_id);
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Error::StaleCommand | Error::ServerIsBusy(_) | Error::EpochNotMatch { .. } => {
+            Error::RegionNotFound(_) | Error::KeyNotInRegion { .. } => {
+                self.leaders.remove(&region_id);
+                self.regions.invalidate(region_id);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Error::EpochNotMatch { regions, .. } => {
+                // The regions the peer knows now: newer than ours, route with them at once.
+                self.regions.invalidate(region_id);
+                for r in regions {
+                    self.regions.insert(r.clone());
+                }
+            }
+            Error::StaleCommand | Error::ServerIsBusy(_) => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Error::OutcomeUnknown(_) if idempotent => {
+            Error::OutcomeUnknown(_) => {
+                // No answer: the region may have moved or split. Route again from scratch.
                 self.leaders.remove(&region_id);
+                self.regions.invalidate(region_id);
+                if !idempotent {
+                    return Err(Outcome::Unknown(err));
+                }
             }
-            Error::OutcomeUnknown(_) => return Err(Outcome::Unknown(err)),
             _ => return Err(Outcome::Failed(err)),
         }
         Ok(err)
+    }
+
+    /// The region of `key`: cached, or from the placement driver.
+    fn locate(&mut self, key: &[u8]) -> Result<metapb::Region, Error> {
+        if let Some(region) = self.regions.locate(key) {
+            return Ok(region.clone());
+        }
+        let (region, leader) =
+            self.pd.get_region(key).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        if let Some(leader) = leader {
+            self.leaders.entry(region.id).or_insert(leader);
+        }
+        self.regions.insert(region.clone());
+        Ok(region)
+    }
+
+    /// Read attempts refused so far and the time they took.
+    pub fn refused_reads(&self) -> Refused {
+        self.refused
+    }
+
+    /// Regions this client has cached.
+    pub fn cached_regions(&self) -> usize {
+        self.regions.len()
     }
 
     /// The cached leader, or the region's peers in turn.

@@ -7,18 +7,20 @@
 //! ([`raftstore::Config::for_tests`]: 10 ms), so elections take tens of milliseconds and
 //! every wait helper is bounded.
 //!
-//! A [`Client`] writes the way a real client of a region store does (route by key through
-//! the placement driver, cache leaders, follow `NotLeader` hints); `region-sim` drives its
-//! workload through it.
+//! A [`Client`] works the way a real client of a region store does (routes by key through a
+//! [`RegionCache`] filled from the placement driver and corrected by `EpochNotMatch`, caches
+//! leaders, follows `NotLeader` hints); `region-sim` drives its workload through it.
 //!
 //! Set `REGIONSTORE_LOG=1` to see the stores' logs.
 
 mod client;
 mod cluster;
+pub mod region_cache;
 pub mod transport;
 
-pub use self::client::{Client, Outcome, TestReader};
+pub use self::client::{Client, Outcome, Refused, TestReader};
 pub use self::cluster::{
     delete_request, follower_of, get_request, new_request, put_request, test_logger, Cluster,
     CLUSTER_ID, FIRST_REGION,
 };
+pub use self::region_cache::RegionCache;

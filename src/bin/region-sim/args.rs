@@ -19,16 +19,23 @@ pub struct Args {
     /// Concurrent clients (threads).
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
-    /// Fraction of operations that are reads (through ReadIndex on the leader).
+    /// Fraction of operations that are reads (lease reads where the leader's lease allows,
+    /// ReadIndex otherwise).
     #[arg(long, default_value_t = 0.5)]
     pub read_ratio: f64,
     /// Number of distinct keys.
     #[arg(long, default_value_t = 1000)]
     pub key_space: u64,
-    /// Regions the key space starts cut into (evenly). Region split is not built yet, so this
-    /// is how a run gets many regions.
+    /// Regions the key space starts cut into (evenly); splits make more as data grows.
     #[arg(long, default_value_t = 1)]
     pub regions: u64,
+    /// Regions split into pieces of about this many bytes, once larger than 1.5 times it.
+    /// Small, so that a short run splits its key space into many regions.
+    #[arg(long, default_value_t = 4096)]
+    pub split_size: u64,
+    /// Draw the time series (ops/s, regions, p99 latency per second) as an SVG here.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
     /// Bytes of each value.
     #[arg(long, default_value_t = 64)]
     pub value_size: usize,
@@ -89,6 +96,9 @@ impl Args {
         }
         if !(1..=10_000).contains(&self.tick_ms) {
             return Err("--tick-ms must be within 1..=10000".into());
+        }
+        if self.split_size < 64 {
+            return Err("--split-size must be at least 64 bytes".into());
         }
         if self.value_size < 16 {
             return Err(

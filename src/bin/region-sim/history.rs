@@ -44,6 +44,11 @@ impl History {
         Ok(History { out, start })
     }
 
+    /// Time since the start.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.start.elapsed()
+    }
+
     /// Nanoseconds since the start.
     pub fn now_ns(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64

@@ -65,6 +65,29 @@ pub struct Regions {
     pub initial: usize,
     #[serde(rename = "final")]
     pub final_: usize,
+    /// Splits the placement driver was told of.
+    pub splits: u64,
+}
+
+/// One second of the run.
+#[derive(Serialize, Clone, Copy, Debug)]
+pub struct TimePoint {
+    pub second: u64,
+    /// Operations answered in that second.
+    pub ops: u64,
+    /// Regions the placement driver knew at its end.
+    pub regions: u64,
+    /// p99 latency of the operations answered in it.
+    pub p99_us: u64,
+}
+
+/// Read attempts refused because their region moved (split, epoch, leader), then routed
+/// again.
+#[derive(Serialize)]
+pub struct RefusedReads {
+    pub attempts: u64,
+    pub total_ms: f64,
+    pub max_ms: f64,
 }
 
 #[derive(Serialize)]
@@ -83,6 +106,8 @@ pub struct Report {
     pub latency_us: Latency,
     pub read_paths: ReadPaths,
     pub regions: Regions,
+    pub refused_reads: RefusedReads,
+    pub time_series: Vec<TimePoint>,
     pub stores: Vec<StoreReport>,
     pub history_file: Option<String>,
     /// What this version does not do yet, so nobody reads a missing field as zero.
@@ -97,15 +122,31 @@ impl Report {
         stats: &ClientStats,
         read_paths: ReadPaths,
         regions: Regions,
+        region_counts: &[u64],
         stores: Vec<StoreReport>,
     ) -> Self {
         let pcts = |h: &hdrhistogram::Histogram<u64>| {
             let pct = |q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 };
             Percentiles { p50: pct(0.5), p99: pct(0.99), p999: pct(0.999) }
         };
-        let notes = vec![
-            "region split is not built yet: the cluster keeps the regions it starts with (--regions); `splits` and `merges` are left out".to_string(),
-        ];
+        let notes = vec!["region merge is not built yet: `merges` is left out".to_string()];
+        let time_series = stats
+            .per_second
+            .iter()
+            .enumerate()
+            .map(|(s, h)| TimePoint {
+                second: s as u64,
+                ops: h.len(),
+                regions: region_counts.get(s).or(region_counts.last()).copied().unwrap_or(0),
+                p99_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.99) },
+            })
+            .collect();
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        let refused_reads = RefusedReads {
+            attempts: stats.refused.count,
+            total_ms: ms(stats.refused.total),
+            max_ms: ms(stats.refused.max),
+        };
         Report {
             config: args.clone(),
             duration_s,
@@ -121,6 +162,8 @@ impl Report {
             },
             read_paths,
             regions,
+            refused_reads,
+            time_series,
             stores,
             history_file: args.history.as_ref().map(|p| p.display().to_string()),
             notes,
@@ -155,7 +198,15 @@ impl Report {
         for (kind, n) in &self.ops.errors {
             println!("  errors     {kind}: {n}");
         }
-        println!("  regions    {} at start, {} at end", self.regions.initial, self.regions.final_);
+        println!(
+            "  regions    {} at start, {} at end, {} splits",
+            self.regions.initial, self.regions.final_, self.regions.splits
+        );
+        let rf = &self.refused_reads;
+        println!(
+            "  rerouted   {} read attempts refused as their region moved ({:.1} ms in all, longest {:.1} ms)",
+            rf.attempts, rf.total_ms, rf.max_ms
+        );
         for s in &self.stores {
             println!("  store {:<3}  {} peers, {} leaders", s.id, s.peers, s.leaders);
         }

@@ -22,7 +22,7 @@ const OP_DEADLINE: Duration = Duration::from_secs(5);
 pub struct ClientStats {
     /// Writes acknowledged.
     pub writes: u64,
-    /// Reads answered (all through ReadIndex).
+    /// Reads answered.
     pub reads: u64,
     /// Latency of answered reads, in microseconds.
     pub read_latency: Histogram<u64>,
@@ -30,6 +30,14 @@ pub struct ClientStats {
     pub errors: BTreeMap<&'static str, u64>,
     /// Latency of acknowledged writes, in microseconds.
     pub write_latency: Histogram<u64>,
+    /// Latency of every answered operation, by second of the run.
+    pub per_second: Vec<Histogram<u64>>,
+    /// Read attempts refused because their region moved, and the time they took.
+    pub refused: test_raftstore::Refused,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
 impl ClientStats {
@@ -37,10 +45,21 @@ impl ClientStats {
         ClientStats {
             writes: 0,
             reads: 0,
-            read_latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            read_latency: histogram(),
             errors: BTreeMap::new(),
-            write_latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            write_latency: histogram(),
+            per_second: Vec::new(),
+            refused: Default::default(),
         }
+    }
+
+    /// Records an answered operation that took `us` and ended `at` into the run.
+    fn record_second(&mut self, at: Duration, us: u64) {
+        let second = at.as_secs() as usize;
+        if self.per_second.len() <= second {
+            self.per_second.resize_with(second + 1, histogram);
+        }
+        let _ = self.per_second[second].record(us.max(1));
     }
 
     /// Adds another client's numbers.
@@ -53,6 +72,15 @@ impl ClientStats {
         }
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.write_latency.add(&other.write_latency);
+        if self.per_second.len() < other.per_second.len() {
+            self.per_second.resize_with(other.per_second.len(), histogram);
+        }
+        for (mine, theirs) in self.per_second.iter_mut().zip(&other.per_second) {
+            let _ = mine.add(theirs);
+        }
+        self.refused.count += other.refused.count;
+        self.refused.total += other.refused.total;
+        self.refused.max = self.refused.max.max(other.refused.max);
     }
 }
 
@@ -75,7 +103,9 @@ fn read_once(
     let started = Instant::now();
     match client.read(key.as_bytes(), started + OP_DEADLINE) {
         Ok(value) => {
-            let _ = stats.read_latency.record((started.elapsed().as_micros() as u64).max(1));
+            let us = started.elapsed().as_micros() as u64;
+            let _ = stats.read_latency.record(us.max(1));
+            stats.record_second(history.elapsed(), us);
             stats.reads += 1;
             let value = value.map(|v| String::from_utf8_lossy(&v).into_owned());
             let time_ns = history.now_ns();
@@ -143,6 +173,7 @@ pub fn run_client(
             Outcome::Ok(_) => {
                 let us = started.elapsed().as_micros() as u64;
                 let _ = stats.write_latency.record(us.max(1));
+                stats.record_second(history.elapsed(), us);
                 stats.writes += 1;
                 history.record(&event("ok"));
             }
@@ -157,5 +188,6 @@ pub fn run_client(
         }
         done.fetch_add(1, Ordering::Relaxed);
     }
+    stats.refused = client.refused_reads();
     stats
 }
