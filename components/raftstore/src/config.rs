@@ -283,6 +283,13 @@ mod tests {
         assert_eq!(field(Config { apply_pool_size: 0, ..d() }), "apply_pool_size");
         assert_eq!(field(Config { raft_log_gc_count_limit: 10, ..d() }), "raft_log_gc_count_limit");
         assert_eq!(field(Config { raft_entry_max_size: 1 << 30, ..d() }), "raft_entry_max_size");
+        assert_eq!(field(Config { region_split_size: 1 << 40, ..d() }), "region_split_size");
+        assert_eq!(field(Config { region_split_keys: 1 << 40, ..d() }), "region_split_keys");
+        assert_eq!(field(Config { batch_split_limit: 0, ..d() }), "batch_split_limit");
+        assert_eq!(
+            field(Config { lease_check_interval: Duration::ZERO, ..d() }),
+            "lease_check_interval"
+        );
         let lease = |ms| Config { raft_store_max_leader_lease: Duration::from_millis(ms), ..d() };
         assert_eq!(
             field(lease(10_000)),

@@ -41,6 +41,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             self.on_split_check_tick(ctx);
         }
         self.retry_lost_reads(cfg.raft_election_timeout_ticks as u64);
+        self.fail_reads_stuck_behind_split(cfg.raft_election_timeout_ticks as u64);
     }
 
     fn propose_log_gc(&mut self, cfg: &Config) {

@@ -170,6 +170,24 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
+    /// Fails reads that have waited an election timeout for a split to apply: refusing them
+    /// (retryable) is better than holding them for as long as a slow apply takes (TiKV
+    /// #10169). Their clients route again, to the split's regions once it applied.
+    pub(crate) fn fail_reads_stuck_behind_split(&mut self, election_ticks: u64) {
+        let (Some(split), now) = (self.splitting, self.ticks) else { return };
+        let stuck = |b: &ReadBatch<EK::Snapshot>| {
+            b.index.is_some_and(|i| i >= split) && now >= b.issued_tick + election_ticks
+        };
+        if !self.reads.iter().any(stuck) {
+            return;
+        }
+        let (failed, kept): (Vec<_>, Vec<_>) = self.reads.drain(..).partition(|b| stuck(b));
+        self.reads = kept.into();
+        for read in failed.into_iter().flat_map(|b| b.reads) {
+            read.responder.respond_error(Error::ServerIsBusy("the region is splitting".into()));
+        }
+    }
+
     /// Raft confirmed read indexes (from a ready). On a leader each is a quorum's answer to
     /// a round sent at the batch's `issued_at`: lease evidence.
     pub(crate) fn on_read_states(&mut self, states: Vec<raft::ReadState>) {
