@@ -266,6 +266,35 @@ impl Cluster {
         self.stores[&store_id].read_stats()
     }
 
+    /// Runs `f` and returns what it returned, with the read-path counts of `store_id` it
+    /// caused (and whatever else the store did meanwhile).
+    pub fn counting_reads<R>(&self, store_id: u64, f: impl FnOnce() -> R) -> (R, ReadStats) {
+        let before = self.read_stats(store_id);
+        let res = f();
+        (res, self.read_stats(store_id).since(&before))
+    }
+
+    /// Repeats `read` (reads served by `store_id`) until one is a local lease read, at most 5
+    /// s; `check` sees the counts of every round.
+    pub fn wait_local_read(
+        &self,
+        store_id: u64,
+        what: &str,
+        mut read: impl FnMut(),
+        check: impl Fn(&ReadStats),
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let ((), stats) = self.counting_reads(store_id, &mut read);
+            check(&stats);
+            if stats.local_hits > 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: no local read within 5 s: {stats:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Switches lease reads on or off on every running store.
     pub fn set_lease_reads(&self, on: bool) {
         for store in self.stores.values() {

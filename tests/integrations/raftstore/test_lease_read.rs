@@ -37,6 +37,13 @@ fn read(cluster: &Cluster, reader: &mut TestReader, key: &[u8]) -> Option<Vec<u8
     reader.get(&ReadContext::new(&region, &leader), key, TIMEOUT).unwrap()
 }
 
+/// Reads "k" once through `reader` on `store_id`: `want`, served locally, no redirect.
+fn assert_local_read(cluster: &Cluster, store_id: u64, reader: &mut TestReader, want: &[u8]) {
+    let (got, s) = cluster.counting_reads(store_id, || read(cluster, reader, b"k"));
+    assert_eq!(got.as_deref(), Some(want));
+    assert_eq!((s.local_hits, s.redirected()), (1, 0), "{s:?}");
+}
+
 fn stats_since(cluster: &Cluster, store_id: u64, before: &ReadStats) -> ReadStats {
     cluster.read_stats(store_id).since(before)
 }
@@ -77,10 +84,7 @@ fn a_write_renews_the_lease() {
     read(&cluster, &mut reader, b"k");
     clock.advance(cluster.cfg.raft_store_max_leader_lease + Duration::from_millis(10));
     cluster.must_put(b"k", b"v2"); // proposed after the old lease ended
-    let before = cluster.read_stats(leader.store_id);
-    assert_eq!(read(&cluster, &mut reader, b"k").as_deref(), Some(&b"v2"[..]));
-    let s = stats_since(&cluster, leader.store_id, &before);
-    assert_eq!((s.local_hits, s.redirected()), (1, 0), "{s:?}");
+    assert_local_read(&cluster, leader.store_id, &mut reader, b"v2");
 }
 
 #[test]
@@ -91,16 +95,8 @@ fn an_idle_leader_renews_its_lease_on_the_lease_check_tick() {
     let mut reader = cluster.reader(leader.store_id);
     clock.advance(cluster.cfg.raft_store_max_leader_lease * 2);
     // No write and no read: the tick's renewal round brings the lease back.
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let before = cluster.read_stats(leader.store_id);
-        read(&cluster, &mut reader, b"k");
-        if stats_since(&cluster, leader.store_id, &before).local_hits == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the idle leader never renewed its lease");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let read_once = || drop(read(&cluster, &mut reader, b"k"));
+    cluster.wait_local_read(leader.store_id, "idle leader renewal", read_once, |_| {});
 }
 
 #[test]
@@ -108,10 +104,7 @@ fn a_single_voter_region_serves_local_reads() {
     let (cluster, _clock) = cluster_on_manual_clock(1, false);
     cluster.must_put(b"k", b"v");
     let mut reader = cluster.reader(1);
-    let before = cluster.read_stats(1);
-    assert_eq!(read(&cluster, &mut reader, b"k").as_deref(), Some(&b"v"[..]));
-    let s = stats_since(&cluster, 1, &before);
-    assert_eq!((s.local_hits, s.redirected()), (1, 0), "{s:?}");
+    assert_local_read(&cluster, 1, &mut reader, b"v");
 }
 
 #[test]
@@ -174,16 +167,8 @@ fn a_transfer_whose_timeout_now_is_lost_leaves_the_lease_suspect() {
     assert_eq!((s.local_hits, s.peer_lease_reads), (0, 0), "{s:?}");
 
     // The transfer times out; evidence sent after that makes reads local again.
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let before = cluster.read_stats(leader.store_id);
-        let _ = reader.get(&ctx, b"k", TIMEOUT);
-        if stats_since(&cluster, leader.store_id, &before).local_hits == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "reads never became local again");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let read_once = || drop(reader.get(&ctx, b"k", TIMEOUT));
+    cluster.wait_local_read(leader.store_id, "after the transfer", read_once, |_| {});
     assert_eq!(cluster.leader_of_region(FIRST_REGION).unwrap().id, leader.id);
 }
 
@@ -207,20 +192,15 @@ fn a_replaced_peer_is_refreshed_in_the_readers_cache() {
     cluster.must_get_equal(store, b"k", b"v2"); // caught up (by snapshot or log)
     cluster.must_transfer_leader(FIRST_REGION, &new);
 
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let before = cluster.read_stats(store);
+    let read_once = || {
         let (_, region) = cluster.leader_region(FIRST_REGION);
         let got = reader.get(&ReadContext::new(&region, &new), b"k", TIMEOUT).unwrap();
         assert_eq!(got.as_deref(), Some(&b"v2"[..]));
-        let s = stats_since(&cluster, store, &before);
-        assert_eq!(s.redirects_for(Redirect::PeerMismatch), 0, "a stale delegate: {s:?}");
-        if s.local_hits == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the new peer never served locally: {s:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    let no_stale_delegate = |s: &ReadStats| {
+        assert_eq!(s.redirects_for(Redirect::PeerMismatch), 0, "a stale delegate: {s:?}")
+    };
+    cluster.wait_local_read(store, "the new peer", read_once, no_stale_delegate);
 }
 
 /// Writers count up one key while leadership moves; readers on every store check that no
@@ -312,10 +292,7 @@ fn a_read_near_the_end_of_the_lease_asks_for_a_renewal() {
         std::thread::sleep(Duration::from_millis(5));
     }
     clock.advance(lease / 4);
-    let before = cluster.read_stats(leader.store_id);
-    read(&cluster, &mut reader, b"k");
-    let s = stats_since(&cluster, leader.store_id, &before);
-    assert_eq!((s.local_hits, s.redirected()), (1, 0), "{s:?}");
+    assert_local_read(&cluster, leader.store_id, &mut reader, b"v");
 }
 
 fn clock_now(clock: &ManualClock) -> Duration {

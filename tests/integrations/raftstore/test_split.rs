@@ -199,20 +199,16 @@ fn readers_see_fresh_delegates_of_both_halves_after_a_split() {
         other => panic!("a read with the old epoch got {other:?}"),
     }
     for (region, k, v) in [(&left, b"a", b"1"), (&right, b"x", b"2")] {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let (peer, region) = cluster.leader_region(region.id);
-            let before = cluster.read_stats(peer.store_id);
-            let mut reader = cluster.reader(peer.store_id);
+        let (peer, _) = cluster.leader_region(region.id);
+        let mut reader = cluster.reader(peer.store_id);
+        let read_once = || {
+            let region = cluster.leader_region(region.id).1;
             let got = reader.get(&ReadContext::new(&region, &peer), k, TIMEOUT).unwrap();
             assert_eq!(got.as_deref(), Some(&v[..]));
-            let s = cluster.read_stats(peer.store_id).since(&before);
-            assert_eq!(s.redirects_for(Redirect::EpochMismatch), 0, "a stale delegate: {s:?}");
-            if s.local_hits == 1 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "region {} never served locally", region.id);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        let no_stale_delegate = |s: &local_reader::ReadStats| {
+            assert_eq!(s.redirects_for(Redirect::EpochMismatch), 0, "a stale delegate: {s:?}")
+        };
+        cluster.wait_local_read(peer.store_id, "a half of the split", read_once, no_stale_delegate);
     }
 }
