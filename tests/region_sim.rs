@@ -45,7 +45,9 @@ fn short_run_reports_and_records_a_complete_history() {
     assert!(final_regions > 1 && regions["splits"].as_u64().unwrap() > 0, "{regions}");
     let leaders: u64 =
         report["stores"].as_array().unwrap().iter().map(|s| s["leaders"].as_u64().unwrap()).sum();
-    assert_eq!(leaders, final_regions, "one leader per region");
+    // One leader per region, give or take a leader moving (balancing) or a split region's
+    // first election at the moment the stores were asked.
+    assert!(leaders + 2 >= final_regions && leaders <= final_regions + 2, "{leaders} leaders");
     let series = report["time_series"].as_array().unwrap();
     assert!(series.len() >= 2, "one point per second: {series:?}");
     let svg = std::fs::read_to_string(&chart).unwrap();
