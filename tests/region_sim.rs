@@ -48,12 +48,16 @@ fn short_run_reports_and_records_a_complete_history() {
     // One leader per region, give or take a leader moving (balancing) or a split region's
     // first election at the moment the stores were asked.
     assert!(leaders + 2 >= final_regions && leaders <= final_regions + 2, "{leaders} leaders");
+    let lin = &report["linearizability"];
+    assert_eq!(lin["violations"].as_u64(), Some(0), "{lin}");
     let series = report["time_series"].as_array().unwrap();
     assert!(series.len() >= 2, "one point per second: {series:?}");
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "--chart draws the series");
     let reads = report["ops"]["reads"].as_u64().unwrap();
     assert!(reads > 0, "the default read ratio mixes reads in: {report}");
+    let checked = report["linearizability"]["ops"].as_u64().unwrap();
+    assert!(checked >= writes + reads, "every acknowledged operation is checked");
     let paths = &report["read_paths"];
     let served: u64 = ["local", "peer_lease", "read_index", "follower"]
         .iter()

@@ -8,6 +8,7 @@
 
 mod args;
 mod chart;
+mod check;
 mod history;
 mod report;
 mod workload;

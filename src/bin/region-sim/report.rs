@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 use local_reader::ReadStats;
 use serde::Serialize;
 
-use crate::{args::Args, workload::ClientStats};
+use crate::{
+    args::Args,
+    check::{check, Verdict},
+    workload::ClientStats,
+};
 
 #[derive(Serialize)]
 pub struct Ops {
@@ -107,6 +111,8 @@ pub struct Report {
     pub read_paths: ReadPaths,
     pub regions: Regions,
     pub refused_reads: RefusedReads,
+    /// The history checked for linearizability, key by key.
+    pub linearizability: Verdict,
     pub time_series: Vec<TimePoint>,
     pub stores: Vec<StoreReport>,
     pub history_file: Option<String>,
@@ -163,6 +169,7 @@ impl Report {
             read_paths,
             regions,
             refused_reads,
+            linearizability: check(&stats.ops),
             time_series,
             stores,
             history_file: args.history.as_ref().map(|p| p.display().to_string()),
@@ -202,6 +209,18 @@ impl Report {
             "  regions    {} at start, {} at end, {} splits",
             self.regions.initial, self.regions.final_, self.regions.splits
         );
+        let lin = &self.linearizability;
+        if lin.violations == 0 {
+            println!(
+                "  history    linearizable ({} keys, {} operations checked)",
+                lin.keys, lin.ops
+            );
+        } else {
+            println!(
+                "  history    NOT LINEARIZABLE: {} violations, e.g. {:?}",
+                lin.violations, lin.examples
+            );
+        }
         let rf = &self.refused_reads;
         println!(
             "  rerouted   {} read attempts refused as their region moved ({:.1} ms in all, longest {:.1} ms)",

@@ -12,6 +12,7 @@ use test_raftstore::{put_request, Client, Outcome};
 
 use crate::{
     args::Args,
+    check::Op,
     history::{Event, History},
 };
 
@@ -34,6 +35,8 @@ pub struct ClientStats {
     pub per_second: Vec<Histogram<u64>>,
     /// Read attempts refused because their region moved, and the time they took.
     pub refused: test_raftstore::Refused,
+    /// Every completed read and every write that may have taken effect, for the check.
+    pub ops: Vec<Op>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -50,6 +53,7 @@ impl ClientStats {
             write_latency: histogram(),
             per_second: Vec::new(),
             refused: Default::default(),
+            ops: Vec::new(),
         }
     }
 
@@ -81,6 +85,7 @@ impl ClientStats {
         self.refused.count += other.refused.count;
         self.refused.total += other.refused.total;
         self.refused.max = self.refused.max.max(other.refused.max);
+        self.ops.extend(other.ops.iter().cloned());
     }
 }
 
@@ -92,13 +97,14 @@ fn read_once(
     history: &History,
     stats: &mut ClientStats,
 ) {
+    let invoke_ns = history.now_ns();
     history.record(&Event {
         process,
         kind: "invoke",
         f: "read",
         key,
         value: None,
-        time_ns: history.now_ns(),
+        time_ns: invoke_ns,
     });
     let started = Instant::now();
     match client.read(key.as_bytes(), started + OP_DEADLINE) {
@@ -116,6 +122,14 @@ fn read_once(
                 key,
                 value: value.as_deref(),
                 time_ns,
+            });
+            let complete_ns = Some(time_ns);
+            stats.ops.push(Op {
+                key: key.to_string(),
+                write: false,
+                value,
+                invoke_ns,
+                complete_ns,
             });
         }
         Err(e) => {
@@ -162,6 +176,7 @@ pub fn run_client(
             value: Some(&value),
             time_ns: history.now_ns(),
         };
+        let invoke_ns = history.now_ns();
         history.record(&event("invoke"));
         let started = Instant::now();
         let outcome = client.write(
@@ -169,12 +184,20 @@ pub fn run_client(
             vec![put_request(key.as_bytes(), value.as_bytes())],
             started + OP_DEADLINE,
         );
+        let op = |complete_ns| Op {
+            key: key.clone(),
+            write: true,
+            value: Some(value.clone()),
+            invoke_ns,
+            complete_ns,
+        };
         match outcome {
             Outcome::Ok(_) => {
                 let us = started.elapsed().as_micros() as u64;
                 let _ = stats.write_latency.record(us.max(1));
                 stats.record_second(history.elapsed(), us);
                 stats.writes += 1;
+                stats.ops.push(op(Some(history.now_ns())));
                 history.record(&event("ok"));
             }
             Outcome::Failed(e) => {
@@ -183,6 +206,7 @@ pub fn run_client(
             }
             Outcome::Unknown(e) => {
                 *stats.errors.entry(e.kind()).or_default() += 1;
+                stats.ops.push(op(None));
                 history.record(&event("info"));
             }
         }
