@@ -44,35 +44,28 @@ fn assert_local_read(cluster: &Cluster, store_id: u64, reader: &mut TestReader, 
     assert_eq!((s.local_hits, s.redirected()), (1, 0), "{s:?}");
 }
 
-fn stats_since(cluster: &Cluster, store_id: u64, before: &ReadStats) -> ReadStats {
-    cluster.read_stats(store_id).since(before)
-}
-
 #[test]
 fn reads_stay_local_while_the_lease_holds_then_take_read_index() {
     let (cluster, clock) = cluster_on_manual_clock(3, false);
     cluster.must_put(b"k", b"v1");
     let leader = cluster.wait_leader(FIRST_REGION);
     let mut reader = cluster.reader(leader.store_id);
-    let before = cluster.read_stats(leader.store_id);
-    for _ in 0..10 {
-        assert_eq!(read(&cluster, &mut reader, b"k").as_deref(), Some(&b"v1"[..]));
-    }
-    let s = stats_since(&cluster, leader.store_id, &before);
+    let ((), s) = cluster.counting_reads(leader.store_id, || {
+        for _ in 0..10 {
+            assert_eq!(read(&cluster, &mut reader, b"k").as_deref(), Some(&b"v1"[..]));
+        }
+    });
     assert_eq!((s.local_hits, s.redirected(), s.read_index_reads), (10, 0, 0), "{s:?}");
 
     clock.advance(cluster.cfg.raft_store_max_leader_lease);
-    let before = cluster.read_stats(leader.store_id);
-    assert_eq!(read(&cluster, &mut reader, b"k").as_deref(), Some(&b"v1"[..]));
-    let s = stats_since(&cluster, leader.store_id, &before);
+    let (got, s) = cluster.counting_reads(leader.store_id, || read(&cluster, &mut reader, b"k"));
+    assert_eq!(got.as_deref(), Some(&b"v1"[..]));
     assert_eq!(s.local_hits, 0, "{s:?}");
     assert_eq!(s.redirects_for(Redirect::LeaseExpired), 1, "{s:?}");
     assert_eq!((s.read_index_reads, s.peer_lease_reads), (1, 0), "{s:?}");
 
     // The ReadIndex round was quorum evidence: the lease is back.
-    let before = cluster.read_stats(leader.store_id);
-    assert_eq!(read(&cluster, &mut reader, b"k").as_deref(), Some(&b"v1"[..]));
-    assert_eq!(stats_since(&cluster, leader.store_id, &before).local_hits, 1);
+    assert_local_read(&cluster, leader.store_id, &mut reader, b"v1");
 }
 
 #[test]
@@ -114,14 +107,12 @@ fn lease_reads_switched_off_take_read_index() {
     let leader = cluster.wait_leader(FIRST_REGION);
     let mut reader = cluster.reader(leader.store_id);
     cluster.set_lease_reads(false);
-    let before = cluster.read_stats(leader.store_id);
-    assert_eq!(read(&cluster, &mut reader, b"k").as_deref(), Some(&b"v"[..]));
-    let s = stats_since(&cluster, leader.store_id, &before);
+    let (got, s) = cluster.counting_reads(leader.store_id, || read(&cluster, &mut reader, b"k"));
+    assert_eq!(got.as_deref(), Some(&b"v"[..]));
     assert_eq!(s.redirects_for(Redirect::Disabled), 1, "{s:?}");
     assert_eq!((s.local_hits, s.peer_lease_reads, s.read_index_reads), (0, 0, 1), "{s:?}");
     cluster.set_lease_reads(true);
-    read(&cluster, &mut reader, b"k");
-    assert_eq!(stats_since(&cluster, leader.store_id, &before).local_hits, 1);
+    assert_local_read(&cluster, leader.store_id, &mut reader, b"v");
 }
 
 /// Drops `MsgTimeoutNow` and counts what it dropped.
@@ -157,13 +148,12 @@ fn a_transfer_whose_timeout_now_is_lost_leaves_the_lease_suspect() {
         std::thread::sleep(Duration::from_millis(1));
     }
     // The target may be campaigning: no local read, on any thread, until the transfer ends.
-    let before = cluster.read_stats(leader.store_id);
     let ctx = ReadContext::new(&region, &leader);
-    match reader.get(&ctx, b"k", TIMEOUT) {
+    let (res, s) = cluster.counting_reads(leader.store_id, || reader.get(&ctx, b"k", TIMEOUT));
+    match res {
         Ok(v) => assert_eq!(v.as_deref(), Some(&b"v"[..])),
         Err(e) => assert!(matches!(e, Error::NotLeader { .. }), "{e}"),
     }
-    let s = stats_since(&cluster, leader.store_id, &before);
     assert_eq!((s.local_hits, s.peer_lease_reads), (0, 0), "{s:?}");
 
     // The transfer times out; evidence sent after that makes reads local again.
@@ -273,9 +263,7 @@ fn a_read_near_the_end_of_the_lease_asks_for_a_renewal() {
     read(&cluster, &mut reader, b"k");
     // Within the last quarter of the lease: served, and the peer asked to renew.
     clock.advance(lease - lease / 8);
-    let before = cluster.read_stats(leader.store_id);
-    read(&cluster, &mut reader, b"k");
-    assert_eq!(stats_since(&cluster, leader.store_id, &before).local_hits, 1);
+    assert_local_read(&cluster, leader.store_id, &mut reader, b"v");
     // The renewal round moves the readers' bound past the old one; no write and no tick
     // renews it here.
     let past_old_bound = clock_now(&clock) + lease / 4;

@@ -192,6 +192,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// a round sent at the batch's `issued_at`: lease evidence.
     pub(crate) fn on_read_states(&mut self, states: Vec<raft::ReadState>) {
         fail::fail_point!("read_index_confirmed", |_| {});
+        if states.is_empty() {
+            return; // most readies: nothing to look for in the queue
+        }
         for rs in states {
             let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
             let id = u64::from_be_bytes(bytes);
