@@ -10,15 +10,17 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
+# One build for every target: `cargo run` of one binary would resolve features for that package
+# alone and recompile part of the workspace, so run and demo execute what `build` made.
 build: deps
 	cargo build $(CARGO_PROFILE) --workspace --all-targets
 
 # The main job: region-sim on its default (embedded) settings; ARGS="..." passes options.
-run: deps
-	cargo run $(CARGO_PROFILE) --bin region-sim -- $(ARGS)
+run: build
+	$(CARGO_TARGET_DIR)/opt/region-sim $(ARGS)
 
-demo: deps
-	cargo run $(CARGO_PROFILE) --bin storage-demo -- $(ARGS)
+demo: build
+	$(CARGO_TARGET_DIR)/opt/storage-demo $(ARGS)
 
 test: deps
 	cargo test $(CARGO_PROFILE) --workspace --all-targets

@@ -2,24 +2,29 @@
 # Installs what the build needs beyond the Rust toolchain, if it is missing:
 # libclang (RocksDB's bindings are generated with bindgen at build time).
 set -euo pipefail
-
-have_libclang() {
-    compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null ||
-        compgen -G '/usr/lib/x86_64-linux-gnu/libclang-*.so*' >/dev/null ||
-        compgen -G '/usr/lib/*/libclang.so*' >/dev/null
-}
+here="$(cd "$(dirname "$0")" && pwd)"
 
 if ! command -v cargo >/dev/null; then
     echo "install-deps: cargo is not on PATH; install a Rust toolchain first" >&2
     exit 1
 fi
 
-if ! have_libclang; then
+# find-libclang.sh looks for exactly what bindgen's loader (clang-sys) loads. A base image often
+# ships libclang-cpp.so.N (LLVM's C++ library), which does not count: only libclang-dev brings
+# libclang.so with the C API, and clang's own headers next to it.
+if ! "$here/find-libclang.sh" >/dev/null; then
     echo "install-deps: installing libclang-dev (needed by RocksDB's bindgen)"
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libclang-dev >/dev/null
+    if ! found=$("$here/find-libclang.sh"); then
+        echo "install-deps: libclang-dev is installed but no loadable libclang was found" >&2
+        [ -z "${LIBCLANG_PATH+set}" ] ||
+            echo "install-deps: LIBCLANG_PATH=$LIBCLANG_PATH is searched alone; unset it" >&2
+        exit 1
+    fi
+    echo "install-deps: libclang at $found"
 fi
 
 for component in rustfmt clippy; do
