@@ -1,22 +1,24 @@
-//! Reads on a leader whose split has committed but not applied.
+//! Reads on a peer whose split has committed but not applied.
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use raftstore::{Error, ReadContext};
-use test_raftstore::{get_request, new_request, Cluster, FIRST_REGION};
+use raftstore::{Config, Error, ReadContext};
+use test_raftstore::{follower_of, get_request, new_request, Cluster, FIRST_REGION};
 
-/// Lets a paused apply go when dropped.
-struct Release(Arc<AtomicBool>);
+use crate::util::ApplyPause;
 
-impl Drop for Release {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+/// Waits until `store_id` has split `parent` off at a key left of `key`: the id of the region
+/// holding `key` there.
+fn wait_split_applied(cluster: &Cluster, store_id: u64, key: &[u8]) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let meta = cluster.store_meta(store_id);
+        let id = meta.lock().unwrap().region_by_key(key).map(|r| r.id);
+        if let Some(id) = id.filter(|id| *id != FIRST_REGION) {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "the split never applied on store {store_id}");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -34,32 +36,14 @@ fn the_old_leader_serves_no_stale_read_while_its_split_apply_is_paused() {
     let ctx = ReadContext::new(&parent, &leader);
     assert_eq!(reader.get(&ctx, b"a", Duration::from_secs(3)).unwrap().unwrap(), b"old");
 
-    let paused = Arc::new(AtomicBool::new(true));
-    let _release = Release(paused.clone()); // a failed assertion must not leave apply paused
-    let (flag, prefix) = (paused.clone(), format!("apply-{}", leader.store_id));
-    fail::cfg_callback("apply_before_write", move || {
-        let on_leader = std::thread::current().name().is_some_and(|n| n.starts_with(&prefix));
-        while on_leader && flag.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    })
-    .unwrap();
+    let pause = ApplyPause::on_store(leader.store_id);
     let split = cluster.router(leader.store_id).split_region(
         FIRST_REGION,
         parent.get_region_epoch().clone(),
         vec![b"m".to_vec()],
     );
     let other = (1..=3).find(|s| *s != leader.store_id).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let new_id = loop {
-        let meta = cluster.store_meta(other);
-        let id = meta.lock().unwrap().region_by_key(b"a").map(|r| r.id);
-        if let Some(id) = id.filter(|id| *id != FIRST_REGION) {
-            break id;
-        }
-        assert!(Instant::now() < deadline, "the split never applied on store {other}");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let new_id = wait_split_applied(&cluster, other, b"a");
     assert_ne!(cluster.wait_leader(new_id).store_id, leader.store_id);
     cluster.must_put(b"a", b"new"); // through the new region's leader
 
@@ -73,10 +57,57 @@ fn the_old_leader_serves_no_stale_read_while_its_split_apply_is_paused() {
         Err(e) => assert!(matches!(e, Error::ServerIsBusy(_)), "{e}"),
     }
 
-    paused.store(false, Ordering::Release);
-    fail::remove("apply_before_write");
+    pause.release();
     split.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(cluster.get(b"a").unwrap().as_deref(), Some(&b"new"[..]));
+    drop(cluster);
+    scenario.teardown();
+}
+
+/// A follower's apply is paused while a split commits; the new region elects a leader on the
+/// other stores and takes a write to a key that moved. A follower read of that key, waiting on
+/// the paused apply, is checked against the region as the split left it once apply resumes:
+/// refused with the split's regions, never answered from the old range.
+#[test]
+fn a_follower_read_waiting_for_a_split_is_checked_against_the_split() {
+    let scenario = fail::FailScenario::setup();
+    // Long elections: a read stuck behind the split is refused only after one.
+    let cfg = Config {
+        raft_election_timeout_ticks: 50,
+        raft_store_max_leader_lease: Duration::from_millis(490),
+        ..Config::for_tests()
+    };
+    let mut cluster = Cluster::with_config(3, cfg);
+    cluster.run();
+    cluster.must_put(b"a", b"old");
+    let (leader, parent) = cluster.leader_region(FIRST_REGION);
+    let follower = follower_of(&parent, &leader);
+    cluster.must_get_equal(follower.store_id, b"a", b"old");
+
+    let pause = ApplyPause::on_store(follower.store_id);
+    let split = cluster.router(leader.store_id).split_region(
+        FIRST_REGION,
+        parent.get_region_epoch().clone(),
+        vec![b"m".to_vec()],
+    );
+    split.recv_timeout(Duration::from_secs(5)).unwrap();
+    let new_id = wait_split_applied(&cluster, leader.store_id, b"a");
+    assert_ne!(cluster.wait_leader(new_id).store_id, follower.store_id);
+    cluster.must_put(b"a", b"new"); // through the new region, without the follower
+
+    let mut reader = cluster.reader(follower.store_id);
+    let ctx = ReadContext::new(&parent, &follower).replica_read();
+    let read = std::thread::spawn(move || reader.get(&ctx, b"a", Duration::from_secs(3)));
+    std::thread::sleep(Duration::from_millis(150)); // the read index arrives; apply is held
+    pause.release();
+    let res = read.join().unwrap();
+    assert!(!matches!(&res, Ok(Some(v)) if v == b"old"), "a stale follower read: {res:?}");
+    match res {
+        Err(Error::EpochNotMatch { regions, .. }) => {
+            assert!(regions.iter().any(|r| r.id == new_id), "the split's regions: {regions:?}")
+        }
+        other => panic!("expected EpochNotMatch with the split's regions, got {other:?}"),
+    }
     drop(cluster);
     scenario.teardown();
 }

@@ -13,6 +13,7 @@ use crate::{
 /// Runs every kv engine check, each on a fresh engine from `open`.
 pub fn kv_engine_suite<E: KvEngine>(open: impl Fn() -> E) {
     write_batch_is_atomic_and_reusable(&open());
+    save_points_roll_back_exactly_what_followed(&open());
     snapshot_is_point_in_time(&open());
     iterators_respect_bounds_and_order(&open());
     delete_range_removes_exactly_the_range(&open());
@@ -70,6 +71,40 @@ fn write_batch_is_atomic_and_reusable<E: KvEngine>(e: &E) {
     e.write(&mut wb, WriteOptions::NO_SYNC).unwrap();
     let bad = e.get_msg_cf::<RaftLocalState>(CF_META, b"bad");
     assert!(matches!(bad, Err(Error::Corruption { .. })), "{bad:?}");
+}
+
+fn save_points_roll_back_exactly_what_followed<E: KvEngine>(e: &E) {
+    let mut wb = e.write_batch();
+    assert!(wb.rollback_to_save_point().is_err(), "no save point");
+    assert!(wb.pop_save_point().is_err(), "no save point");
+    wb.set_save_point(); // on an empty batch
+    wb.put(b"za", b"1").unwrap();
+    wb.rollback_to_save_point().unwrap();
+    assert!(wb.is_empty());
+    wb.put(b"za", b"1").unwrap();
+    wb.set_save_point();
+    wb.put(b"zb", b"2").unwrap();
+    wb.set_save_point();
+    wb.put_cf(CF_META, b"m", b"3").unwrap();
+    wb.delete(b"za").unwrap();
+    wb.rollback_to_save_point().unwrap(); // drops the meta put and the delete
+    assert_eq!(wb.count(), 2);
+    wb.set_save_point();
+    wb.put(b"zc", b"4").unwrap();
+    wb.pop_save_point().unwrap(); // keeps zc
+    wb.rollback_to_save_point().unwrap(); // back to the first: drops zb and zc
+    assert_eq!(wb.count(), 1);
+    wb.put(b"zd", b"5").unwrap(); // the batch takes more after a rollback
+    e.write(&mut wb, WriteOptions::NO_SYNC).unwrap();
+    assert_eq!(e.get_value(b"za").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(e.get_value(b"zd").unwrap().as_deref(), Some(&b"5"[..]));
+    for gone in [&b"zb"[..], b"zc"] {
+        assert_eq!(e.get_value(gone).unwrap(), None);
+    }
+    assert_eq!(e.get_value_cf(CF_META, b"m").unwrap(), None);
+    wb.set_save_point();
+    wb.clear();
+    assert!(wb.rollback_to_save_point().is_err(), "clear drops save points");
 }
 
 fn snapshot_is_point_in_time<E: KvEngine>(e: &E) {

@@ -32,3 +32,5 @@ pub const CF_DEFAULT: &str = "default";
 pub const CF_META: &str = "meta";
 /// Column families of the kv engine.
 pub const KV_CFS: &[&str] = &[CF_DEFAULT, CF_META];
+/// Column families a client may write (`CF_META` is the store's own).
+pub const DATA_CFS: &[&str] = &[CF_DEFAULT];

@@ -186,8 +186,16 @@ pub trait WriteBatch: Mutable + Send {
     fn is_empty(&self) -> bool {
         self.count() == 0
     }
-    /// Drops every operation.
+    /// Drops every operation (and every save point).
     fn clear(&mut self);
+    /// Marks the batch's current end. Save points nest: each rollback or pop ends the latest.
+    fn set_save_point(&mut self);
+    /// Drops every operation added since the latest save point, and that save point, so a
+    /// command that fails half way leaves nothing of itself in a shared batch. Errors if no
+    /// save point is set.
+    fn rollback_to_save_point(&mut self) -> Result<()>;
+    /// Forgets the latest save point and keeps what was added since. Errors if none is set.
+    fn pop_save_point(&mut self) -> Result<()>;
 }
 
 /// Options of a write.

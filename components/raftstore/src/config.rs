@@ -22,6 +22,11 @@ pub struct Config {
     /// intervals renews it through a ReadIndex round, so readers of an idle region stay on
     /// the local path.
     pub lease_check_interval: Duration,
+    /// A peer recovered when its store starts drops vote and pre-vote requests for one
+    /// election timeout. Before the restart it may have backed a leader's lease, and it no
+    /// longer knows that leader: voting at once could elect a second leader while the first
+    /// still serves lease reads (TiKV #15035). Off only in tests that need instant elections.
+    pub refuse_votes_after_start: bool,
     /// Most in-flight append messages per follower.
     pub raft_max_inflight_msgs: usize,
     /// Most bytes of entries in one append message.
@@ -42,6 +47,10 @@ pub struct Config {
     pub raft_log_gc_size_limit: u64,
     /// Largest piece of a snapshot sent in one message; larger snapshots go out in pieces.
     pub snap_chunk_size: usize,
+    /// A snapshot sent to a follower that has neither applied nor refused it within this is
+    /// reported failed to raft, which then sends another (a piece lost, or the follower's
+    /// store restarted while pieces were on the way).
+    pub snap_send_timeout: Duration,
     /// How often a leader reports its region to the placement driver.
     pub pd_heartbeat_tick_interval: Duration,
     /// A peer the leader has not heard from for this long is reported down.
@@ -80,6 +89,7 @@ impl Default for Config {
             raft_election_timeout_ticks: 10,
             raft_store_max_leader_lease: Duration::from_secs(9),
             lease_check_interval: Duration::from_millis(2250),
+            refuse_votes_after_start: true,
             raft_max_inflight_msgs: 256,
             raft_max_size_per_msg: 1 << 20,
             raft_entry_max_size: 8 << 20,
@@ -98,6 +108,7 @@ impl Default for Config {
             region_split_keys: 960_000,
             batch_split_limit: 10,
             snap_chunk_size: 1 << 20,
+            snap_send_timeout: Duration::from_secs(60),
             apply_batch_max_entries: 256,
             store_pool_size: 2,
             messages_per_tick: 4096,
@@ -139,6 +150,7 @@ impl Config {
             max_peer_down_duration: Duration::from_secs(2),
             split_region_check_tick_interval: Duration::from_millis(50),
             snap_chunk_size: 16 << 10,
+            snap_send_timeout: Duration::from_secs(1),
             sync_log: false,
             store_pool_size: 1,
             apply_pool_size: 1,
@@ -199,6 +211,12 @@ impl Config {
         }
         if self.pd_heartbeat_tick_interval.is_zero() {
             return refuse("pd_heartbeat_tick_interval", "must be positive");
+        }
+        if self.snap_send_timeout < self.election_timeout() {
+            return refuse(
+                "snap_send_timeout",
+                format!("must be at least the election timeout ({:?})", self.election_timeout()),
+            );
         }
         if self.raft_log_gc_count_limit < self.raft_log_gc_threshold {
             return refuse(
@@ -286,6 +304,10 @@ mod tests {
         assert_eq!(field(Config { region_split_size: 1 << 40, ..d() }), "region_split_size");
         assert_eq!(field(Config { region_split_keys: 1 << 40, ..d() }), "region_split_keys");
         assert_eq!(field(Config { batch_split_limit: 0, ..d() }), "batch_split_limit");
+        assert_eq!(
+            field(Config { snap_send_timeout: Duration::from_secs(1), ..d() }),
+            "snap_send_timeout"
+        );
         assert_eq!(
             field(Config { lease_check_interval: Duration::ZERO, ..d() }),
             "lease_check_interval"

@@ -3,7 +3,7 @@
 //! Two families. Errors a client can act on ([`Error::NotLeader`], [`Error::EpochNotMatch`],
 //! [`Error::RegionNotFound`], [`Error::KeyNotInRegion`], [`Error::StaleCommand`],
 //! [`Error::ServerIsBusy`], [`Error::RaftEntryTooLarge`], [`Error::StoreNotMatch`],
-//! [`Error::InvalidRequest`]) travel in
+//! [`Error::MismatchPeerId`], [`Error::InvalidRequest`]) travel in
 //! command responses as `errorpb::Error` and carry what a retry needs; every one of them means
 //! the command was **not** applied. [`Error::OutcomeUnknown`] means it may or may not have
 //! been. The other variants are store-level failures on opening, recovering or running.
@@ -65,6 +65,10 @@ pub enum Error {
     /// The request was sent to the wrong store.
     #[error("request for store {request}, but this is store {actual}")]
     StoreNotMatch { request: u64, actual: u64 },
+    /// The request names a peer of the region that is not this store's peer (it was
+    /// replaced, or the caller's cache is stale). Refresh the region and retry.
+    #[error("request for peer {request}, but this store's peer of the region is {actual}")]
+    MismatchPeerId { request: u64, actual: u64 },
     /// The request is malformed or asks for something this store does not do.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -95,6 +99,7 @@ impl Error {
             | Error::EpochNotMatch { .. }
             | Error::StaleCommand
             | Error::ServerIsBusy(_)
+            | Error::MismatchPeerId { .. }
             | Error::KeyNotInRegion { .. } => true,
             _ => false,
         }
@@ -117,6 +122,7 @@ impl Error {
             Error::ServerIsBusy(_) => "server_is_busy",
             Error::RaftEntryTooLarge { .. } => "raft_entry_too_large",
             Error::StoreNotMatch { .. } => "store_not_match",
+            Error::MismatchPeerId { .. } => "mismatch_peer_id",
             Error::InvalidRequest(_) => "invalid_request",
             Error::OutcomeUnknown(_) => "outcome_unknown",
         }
@@ -158,6 +164,11 @@ impl Error {
                 let s = e.mut_store_not_match();
                 s.request_store_id = *request;
                 s.actual_store_id = *actual;
+            }
+            Error::MismatchPeerId { request, actual } => {
+                let m = e.mut_mismatch_peer_id();
+                m.request_peer_id = *request;
+                m.store_peer_id = *actual;
             }
             Error::InvalidRequest(reason) => e.mut_invalid_request().reason = reason.clone(),
             _ => {}
@@ -201,6 +212,10 @@ impl Error {
             let s = e.get_store_not_match();
             return Error::StoreNotMatch { request: s.request_store_id, actual: s.actual_store_id };
         }
+        if e.has_mismatch_peer_id() {
+            let m = e.get_mismatch_peer_id();
+            return Error::MismatchPeerId { request: m.request_peer_id, actual: m.store_peer_id };
+        }
         if e.has_invalid_request() {
             return Error::InvalidRequest(e.get_invalid_request().reason.clone());
         }
@@ -232,6 +247,7 @@ mod tests {
             Error::ServerIsBusy("full".into()),
             Error::RaftEntryTooLarge { region_id: 9, size: 100 },
             Error::StoreNotMatch { request: 1, actual: 2 },
+            Error::MismatchPeerId { request: 5, actual: 6 },
             Error::InvalidRequest("no".into()),
         ];
         for e in cases {

@@ -32,6 +32,7 @@ pub mod bootstrap;
 mod config;
 mod errors;
 pub mod fsm;
+pub mod metrics;
 pub mod msg;
 pub mod operation;
 pub mod raft;

@@ -143,6 +143,8 @@ pub struct PeerStatus {
     pub term: u64,
     /// The leader's peer id as it knows it (0 if none).
     pub leader_id: u64,
+    /// Index of the last entry in its log.
+    pub last_index: u64,
     /// Commit index.
     pub commit_index: u64,
     /// Applied index.
@@ -173,6 +175,8 @@ pub enum PeerMsg<S: Snapshot> {
     Query(Sender<PeerStatus>),
     /// An operator from the placement driver.
     Operator(pd_client::Operator),
+    /// The apply side stopped after a destroy (everything before it is written).
+    ApplyDestroyed,
 }
 
 /// A request to split a region.
@@ -222,6 +226,9 @@ pub struct ApplyTask {
 pub enum ApplyMsg {
     /// Apply these entries.
     Apply(ApplyTask),
+    /// The peer is being destroyed: finish what came before, then stop and answer
+    /// `PeerMsg::ApplyDestroyed` once it is written.
+    Destroy,
     /// The peer applied a snapshot: start over from this region and apply state.
     Reset {
         /// The region the snapshot holds.

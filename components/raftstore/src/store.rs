@@ -24,6 +24,7 @@ use crate::{
         peer::PeerFsm,
         store::{StoreContext, StoreFsm, StoreHandlerBuilder, StoreRouter},
     },
+    metrics::RaftCounters,
     msg::{PeerMsg, PeerStatus, RaftCommand, ReadCommand, StoreMsg},
     operation::snapshot::SnapGenerator,
     raft::{apply::Apply, peer::Peer},
@@ -188,6 +189,7 @@ pub struct RaftStore<EK: KvEngine, ER: RaftEngine> {
     clock: Arc<dyn Clock>,
     lease_reads: Arc<AtomicBool>,
     read_counters: Arc<ReadCounters>,
+    counters: Arc<RaftCounters>,
     /// Readers ask for a renewal when the lease ends within this (a quarter of it).
     renew_advance: Duration,
     router: StoreRouter<EK, ER>,
@@ -277,8 +279,10 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             clock: clock.clone(),
             lease_reads: Arc::new(AtomicBool::new(true)),
             read_counters: Arc::default(),
+            counters: Arc::default(),
         };
         let (lease_reads, read_counters) = (ctx.lease_reads.clone(), ctx.read_counters.clone());
+        let counters = ctx.counters.clone();
         let kv = ctx.kv.clone();
         let builder = StoreHandlerBuilder { ctx };
         store_system.spawn(&format!("raftstore-{store_id}"), builder).map_err(unavailable)?;
@@ -293,6 +297,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             clock,
             lease_reads,
             read_counters,
+            counters,
             renew_advance: cfg.raft_store_max_leader_lease / 4,
             router,
             store_system,
@@ -339,6 +344,11 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
     /// The read-path counters of this store.
     pub fn read_stats(&self) -> ReadStats {
         self.read_counters.stats()
+    }
+
+    /// The store's counts of the events its safety rules caused.
+    pub fn raft_events(&self) -> &RaftCounters {
+        &self.counters
     }
 
     /// The store's regions and ranges.
@@ -394,7 +404,7 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
             warn!(logger, "region state without a peer on this store"; "region_id" => region.id);
             continue;
         }
-        let peer = Peer::new(
+        let mut peer = Peer::new(
             cfg,
             store_id,
             kv.clone(),
@@ -403,6 +413,9 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
             Some(snap_gen.clone()),
             logger,
         )?;
+        if cfg.refuse_votes_after_start {
+            peer.refuse_votes_until = cfg.raft_election_timeout_ticks as u64;
+        }
         let apply = Apply::new(
             region.clone(),
             kv.clone(),

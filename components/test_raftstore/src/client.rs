@@ -173,7 +173,9 @@ impl Client {
                 self.leaders.remove(&region_id);
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Error::RegionNotFound(_) | Error::KeyNotInRegion { .. } => {
+            Error::RegionNotFound(_)
+            | Error::KeyNotInRegion { .. }
+            | Error::MismatchPeerId { .. } => {
                 self.leaders.remove(&region_id);
                 self.regions.invalidate(region_id);
                 std::thread::sleep(Duration::from_millis(10));

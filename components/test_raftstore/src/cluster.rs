@@ -15,8 +15,10 @@ use engine::{
 use local_reader::{Clock, MonotonicRawClock, ReadStats};
 use pd_client::{MemPd, MemPdConfig, PdClient};
 use proto::{
+    eraftpb::{self, MessageType},
     metapb,
     raft_cmdpb::{AdminCmdType, CmdType, ConfChangeType, RaftCmdRequest, RaftCmdResponse, Request},
+    raft_serverpb::RaftMessage,
 };
 use raft::StateRole;
 use raftstore::{
@@ -254,6 +256,11 @@ impl Cluster {
     /// A reader of a running store's regions, for one thread.
     pub fn reader(&self, store_id: u64) -> StoreReader<RocksEngine, RocksRaftEngine> {
         self.stores[&store_id].reader()
+    }
+
+    /// How many of `event` a running store counted.
+    pub fn raft_event(&self, store_id: u64, event: raftstore::metrics::RaftEvent) -> u64 {
+        self.stores[&store_id].raft_events().get(event)
     }
 
     /// The regions, ranges and read delegates of a running store.
@@ -631,6 +638,31 @@ pub fn new_request(
     header.set_region_epoch(region.get_region_epoch().clone());
     req.requests = requests.into();
     req
+}
+
+/// A raft message of `msg_type` at `term` from `from` to `to`, in an envelope that carries
+/// `region`'s id, epoch and range: what a peer of `region` would send.
+pub fn raft_message(
+    region: &metapb::Region,
+    from: &metapb::Peer,
+    to: &metapb::Peer,
+    msg_type: MessageType,
+    term: u64,
+) -> RaftMessage {
+    let mut m = eraftpb::Message::default();
+    m.set_msg_type(msg_type);
+    m.from = from.id;
+    m.to = to.id;
+    m.term = term;
+    let mut msg = RaftMessage::default();
+    msg.region_id = region.id;
+    msg.set_from_peer(from.clone());
+    msg.set_to_peer(to.clone());
+    msg.set_region_epoch(region.get_region_epoch().clone());
+    msg.start_key = region.start_key.clone();
+    msg.end_key = region.end_key.clone();
+    msg.set_message(m);
+    msg
 }
 
 /// A put of `key` = `value` in the default column family.

@@ -30,6 +30,8 @@ pub enum Verdict {
     Drop,
     /// Delivered after this long (messages may overtake each other, as on a network).
     Delay(Duration),
+    /// Delivered twice: after the first delay, and a copy after the second.
+    Duplicate(Duration, Duration),
 }
 
 /// Decides what happens to a message from store `from` to store `to`.
@@ -222,13 +224,20 @@ impl Network {
 
     fn deliver(self: &Arc<Self>, from: u64, msg: RaftMessage) -> Result<(), TransportError> {
         let to = msg.get_to_peer().store_id;
-        let mut delay = Duration::ZERO;
+        let (mut delay, mut copy) = (Duration::ZERO, None::<Duration>);
         for f in self.filters.read().unwrap().iter() {
             match f.verdict(from, to, &msg) {
                 Verdict::Pass => {}
                 Verdict::Drop => return Ok(()), // lost on the wire: the sender cannot tell
                 Verdict::Delay(d) => delay = delay.max(d),
+                Verdict::Duplicate(d, again) => {
+                    delay = delay.max(d);
+                    copy = Some(copy.map_or(again, |c| c.max(again)));
+                }
             }
+        }
+        if let Some(again) = copy {
+            self.deliver_later(msg.clone(), again);
         }
         if !delay.is_zero() {
             self.deliver_later(msg, delay);
@@ -237,7 +246,8 @@ impl Network {
         self.deliver_now(msg)
     }
 
-    fn deliver_now(&self, msg: RaftMessage) -> Result<(), TransportError> {
+    /// Hands `msg` to its store now, past every filter (a held message let go).
+    pub fn deliver_now(&self, msg: RaftMessage) -> Result<(), TransportError> {
         let to = msg.get_to_peer().store_id;
         let routers = self.routers.read().unwrap();
         let router = routers.get(&to).ok_or(TransportError::Unreachable(to))?;

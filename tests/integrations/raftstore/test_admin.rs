@@ -34,6 +34,10 @@ fn transfer_to_a_stranger_or_via_a_follower_is_refused() {
     let res = cluster.call_command(leader.store_id, req.clone(), Duration::from_secs(3));
     assert!(matches!(res, Err(Error::InvalidRequest(_))), "{res:?}");
     let follower = follower_of(&region, &leader);
+    // Addressed to the leader's peer but delivered to the follower's store: refused as such.
+    let res = cluster.call_command(follower.store_id, req.clone(), Duration::from_secs(3));
+    assert!(matches!(res, Err(Error::StoreNotMatch { .. })), "{res:?}");
+    req.mut_header().set_peer(follower.clone());
     let res = cluster.call_command(follower.store_id, req, Duration::from_secs(3));
     assert!(matches!(res, Err(Error::NotLeader { .. })), "{res:?}");
 }

@@ -126,3 +126,44 @@ fn misaddressed_and_malformed_messages_are_dropped() {
     let status = cluster.peer_status(2, FIRST_REGION).unwrap();
     assert!(status.term < 1000, "a malformed message moved the term to {}", status.term);
 }
+
+#[test]
+fn a_batch_with_an_unknown_column_family_is_refused_whole() {
+    let cluster = started(3);
+    cluster.must_put(b"k", b"v");
+    let leader = cluster.wait_leader(FIRST_REGION);
+    let region = cluster.region(FIRST_REGION);
+    for cf in ["nope", engine::CF_META] {
+        let mut bad = put_request(b"k2", b"v");
+        bad.mut_put().cf = cf.to_string();
+        let req = new_request(&region, &leader, vec![put_request(b"k1", b"v"), bad]);
+        let res = cluster.call_command(leader.store_id, req, WAIT);
+        assert!(matches!(res, Err(Error::InvalidRequest(_))), "{cf}: {res:?}");
+    }
+    cluster.must_put(b"after", b"refusal");
+    for store in 1..=3 {
+        cluster.must_get_equal(store, b"after", b"refusal");
+        cluster.must_get_none(store, b"k1");
+    }
+}
+
+#[test]
+fn a_command_for_another_peer_of_the_region_is_refused() {
+    let cluster = started(3);
+    cluster.must_put(b"k", b"v");
+    let leader = cluster.wait_leader(FIRST_REGION);
+    let region = cluster.region(FIRST_REGION);
+    let mut stale = leader.clone();
+    stale.id += 1000; // a peer this store no longer (or never) had
+    let req = new_request(&region, &stale, vec![put_request(b"k", b"x")]);
+    match cluster.call_command(leader.store_id, req, WAIT) {
+        Err(Error::MismatchPeerId { request, actual }) => {
+            assert_eq!((request, actual), (stale.id, leader.id));
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut reader = cluster.reader(leader.store_id);
+    let res = reader.get(&raftstore::ReadContext::new(&region, &stale), b"k", WAIT);
+    assert!(matches!(res, Err(Error::MismatchPeerId { .. })), "{res:?}");
+    assert_eq!(cluster.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}

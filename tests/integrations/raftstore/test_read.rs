@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use proto::eraftpb::MessageType::MsgReadIndexResp;
 use raftstore::Error;
 use test_raftstore::{follower_of, get_request, new_request, Cluster, FIRST_REGION};
 
@@ -120,4 +121,51 @@ fn an_isolated_old_leader_never_serves_a_stale_read() {
     }
     cluster.clear_filters();
     assert_eq!(cluster.get(b"k").unwrap().as_deref(), Some(&b"new"[..]));
+}
+
+/// A follower asks for a read index; the answer is held up while its store restarts and a
+/// write is acknowledged without it. The late answer carries an index from before the write:
+/// matched to the restarted peer's first round (round ids restarting from zero), it would
+/// serve the old value. Rounds are never reused, so it matches nothing.
+#[test]
+fn a_read_index_answer_from_before_a_restart_matches_no_round() {
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    cluster.must_put(b"k", b"v1");
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let follower = follower_of(&region, &leader);
+    cluster.must_get_equal(follower.store_id, b"k", b"v1");
+    let store = follower.store_id;
+    let (hold, answers) = test_raftstore::chaos::Hold::new(move |_, to, m| {
+        to == store && m.get_message().get_msg_type() == MsgReadIndexResp
+    });
+    cluster.network.add_filter(Box::new(hold));
+    let mut req = new_request(&region, &follower, vec![get_request(b"k")]);
+    req.mut_header().replica_read = true;
+    let res = cluster.call_command(store, req.clone(), Duration::from_millis(200));
+    assert!(matches!(res, Err(Error::OutcomeUnknown(_))), "answered while held: {res:?}");
+    let old_answers = answers.take();
+    assert!(!old_answers.is_empty(), "the read index answer was not sent");
+
+    cluster.restart_store(store);
+    cluster.network.add_filter(Box::new(StarveAppends(store)));
+    cluster.must_put(b"k", b"v2"); // acknowledged; the follower cannot apply it
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cluster.peer_status(store, FIRST_REGION).is_none_or(|s| s.leader_id == 0) {
+        assert!(std::time::Instant::now() < deadline, "the restarted follower knows no leader");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (ch, rx) = raftstore::msg::RaftCommand::new(req);
+    cluster.router(store).send_command(ch);
+    std::thread::sleep(Duration::from_millis(100)); // its round is out, its answer held
+    for msg in old_answers {
+        cluster.network.deliver_now(msg).unwrap();
+    }
+    match rx.recv_timeout(Duration::from_millis(500)) {
+        Err(_) => {} // still waiting for its own answer: right
+        Ok(resp) => {
+            let got = resp.get_responses().first().map(|r| r.get_get().value.clone());
+            assert_ne!(got.as_deref(), Some(&b"v1"[..]), "a stale follower read after a restart");
+        }
+    }
 }

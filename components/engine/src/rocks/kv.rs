@@ -96,11 +96,16 @@ impl KvEngine for RocksEngine {
     }
 
     fn write_batch(&self) -> RocksWriteBatch {
-        RocksWriteBatch { db: self.db.clone(), wb: rocksdb::WriteBatch::default() }
+        RocksWriteBatch {
+            db: self.db.clone(),
+            wb: rocksdb::WriteBatch::default(),
+            save_points: Vec::new(),
+        }
     }
 
     fn write(&self, wb: &mut RocksWriteBatch, opts: WriteOptions) -> Result<()> {
         let batch = std::mem::take(&mut wb.wb);
+        wb.save_points.clear();
         self.db.write_opt(batch, &write_options(opts.sync)).map_err(map_err)
     }
 
@@ -164,7 +169,13 @@ impl Snapshot for RocksSnapshot {}
 pub struct RocksWriteBatch {
     db: Arc<DB>,
     wb: rocksdb::WriteBatch,
+    /// (encoded length, operation count) at each save point, latest last.
+    save_points: Vec<(usize, u32)>,
 }
+
+/// Bytes before the first record of an encoded RocksDB write batch: an 8-byte sequence number,
+/// then the 4-byte little-endian count of operations.
+const WRITE_BATCH_HEADER: usize = 12;
 
 impl Mutable for RocksWriteBatch {
     fn put_cf(&mut self, cf: &str, key: &[u8], value: &[u8]) -> Result<()> {
@@ -204,5 +215,37 @@ impl WriteBatch for RocksWriteBatch {
 
     fn clear(&mut self) {
         self.wb.clear();
+        self.save_points.clear();
     }
+
+    fn set_save_point(&mut self) {
+        self.save_points.push((self.wb.data().len(), self.wb.len() as u32));
+    }
+
+    /// rust-rocksdb does not expose RocksDB's own save points, so this does what
+    /// `WriteBatch::RollbackToSavePoint` does to the encoded batch: cut the records after the
+    /// save point and put the count back in the header. It copies the batch, which is fine on
+    /// the failure path it serves.
+    fn rollback_to_save_point(&mut self) -> Result<()> {
+        let (len, count) = self.save_points.pop().ok_or_else(no_save_point)?;
+        let data = self.wb.data();
+        if len == data.len() {
+            return Ok(()); // nothing was added since
+        }
+        if len < WRITE_BATCH_HEADER || len > data.len() {
+            return Err(Error::InvalidArgument("write batch shorter than its save point".into()));
+        }
+        let mut kept = data[..len].to_vec();
+        kept[8..WRITE_BATCH_HEADER].copy_from_slice(&count.to_le_bytes());
+        self.wb = rocksdb::WriteBatch::from_data(&kept);
+        Ok(())
+    }
+
+    fn pop_save_point(&mut self) -> Result<()> {
+        self.save_points.pop().map(drop).ok_or_else(no_save_point)
+    }
+}
+
+fn no_save_point() -> Error {
+    Error::InvalidArgument("no save point is set in the write batch".into())
 }

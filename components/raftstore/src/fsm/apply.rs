@@ -19,20 +19,22 @@ use crate::{
 pub struct ApplyFsm<EK: KvEngine> {
     rx: Receiver<ApplyMsg>,
     apply: Apply<EK>,
+    /// Its peer is being destroyed: nothing more is applied.
+    stopped: bool,
 }
 
 impl<EK: KvEngine> ApplyFsm<EK> {
     /// The FSM and the sender of its mailbox.
     pub fn create(apply: Apply<EK>, capacity: usize) -> (LooseBoundedSender<ApplyMsg>, Box<Self>) {
         let (tx, rx) = mailbox_channel(capacity);
-        (tx, Box::new(ApplyFsm { rx, apply }))
+        (tx, Box::new(ApplyFsm { rx, apply, stopped: false }))
     }
 }
 
 impl<EK: KvEngine> Fsm for ApplyFsm<EK> {
     type Message = ApplyMsg;
     fn is_stopped(&self) -> bool {
-        false
+        self.stopped
     }
 }
 
@@ -68,6 +70,8 @@ pub struct ApplyHandler<EK: KvEngine, ER: RaftEngine> {
     store: StoreRouter<EK, ER>,
     cfg: Config,
     msgs: Vec<ApplyMsg>,
+    /// Regions whose apply side stopped this round: told once the batch is written.
+    stopped: Vec<u64>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> ApplyHandler<EK, ER> {
@@ -90,6 +94,9 @@ impl<EK: KvEngine, ER: RaftEngine> ApplyHandler<EK, ER> {
             // Fails only when the peer is gone (shutdown); nothing waits for the result then.
             let _ = self.store.force_send(region_id, PeerMsg::ApplyRes(Box::new(res)));
         }
+        for region_id in self.stopped.drain(..) {
+            let _ = self.store.force_send(region_id, PeerMsg::ApplyDestroyed);
+        }
     }
 }
 
@@ -103,11 +110,18 @@ impl<EK: KvEngine, ER: RaftEngine> PollHandler<ApplyFsm<EK>, ApplyControl>
     fn handle_normal(&mut self, fsm: &mut ApplyFsm<EK>) -> HandleResult {
         let res = drain(&fsm.rx, self.cfg.apply_batch_max_entries, &mut self.msgs);
         for msg in self.msgs.drain(..) {
+            if fsm.stopped {
+                break; // nothing is sent after Destroy; dropped tasks answer OutcomeUnknown
+            }
             match msg {
                 ApplyMsg::Apply(task) => {
                     self.results.push(fsm.apply.apply(task, &mut self.wb, &mut self.responses))
                 }
                 ApplyMsg::Reset { region, apply_state } => fsm.apply.reset(region, apply_state),
+                ApplyMsg::Destroy => {
+                    fsm.stopped = true;
+                    self.stopped.push(fsm.apply.region_id());
+                }
             }
         }
         if self.wb.count() >= self.cfg.apply_batch_max_entries * 4 {
@@ -141,6 +155,7 @@ impl<EK: KvEngine, ER: RaftEngine> HandlerBuilder<ApplyFsm<EK>, ApplyControl>
             store: self.store.clone(),
             cfg: self.cfg.clone(),
             msgs: Vec::new(),
+            stopped: Vec::new(),
         }
     }
 }

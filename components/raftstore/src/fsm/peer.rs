@@ -4,7 +4,12 @@ use crossbeam_channel::Receiver;
 use engine::{KvEngine, RaftEngine};
 use router::{mailbox_channel, Fsm, LooseBoundedSender};
 
-use crate::{fsm::store::StoreContext, msg::PeerMsg, raft::peer::Peer, transport::Transport};
+use crate::{
+    fsm::store::StoreContext,
+    msg::PeerMsg,
+    raft::peer::{Life, Peer},
+    transport::Transport,
+};
 
 /// A region's peer as an FSM.
 pub struct PeerFsm<EK: KvEngine, ER: RaftEngine> {
@@ -27,8 +32,10 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
         msg: PeerMsg<EK::Snapshot>,
         ctx: &mut StoreContext<EK, ER, T>,
     ) {
-        if self.peer.destroyed {
-            return; // messages that raced with the destroy
+        match msg {
+            PeerMsg::ApplyDestroyed => return self.peer.finish_destroy(ctx),
+            _ if self.peer.life != Life::Alive => return self.peer.refuse_while_destroying(msg),
+            _ => {}
         }
         match msg {
             PeerMsg::RaftMessage(m) => self.peer.on_raft_message(*m, ctx),
@@ -41,6 +48,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r, ctx),
             PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
             PeerMsg::Operator(op) => self.peer.on_operator(op),
+            PeerMsg::ApplyDestroyed => unreachable!("handled above"),
         }
     }
 }
@@ -48,6 +56,6 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
 impl<EK: KvEngine, ER: RaftEngine> Fsm for PeerFsm<EK, ER> {
     type Message = PeerMsg<EK::Snapshot>;
     fn is_stopped(&self) -> bool {
-        self.peer.destroyed
+        self.peer.life == Life::Destroyed
     }
 }

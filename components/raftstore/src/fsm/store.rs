@@ -15,6 +15,7 @@ use slog::Logger;
 
 use crate::{
     fsm::{apply::ApplyRouter, peer::PeerFsm},
+    metrics::RaftCounters,
     msg::{PeerMsg, StoreMsg},
     operation::{life::maybe_create_peer, snapshot::SnapGenerator},
     store_meta::SharedStoreMeta,
@@ -77,6 +78,8 @@ pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) lease_reads: Arc<AtomicBool>,
     /// The store's read-path counters.
     pub(crate) read_counters: Arc<ReadCounters>,
+    /// The store's safety-event counters.
+    pub(crate) counters: Arc<RaftCounters>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
@@ -99,6 +102,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
             clock: self.clock.clone(),
             lease_reads: self.lease_reads.clone(),
             read_counters: self.read_counters.clone(),
+            counters: self.counters.clone(),
         }
     }
 }

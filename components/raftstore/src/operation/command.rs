@@ -8,10 +8,10 @@
 //!                                                                      again ──▶ answer
 //! ```
 
-use engine::{KvEngine, RaftEngine};
+use engine::{KvEngine, RaftEngine, CF_DEFAULT, DATA_CFS};
 use proto::{
     metapb::Region,
-    raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest},
+    raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest, RaftRequestHeader, Request},
     Message,
 };
 use raft::RawNode;
@@ -20,7 +20,7 @@ use slog::debug;
 use crate::{
     fsm::store::StoreContext,
     msg::{Proposal, RaftCommand, ReadCommand, ReadResponder},
-    raft::{apply::check_request_keys, peer::Peer, storage::PeerStorage},
+    raft::{peer::Peer, storage::PeerStorage},
     Config, Error, Result,
 };
 
@@ -48,6 +48,54 @@ pub fn check_key_in_region(key: &[u8], region: &Region) -> Result<()> {
         Ok(())
     } else {
         Err(Error::KeyNotInRegion { key: key.to_vec(), region: Box::new(region.clone()) })
+    }
+}
+
+/// The column family a request names (empty: the default one), if a client may use it:
+/// an unknown family, or the store's own meta family, is `InvalidRequest`.
+pub fn data_cf(name: &str) -> Result<&str> {
+    let cf = if name.is_empty() { CF_DEFAULT } else { name };
+    if DATA_CFS.contains(&cf) {
+        Ok(cf)
+    } else {
+        Err(Error::InvalidRequest(format!("unknown column family {name:?}")))
+    }
+}
+
+/// Checks one request of a command against `region`: its type, its column family and every
+/// key it touches. Whatever passes here cannot fail when it is applied in the same epoch, so
+/// a command refused for its content is refused before it enters the log.
+pub fn check_request(r: &Request, region: &Region) -> Result<()> {
+    match r.get_cmd_type() {
+        CmdType::Put => {
+            data_cf(&r.get_put().cf)?;
+            check_key_in_region(&r.get_put().key, region)
+        }
+        CmdType::Delete => {
+            data_cf(&r.get_delete().cf)?;
+            check_key_in_region(&r.get_delete().key, region)
+        }
+        CmdType::Get => {
+            data_cf(&r.get_get().cf)?;
+            check_key_in_region(&r.get_get().key, region)
+        }
+        CmdType::DeleteRange => {
+            let dr = r.get_delete_range();
+            data_cf(&dr.cf)?;
+            check_key_in_region(&dr.start_key, region)?;
+            let end_ok = dr.end_key.is_empty() && region.end_key.is_empty()
+                || !dr.end_key.is_empty()
+                    && (region.end_key.is_empty() || dr.end_key <= region.end_key);
+            if !end_ok || (!dr.end_key.is_empty() && dr.end_key < dr.start_key) {
+                return Err(Error::KeyNotInRegion {
+                    key: dr.end_key.clone(),
+                    region: Box::new(region.clone()),
+                });
+            }
+            Ok(())
+        }
+        CmdType::Snap => Ok(()),
+        CmdType::Invalid => Err(Error::InvalidRequest("request without a command type".into())),
     }
 }
 
@@ -81,15 +129,25 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    fn check_and_propose(&mut self, cfg: &Config, req: &RaftCmdRequest) -> Result<u64> {
-        let header = req.get_header();
-        let store_id = self.peer.store_id;
-        if header.get_peer().store_id != 0 && header.get_peer().store_id != store_id {
+    /// Checks that a request is addressed to this store and to this store's peer of the
+    /// region (0 means any): a command for a replaced peer is never run by its successor.
+    pub(crate) fn check_peer(&self, header: &RaftRequestHeader) -> Result<()> {
+        let want = header.get_peer();
+        if want.store_id != 0 && want.store_id != self.peer.store_id {
             return Err(Error::StoreNotMatch {
-                request: header.get_peer().store_id,
-                actual: store_id,
+                request: want.store_id,
+                actual: self.peer.store_id,
             });
         }
+        if want.id != 0 && want.id != self.peer.id {
+            return Err(Error::MismatchPeerId { request: want.id, actual: self.peer.id });
+        }
+        Ok(())
+    }
+
+    fn check_and_propose(&mut self, cfg: &Config, req: &RaftCmdRequest) -> Result<u64> {
+        let header = req.get_header();
+        self.check_peer(header)?;
         if !self.is_leader() {
             return Err(Error::NotLeader { region_id: self.region_id(), leader: self.leader() });
         }
@@ -108,7 +166,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             if matches!(r.get_cmd_type(), CmdType::Get | CmdType::Snap) {
                 return Err(Error::InvalidRequest("reads do not go through raft here".into()));
             }
-            check_request_keys(r, self.region())?;
+            check_request(r, self.region())?;
         }
         let data = req
             .write_to_bytes()

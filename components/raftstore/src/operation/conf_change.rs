@@ -7,12 +7,18 @@
 //! apply:  check epoch again → new region (conf_ver + 1) into the round's kv batch
 //!         → ExecResult::ChangePeer
 //! peer:   raft apply_conf_change, region and StoreMeta updated; a peer that removed itself
-//!         destroys itself
+//!         destroys itself; a leader tells a peer it removed that it is gone (GC message)
 //! ```
+//!
+//! A leader never applies its own removal (the check at propose cannot see a removal that a
+//! previous leader proposed, or that committed before this peer won an election): committed
+//! entries from the removal on are held back while leadership is handed over, and go to
+//! apply once this peer is a follower. Its pending proposals are then answered by apply, not
+//! by a destroyed peer guessing.
 
 use engine::{KvEngine, RaftEngine};
 use proto::{
-    eraftpb::{ConfChange, ConfChangeType as RaftChangeType},
+    eraftpb::{ConfChange, ConfChangeType as RaftChangeType, Entry},
     metapb::{PeerRole, Region},
     raft_cmdpb::{ConfChangeType, RaftCmdRequest},
     Message,
@@ -20,8 +26,9 @@ use proto::{
 use slog::{info, warn};
 
 use crate::{
-    fsm::store::StoreContext,
+    fsm::{apply::ApplyRouter, store::StoreContext},
     msg::{Proposal, RaftCommand},
+    operation::transfer_leader::removes_peer,
     raft::peer::Peer,
     transport::Transport,
     Error, Result,
@@ -94,6 +101,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     fn check_and_propose_conf_change(&mut self, req: &RaftCmdRequest) -> Result<u64> {
+        self.check_peer(req.get_header())?;
         if !self.is_leader() {
             return Err(Error::NotLeader { region_id: self.region_id(), leader: self.leader() });
         }
@@ -133,10 +141,65 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         info!(self.logger, "membership changed"; "conf_ver" => region.get_region_epoch().conf_ver,
             "peers" => ?region.get_peers().iter().map(|p| p.id).collect::<Vec<_>>());
+        let removed = (cc.get_change_type() == RaftChangeType::RemoveNode)
+            .then(|| self.peer_by_id(cc.node_id))
+            .flatten();
         self.raft_group.mut_store().set_region(region.clone());
         ctx.meta.lock().unwrap_or_else(|e| e.into_inner()).set_region(region);
-        if cc.get_change_type() == RaftChangeType::RemoveNode && cc.node_id == self.peer_id() {
-            self.destroy(ctx);
+        match removed {
+            Some(p) if p.id == self.peer_id() => self.destroy(ctx),
+            // It may have missed its removal (isolated): tell it, so it does not linger.
+            Some(p) if self.is_leader() => self.send_gc_message(p, ctx),
+            _ => {}
         }
+    }
+
+    /// Holds committed entries back from apply while this leader has its own removal among
+    /// them (or held already): see the module docs. Returns what may go to apply now.
+    pub(crate) fn hold_own_removal(&mut self, mut entries: Vec<Entry>) -> Vec<Entry> {
+        if !self.held_entries.is_empty() {
+            self.held_entries.append(&mut entries);
+            return Vec::new();
+        }
+        if !self.is_leader() {
+            return entries;
+        }
+        let me = self.peer_id();
+        let Some(pos) = entries.iter().position(|e| removes_peer(e, me)) else {
+            return entries;
+        };
+        self.held_entries = entries.split_off(pos);
+        info!(self.logger, "own removal committed: holding it until leadership is handed over";
+            "index" => self.held_entries[0].index);
+        self.handover_tick = self.ticks;
+        self.hand_over_leadership();
+        entries
+    }
+
+    /// Each tick while entries are held: ask raft to hand over again every `every` ticks (the
+    /// target may have refused to campaign: raft-rs does not while it has a membership change
+    /// to apply, as the target may when it learns of this one).
+    pub(crate) fn retry_hand_over(&mut self, every: u64) {
+        if self.held_entries.is_empty() || !self.is_leader() {
+            return;
+        }
+        if self.ticks < self.handover_tick + every {
+            return;
+        }
+        self.handover_tick = self.ticks;
+        self.raft_group.raft.abort_leader_transfer();
+        if !self.hand_over_leadership() {
+            warn!(self.logger, "no peer to hand leadership to before this peer's removal");
+        }
+    }
+
+    /// This peer is no longer leader: what was held goes to apply.
+    pub(crate) fn release_held_entries(&mut self, apply: &ApplyRouter<EK>) {
+        if self.held_entries.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held_entries);
+        info!(self.logger, "leadership handed over: applying the held entries"; "count" => held.len());
+        self.send_to_apply(held, apply);
     }
 }

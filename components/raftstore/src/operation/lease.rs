@@ -6,17 +6,19 @@
 //! own entry proposed at t commits  ──renew(t)─▶ Valid(t + max_lease) ─▶ RemoteLease (one
 //! ReadIndex round sent at t confirmed ─renew(t)─▶                        per term, pushed
 //! lease-check tick: ends within 2 checks → renewal round                beyond max_drift)
-//! MsgTimeoutNow sent at t ─────────suspect(t)─▶ Suspect (until evidence sent after the
-//!                                               transfer ended)
+//! MsgTimeoutNow sent at t ─────────suspect(t)─▶ Suspect, no renewal (until an entry
+//!                                               appended after the transfer commits: see
+//!                                               `transfer_leader`) ──▶ Expired
 //! stepped down ────────────────────expire()──▶ Expired
 //! ```
 //!
 //! Evidence counts from the time it was sent, never from when it came back: a quorum that
 //! answered a message sent at `t` elects no one before `t + election timeout`, and
-//! `max_lease` ends a tick earlier (config validation). While a transfer is in flight no
-//! evidence counts: the target may win at any moment (its vote request bypasses the
-//! followers' own leases), so the lease stays suspect until the transfer ends, and only
-//! evidence sent after that clears it. A single-voter region renews from its own commits.
+//! `max_lease` ends a tick earlier (config validation). Once a `MsgTimeoutNow` was sent no
+//! evidence counts: its target may win at any moment (its vote request bypasses the
+//! followers' own leases), even long after raft gave the transfer up, so the lease stays
+//! suspect until the transfer is fenced off (`transfer_leader`). A single-voter region renews
+//! from its own commits.
 //!
 //! After every round the peer publishes what changed (region, term, applied term, a new
 //! remote lease) to its `ReadDelegate` in `StoreMeta`, which bumps the delegate's `TrackVer`.
@@ -41,9 +43,9 @@ pub(crate) struct PublishedDelegate {
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
-    /// Quorum evidence sent at `send_ts`. Ignored while a transfer is in flight.
+    /// Quorum evidence sent at `send_ts`. Ignored while a transfer is not fenced off.
     pub(crate) fn renew_lease(&mut self, send_ts: Duration) {
-        if self.is_leader() && !self.transferring && self.splitting.is_none() {
+        if self.is_leader() && self.transfer_fence.is_none() && self.splitting.is_none() {
             self.lease.renew(send_ts);
         }
     }
@@ -62,8 +64,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// Entries up to `committed` committed: renew from the latest of them this leader
-    /// proposed.
+    /// proposed (once a transfer fence, if any, is gone).
     pub(crate) fn on_committed_to(&mut self, committed: u64) {
+        self.maybe_end_transfer_fence(committed);
         let mut latest = None;
         while self.lease_evidence.front().is_some_and(|(i, _)| *i <= committed) {
             latest = self.lease_evidence.pop_front().map(|(_, t)| t);
@@ -78,7 +81,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     pub(crate) fn on_role_changed(&mut self, now: Duration) {
         self.lease.expire();
         self.lease_evidence.clear();
-        self.transferring = false;
+        self.transfer_fence = None;
         if self.is_leader() {
             let last = self.raft_group.raft.raft_log.last_index();
             self.on_proposed(last, now);
@@ -86,21 +89,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    /// A `MsgTimeoutNow` is about to be sent: the target may be leader before anything else
-    /// reaches us. Raft-rs #234 and #1593 were old leaders that kept reading after this.
-    pub(crate) fn on_timeout_now_sent(&mut self, now: Duration) {
-        self.lease.suspect(now);
-        self.transferring = true;
-    }
-
-    /// The lease-check tick: ends a finished transfer's suspicion at `now` (only later
-    /// evidence clears it), and renews a lease that ends within two checks.
+    /// The lease-check tick: renews a lease that ends within two checks.
     pub(crate) fn on_lease_check<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
         let now = ctx.clock.now();
-        if self.transferring && self.raft_group.raft.lead_transferee.is_none() {
-            self.transferring = false;
-            self.lease.suspect(now);
-        }
         let horizon = now + ctx.cfg.lease_check_interval * 2;
         if self.lease.inspect(horizon) != LeaseState::Valid {
             self.start_renewal_round(now);
@@ -119,7 +110,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     fn start_renewal_round(&mut self, now: Duration) -> bool {
         if !self.is_leader()
             || !self.raft_group.raft.commit_to_current_term()
-            || self.transferring
+            || self.transfer_fence.is_some()
             || self.splitting.is_some()
         {
             return false;
@@ -171,7 +162,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Publishes to the store's delegate map whatever changed since the last time: the
     /// region, the term, the applied term, a new remote lease (or none once not leader).
     pub(crate) fn sync_delegate<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
-        if self.destroyed {
+        if !self.is_alive() {
             return;
         }
         let term = self.term();

@@ -5,6 +5,7 @@ use engine::{
     keys, KvEngine, Mutable, RaftEngine, RaftLogBatch, WriteOptions, CF_DEFAULT, CF_META,
 };
 use proto::{
+    eraftpb::MessageType,
     metapb::Region,
     raft_serverpb::{PeerState, RaftMessage, RegionLocalState},
 };
@@ -13,11 +14,26 @@ use slog::{debug, error, info};
 
 use crate::{
     fsm::{apply::ApplyFsm, peer::PeerFsm, store::StoreContext},
-    msg::PeerMsg,
-    raft::{apply::Apply, peer::Peer},
+    msg::{ApplyMsg, PeerMsg},
+    operation::message::check_message_form,
+    raft::{
+        apply::Apply,
+        peer::{Life, Peer},
+    },
     transport::Transport,
     Error,
 };
+
+/// Whether a message may bring a peer into being: a vote request, or the first heartbeat of a
+/// leader that has never heard from the peer (commit 0). Anything else for a region the store
+/// does not have is late or stray (as TiKV's `is_initial_msg`).
+fn is_initial_msg(msg: &proto::eraftpb::Message) -> bool {
+    match msg.get_msg_type() {
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => true,
+        MessageType::MsgHeartbeat => msg.commit == 0,
+        _ => false,
+    }
+}
 
 /// A message for a region with no peer here: creates an uninitialized peer for it (it waits
 /// for a snapshot) unless the message is stale or the region's range is taken, then delivers
@@ -79,6 +95,11 @@ fn check_create<EK: KvEngine, ER: RaftEngine, T>(
     if msg.is_tombstone {
         return Err("tombstone message".into());
     }
+    check_message_form(msg)?;
+    let epoch = msg.get_region_epoch();
+    if epoch.conf_ver == 0 || epoch.version == 0 {
+        return Err("a message without a region epoch".into());
+    }
     if ctx.router.contains(msg.region_id) {
         return Err("a peer exists (raced)".into());
     }
@@ -109,33 +130,79 @@ fn check_create<EK: KvEngine, ER: RaftEngine, T>(
         }
         return Err(format!("range overlaps regions {overlaps:?}"));
     }
+    if !is_initial_msg(msg.get_message()) {
+        return Err(format!("{:?} cannot create a peer", msg.get_message().get_msg_type()));
+    }
     Ok(())
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
-    /// Removes this peer for good: a tombstone region state, its data and raft log deleted,
-    /// its apply side closed, and the peer marked for the poller to drop.
+    /// Starts removing this peer for good. Readers and waiting callers are let go at once:
+    /// pending proposals get an unknown outcome (they may be in other peers' logs and commit
+    /// there), reads a retryable error. The apply side is asked to stop: it finishes what it
+    /// was given, writes it, and answers `ApplyDestroyed`, and only then are the peer's data
+    /// and log deleted ([`Self::finish_destroy`]), so no late apply write outlives them.
     pub(crate) fn destroy<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
-        let region = self.region().clone();
+        if self.life != Life::Alive {
+            return;
+        }
+        let region_id = self.region_id();
         // Readers first: none may take a snapshot of the data about to be deleted.
         self.lease.expire();
-        ctx.meta.lock().unwrap_or_else(|e| e.into_inner()).remove_reader(region.id, self.peer_id());
+        ctx.meta.lock().unwrap_or_else(|e| e.into_inner()).remove_reader(region_id, self.peer_id());
+        for p in self.proposals.drain(..) {
+            p.ch.respond_error(Error::OutcomeUnknown(format!(
+                "peer of region {region_id} destroyed before the command applied"
+            )));
+        }
+        self.held_entries.clear();
+        self.fail_reads(|| Error::RegionNotFound(region_id));
+        self.pending_ready = None;
+        self.life = Life::Destroying;
+        info!(self.logger, "destroying peer: waiting for its apply side to stop");
+        if ctx.apply.force_send(region_id, ApplyMsg::Destroy).is_err() {
+            self.finish_destroy(ctx); // no apply side (shutting down): nothing in flight
+        }
+    }
+
+    /// The apply side stopped: a tombstone region state, the data and raft log deleted, the
+    /// mailbox unregistered (so a newer peer of the region can be created), and the peer
+    /// marked for the poller to drop.
+    pub(crate) fn finish_destroy<T>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
+        if self.life != Life::Destroying {
+            return;
+        }
+        let region = self.region().clone();
         if let Err(e) = self.clean_up(&region) {
             // The peer stops anyway; a restart sees a tombstone or cleans the leftovers then.
             error!(self.logger, "peer clean-up failed"; "err" => %e);
         }
-        let _ = ctx.apply.close(region.id);
         let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
         if meta.region(region.id).is_some() {
             meta.remove_region(region.id);
         }
-        for p in self.proposals.drain(..) {
-            p.ch.respond_error(Error::RegionNotFound(region.id));
-        }
-        self.fail_reads(|| Error::RegionNotFound(region.id));
-        self.pending_ready = None;
-        self.destroyed = true;
+        drop(meta);
+        let _ = ctx.apply.close(region.id);
+        let _ = ctx.router.close(region.id);
+        self.life = Life::Destroyed;
         info!(self.logger, "peer destroyed");
+    }
+
+    /// A message for a peer being destroyed: commands and reads are answered (nothing of them
+    /// was proposed), the rest is dropped.
+    pub(crate) fn refuse_while_destroying(&self, msg: PeerMsg<EK::Snapshot>) {
+        let gone = || Error::RegionNotFound(self.region_id());
+        match msg {
+            PeerMsg::RaftCommand(c) => c.ch.respond_error(gone()),
+            PeerMsg::SnapshotRead(r) => r.responder.respond_error(gone()),
+            PeerMsg::SplitRegion(s) => {
+                if let Some(ch) = s.ch {
+                    ch.respond_error(gone());
+                }
+            }
+            PeerMsg::Query(tx) => drop(tx.send(self.status())),
+            _ => {}
+        }
     }
 
     fn clean_up(&self, region: &Region) -> crate::Result<()> {

@@ -48,13 +48,19 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         info!(self.logger, "operator from the placement driver"; "op" => ?op);
         let (change_type, peer) = match op {
             Operator::TransferLeader(p) => {
-                if self.peer_by_id(p.id).is_some() {
+                if self.peer_by_id(p.id).is_some() && !self.is_removal_pending(p.id) {
                     self.raft_group.transfer_leader(p.id);
                 }
                 return;
             }
             Operator::AddPeer(p) => (ConfChangeType::AddNode, p),
             Operator::AddLearner(p) => (ConfChangeType::AddLearnerNode, p),
+            Operator::RemovePeer(p) if p.id == self.peer_id() => {
+                // A leader does not remove itself: it hands over, and the placement driver
+                // gives the operator to the next leader.
+                self.hand_over_leadership();
+                return;
+            }
             Operator::RemovePeer(p) => (ConfChangeType::RemoveNode, p),
         };
         let mut req = RaftCmdRequest::default();

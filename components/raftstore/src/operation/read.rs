@@ -25,18 +25,22 @@ use engine::{keys, KvEngine, Peekable, RaftEngine};
 use local_reader::{LeaseState, ReadCounters, RegionSnapshot};
 use proto::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Response};
 use slog::debug;
+use uuid::Uuid;
 
 use crate::{
     fsm::store::StoreContext,
     msg::{ReadCommand, ReadResponder},
-    operation::command::check_key_in_region,
+    operation::command::{check_key_in_region, check_request},
     raft::peer::Peer,
     Error, Result,
 };
 
 /// Reads sharing one ReadIndex round (a batch without reads renews the lease).
 pub(crate) struct ReadBatch<S: engine::Snapshot> {
-    id: u64,
+    /// Never reused, by this peer or any other, in this process or another: an answer to a
+    /// round of an earlier incarnation of the peer (delayed across a restart), or to another
+    /// peer's round, matches no round here and is dropped.
+    id: Uuid,
     /// The read index, once raft confirmed it.
     index: Option<u64>,
     /// What was applied when the batch was sent: no read in it is answered below this.
@@ -68,13 +72,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     fn check_read(&self, read: &ReadCommand<EK::Snapshot>) -> Result<()> {
         let header = read.request.get_header();
-        let store_id = self.peer.store_id;
-        if header.get_peer().store_id != 0 && header.get_peer().store_id != store_id {
-            return Err(Error::StoreNotMatch {
-                request: header.get_peer().store_id,
-                actual: store_id,
-            });
-        }
+        self.check_peer(header)?;
         let follower_read = header.replica_read && self.raft_group.raft.leader_id != 0;
         if !self.is_leader() && !follower_read {
             // Without a known leader a follower cannot get a read index: retry later.
@@ -95,7 +93,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 if r.get_cmd_type() != CmdType::Get {
                     return Err(Error::InvalidRequest("a read carries only Get requests".into()));
                 }
-                check_key_in_region(&r.get_get().key, self.region())?;
+                check_request(r, self.region())?;
             }
         }
         Ok(())
@@ -143,9 +141,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         reads: Vec<ReadCommand<EK::Snapshot>>,
         now: Duration,
     ) {
-        self.next_read_id += 1;
-        let id = self.next_read_id;
-        self.raft_group.read_index(id.to_be_bytes().to_vec());
+        let id = Uuid::new_v4();
+        self.raft_group.read_index(id.as_bytes().to_vec());
         self.reads.push_back(ReadBatch {
             id,
             index: None,
@@ -164,7 +161,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             let batch = &mut self.reads[i];
             if batch.index.is_none() && now >= batch.issued_tick + election_ticks {
                 batch.issued_tick = now;
-                let ctx = batch.id.to_be_bytes().to_vec();
+                let ctx = batch.id.as_bytes().to_vec();
                 self.raft_group.read_index(ctx);
             }
         }
@@ -196,9 +193,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return; // most readies: nothing to look for in the queue
         }
         for rs in states {
-            let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
-            let id = u64::from_be_bytes(bytes);
-            let Some(batch) = self.reads.iter_mut().find(|r| r.id == id) else { continue };
+            let Ok(id) = Uuid::from_slice(&rs.request_ctx) else { continue };
+            let Some(batch) = self.reads.iter_mut().find(|r| r.id == id) else {
+                continue; // a round of another incarnation or peer: not ours to answer
+            };
             if batch.index.is_some() {
                 continue; // a retried round answered twice
             }

@@ -30,7 +30,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// persistence, hands committed entries to apply, and adds entries and hard state to the
     /// round's `batch`. The ready waits until the batch is written.
     pub(crate) fn collect_ready<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
-        if self.destroyed {
+        if !self.is_alive() {
             return;
         }
         let now = ctx.clock.now();
@@ -44,6 +44,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let mut ready = self.raft_group.ready();
         if let Some(ss) = ready.ss() {
             if ss.raft_state != StateRole::Leader {
+                self.release_held_entries(&ctx.apply);
                 self.on_leadership_lost();
             }
             self.on_role_changed(now);
@@ -57,7 +58,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 error!(self.logger, "cannot apply snapshot"; "err" => %e);
             }
         }
-        self.send(ready.take_messages(), &mut ctx.trans, ctx.cfg.snap_chunk_size, now);
+        self.send(ready.take_messages(), ctx, now);
         self.hand_to_apply(ready.take_committed_entries(), &ctx.apply);
         let store = self.raft_group.mut_store();
         if let Err(e) = store.append(ready.entries(), &mut ctx.log_batch) {
@@ -78,16 +79,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// After the round's batch is written: sends the messages that waited for it, advances
     /// raft, and hands newly committed entries to apply.
     pub(crate) fn on_persisted<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
-        let chunk_size = ctx.cfg.snap_chunk_size;
         let now = ctx.clock.now();
-        let (trans, apply) = (&mut ctx.trans, &ctx.apply);
         let Some(mut ready) = self.pending_ready.take() else {
             return;
         };
-        if self.destroyed {
+        if !self.is_alive() {
             return;
         }
-        self.send(ready.take_persisted_messages(), trans, chunk_size, now);
+        self.send(ready.take_persisted_messages(), ctx, now);
         let mut light = self.raft_group.advance_append(ready);
         let applied = self.storage().applied_index();
         if applied > self.raft_group.raft.raft_log.applied {
@@ -100,8 +99,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             // commit index covers a lag.
             self.raft_group.mut_store().set_commit_index(commit);
         }
-        self.send(light.take_messages(), trans, chunk_size, now);
-        self.hand_to_apply(light.take_committed_entries(), apply);
+        self.send(light.take_messages(), ctx, now);
+        self.hand_to_apply(light.take_committed_entries(), &ctx.apply);
     }
 
     /// This peer is no longer leader: its pending proposals may still commit under the new
@@ -124,43 +123,58 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     fn send<T: Transport>(
         &mut self,
         msgs: Vec<Message>,
-        trans: &mut T,
-        chunk_size: usize,
+        ctx: &mut StoreContext<EK, ER, T>,
         now: std::time::Duration,
     ) {
-        for m in msgs {
+        for mut m in msgs {
             let to = m.to;
-            if m.get_msg_type() == MessageType::MsgTimeoutNow {
-                self.on_timeout_now_sent(now);
+            let msg_type = m.get_msg_type();
+            if msg_type == MessageType::MsgTimeoutNow {
+                self.on_timeout_now_sent(&mut m, now);
             }
             let Some(msg) = self.wrap_message(m) else {
                 warn!(self.logger, "message to a peer not in the region"; "to" => to);
                 continue;
             };
-            let pieces = if msg.get_message().get_msg_type() == MessageType::MsgSnapshot {
-                split_snapshot(msg, chunk_size)
+            let pieces = if msg_type == MessageType::MsgSnapshot {
+                self.snap_sends.insert(to, now);
+                split_snapshot(msg, ctx.cfg.snap_chunk_size)
             } else {
                 vec![msg]
             };
             for piece in pieces {
-                if trans.send(piece).is_err() {
+                if ctx.trans.send(piece).is_err() {
                     self.raft_group.report_unreachable(to);
+                    if msg_type == MessageType::MsgSnapshot {
+                        self.on_snapshot_send_failed(to, ctx);
+                    }
                     break;
                 }
             }
         }
     }
 
-    fn hand_to_apply(&mut self, entries: Vec<Entry>, apply: &ApplyRouter<EK>) {
-        let Some(last) = entries.last().map(|e| e.index) else {
+    /// Committed entries: what their commit means for the lease and a split, then to apply
+    /// (all of them, unless this leader must first hand over before its own removal).
+    pub(crate) fn hand_to_apply(&mut self, entries: Vec<Entry>, apply: &ApplyRouter<EK>) {
+        let Some(committed) = entries.last().map(|e| e.index) else {
             return;
         };
-        self.handed_index = last;
         let split = entries.iter().rev().find(|e| e.context == SPLIT_CONTEXT).map(|e| e.index);
         if let Some(index) = split {
             self.on_split_committed(index);
         }
-        self.on_committed_to(last);
+        self.on_committed_to(committed);
+        let entries = self.hold_own_removal(entries);
+        self.send_to_apply(entries, apply);
+    }
+
+    /// Sends entries and the proposals they answer to the apply side.
+    pub(crate) fn send_to_apply(&mut self, entries: Vec<Entry>, apply: &ApplyRouter<EK>) {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
+        self.handed_index = last;
         let mut proposals = Vec::new();
         while self.proposals.front().is_some_and(|p| p.index <= last) {
             proposals.extend(self.proposals.pop_front());
@@ -191,7 +205,6 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
         self.on_log_compacted(old_truncated);
-        self.serve_reads(ctx);
         for result in res.exec_results {
             match result {
                 ExecResult::ChangePeer { cc, region } => self.on_change_peer(cc, region, ctx),
@@ -199,9 +212,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                     self.on_split_applied(ctx, regions, derived)
                 }
             }
-            if self.destroyed {
+            if !self.is_alive() {
                 return;
             }
         }
+        // Only now: a read that waited for this batch is checked against the region as
+        // every admin result of the batch left it (a split moves keys away).
+        self.serve_reads(ctx);
     }
 }

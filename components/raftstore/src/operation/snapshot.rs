@@ -6,7 +6,12 @@
 //!         worker: one kv snapshot → apply state, region state and the region's data, all from
 //!                 the same point in time → SnapState::Ready
 //!         raft asks again ──▶ the ready snapshot (if new enough) ──▶ MsgSnapshot
-//! follower: check (decodes, right region, holds this peer, no overlap with another region)
+//!         every send ends in a report to raft, or raft never sends that follower anything
+//!         again while this leader leads: Failure on a send error, on the follower's refusal
+//!         (MsgSnapStatus), or after snap_send_timeout without the follower catching up (a
+//!         piece lost, its store restarted); raft then sends another
+//! follower: check (decodes, right region, holds this peer, no overlap with another region;
+//!           refused → MsgSnapStatus reject to the sender)
 //!           → raft → ready with snapshot, once the apply side is idle →
 //!           kv: delete the range, write the data, region state, apply state (synced) →
 //!           raft batch: delete the old log; raft state follows with the round's write →
@@ -27,19 +32,23 @@ use engine::{
     CF_DEFAULT, CF_META,
 };
 use proto::{
-    eraftpb::Snapshot,
+    eraftpb::{Message as RaftMsg, MessageType, Snapshot},
     metapb::Region,
     raft_serverpb::{
         KeyValue, PeerState, RaftApplyState, RaftMessage, RaftSnapshotData, RegionLocalState,
     },
     Message,
 };
+use raft::{ProgressState, SnapshotStatus};
 use slog::{info, warn, Logger};
 
 use crate::{
+    fsm::store::StoreContext,
+    metrics::{RaftCounters, RaftEvent},
     msg::ApplyMsg,
     raft::{peer::Peer, storage::conf_state_from_region},
     store_meta::StoreMeta,
+    transport::Transport,
     Error, Result,
 };
 
@@ -234,6 +243,84 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let data: Vec<u8> = chunks.parts.into_iter().flatten().flatten().collect();
         msg.mut_message().mut_snapshot().data = data.into();
         Some(msg)
+    }
+
+    /// A snapshot this peer will not take: the sender learns so at once, and its raft sends
+    /// another (or catches the peer up by log) instead of waiting on it.
+    pub(crate) fn refuse_snapshot<T: Transport>(
+        &self,
+        msg: &RaftMessage,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
+        let mut status = RaftMsg::default();
+        status.set_msg_type(MessageType::MsgSnapStatus);
+        status.from = self.peer_id();
+        status.to = msg.get_from_peer().id;
+        status.term = self.term();
+        status.reject = true;
+        let mut out = RaftMessage::default();
+        out.region_id = self.region_id();
+        out.set_from_peer(self.peer.clone());
+        out.set_to_peer(msg.get_from_peer().clone());
+        out.set_region_epoch(self.region().get_region_epoch().clone());
+        out.set_message(status);
+        let _ = ctx.trans.send(out); // lost: the sender's timeout reports it
+    }
+
+    /// A follower's word on a snapshot this leader sent it.
+    pub(crate) fn on_snapshot_status<T>(&mut self, m: &RaftMsg, ctx: &StoreContext<EK, ER, T>) {
+        if !self.is_leader() || self.snap_sends.remove(&m.from).is_none() {
+            return;
+        }
+        let status = if m.reject {
+            ctx.counters.inc(RaftEvent::SnapshotFailed);
+            warn!(self.logger, "follower refused a snapshot"; "peer" => m.from);
+            SnapshotStatus::Failure
+        } else {
+            SnapshotStatus::Finish
+        };
+        self.raft_group.report_snapshot(m.from, status);
+    }
+
+    /// The transport could not take a snapshot for `to`.
+    pub(crate) fn on_snapshot_send_failed<T>(&mut self, to: u64, ctx: &StoreContext<EK, ER, T>) {
+        self.snap_sends.remove(&to);
+        ctx.counters.inc(RaftEvent::SnapshotFailed);
+        self.raft_group.report_snapshot(to, SnapshotStatus::Failure);
+    }
+
+    /// Settles snapshot sends: done once raft has moved the follower out of its snapshot
+    /// state (it caught up); failed after `timeout` otherwise.
+    pub(crate) fn check_snapshot_sends(
+        &mut self,
+        now: std::time::Duration,
+        timeout: std::time::Duration,
+        counters: &RaftCounters,
+    ) {
+        if self.snap_sends.is_empty() {
+            return;
+        }
+        if !self.is_leader() {
+            self.snap_sends.clear();
+            return;
+        }
+        let prs = self.raft_group.raft.prs();
+        let mut failed = Vec::new();
+        self.snap_sends.retain(|id, sent_at| {
+            if prs.get(*id).is_none_or(|pr| pr.state != ProgressState::Snapshot) {
+                return false;
+            }
+            let expired = now.saturating_sub(*sent_at) >= timeout;
+            if expired {
+                failed.push(*id);
+            }
+            !expired
+        });
+        for id in failed {
+            warn!(self.logger, "snapshot not applied in time: sending another"; "peer" => id);
+            counters.inc(RaftEvent::SnapshotFailed);
+            self.raft_group.report_snapshot(id, SnapshotStatus::Failure);
+        }
     }
 
     /// Whether a snapshot waits in raft while the apply side still works on earlier entries:

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use engine::{keys, KvEngine, Mutable, CF_DEFAULT, CF_META};
+use engine::{keys, KvEngine, Mutable, WriteBatch, CF_META};
 use proto::{
     eraftpb::{ConfChange, Entry, EntryType},
     metapb::Region,
@@ -15,7 +15,7 @@ use slog::{error, warn, Logger};
 use crate::{
     msg::{error_response, ApplyRes, ApplyTask, CmdResponseSender, ExecResult, Proposal},
     operation::{
-        command::{check_key_in_region, check_region_epoch},
+        command::{check_region_epoch, check_request, data_cf},
         conf_change::{check_conf_epoch, exec_change_peer},
         log_gc::exec_compact_log,
         split::exec_batch_split,
@@ -53,6 +53,11 @@ impl<EK: KvEngine> Apply<EK> {
         }
     }
 
+    /// The region's id.
+    pub fn region_id(&self) -> u64 {
+        self.region.id
+    }
+
     /// The kv engine.
     pub fn kv(&self) -> &EK {
         &self.kv
@@ -72,15 +77,7 @@ impl<EK: KvEngine> Apply<EK> {
             if entry.index <= self.apply_state.applied_index {
                 continue; // replayed after a restart: already in the kv engine
             }
-            let resp = match entry.get_entry_type() {
-                EntryType::EntryNormal if entry.data.is_empty() => RaftCmdResponse::default(),
-                EntryType::EntryNormal => self.exec_normal(&entry, wb, &mut exec_results),
-                EntryType::EntryConfChange => self.exec_conf_change(&entry, wb, &mut exec_results),
-                EntryType::EntryConfChangeV2 => {
-                    warn!(self.logger, "joint consensus changes are not proposed by this store"; "index" => entry.index);
-                    error_response(&Error::InvalidRequest("ConfChangeV2 unsupported".into()))
-                }
-            };
+            let resp = self.exec_entry(&entry, wb, &mut exec_results);
             self.apply_state.applied_index = entry.index;
             self.apply_state.commit_index = entry.index;
             self.apply_state.commit_term = entry.term;
@@ -101,6 +98,38 @@ impl<EK: KvEngine> Apply<EK> {
             written_bytes,
             written_keys,
         }
+    }
+
+    /// Executes one entry into `wb`, all or nothing: a command that fails leaves none of its
+    /// writes in the batch (a save point is rolled back), so its error response is true.
+    fn exec_entry(
+        &mut self,
+        entry: &Entry,
+        wb: &mut EK::WriteBatch,
+        results: &mut Vec<ExecResult>,
+    ) -> RaftCmdResponse {
+        let written = self.written;
+        wb.set_save_point();
+        let resp = match entry.get_entry_type() {
+            EntryType::EntryNormal if entry.data.is_empty() => RaftCmdResponse::default(),
+            EntryType::EntryNormal => self.exec_normal(entry, wb, results),
+            EntryType::EntryConfChange => self.exec_conf_change(entry, wb, results),
+            EntryType::EntryConfChangeV2 => {
+                warn!(self.logger, "joint consensus changes are not proposed by this store"; "index" => entry.index);
+                error_response(&Error::InvalidRequest("ConfChangeV2 unsupported".into()))
+            }
+        };
+        let settled = if resp.get_header().has_error() {
+            self.written = written;
+            wb.rollback_to_save_point()
+        } else {
+            wb.pop_save_point()
+        };
+        if let Err(e) = settled {
+            // Only if the save point set just above vanished: a bug, not a state to go on in.
+            panic!("write batch save point lost at index {}: {e}", entry.index);
+        }
+        resp
     }
 
     /// Starts over from a snapshot's state; proposals still waiting can no longer be matched
@@ -221,7 +250,8 @@ impl<EK: KvEngine> Apply<EK> {
         Ok(resp)
     }
 
-    /// Checks the whole command first, then writes it, so a command applies all or nothing.
+    /// Checks the whole command first (the checks of propose, again: the region may have
+    /// changed since), then writes it.
     fn exec_write(
         &mut self,
         req: &RaftCmdRequest,
@@ -229,7 +259,7 @@ impl<EK: KvEngine> Apply<EK> {
     ) -> Result<RaftCmdResponse> {
         check_region_epoch(req, &self.region)?;
         for r in req.get_requests() {
-            check_request_keys(r, &self.region)?;
+            check_request(r, &self.region)?;
         }
         let mut resp = RaftCmdResponse::default();
         for r in req.get_requests() {
@@ -239,20 +269,18 @@ impl<EK: KvEngine> Apply<EK> {
     }
 
     fn exec_request(&mut self, r: &Request, wb: &mut EK::WriteBatch) -> Result<Response> {
-        let cf =
-            |name: &str| if name.is_empty() { CF_DEFAULT.to_string() } else { name.to_string() };
         let mut resp = Response::default();
         resp.set_cmd_type(r.get_cmd_type());
         match r.get_cmd_type() {
             CmdType::Put => {
                 let put = r.get_put();
-                wb.put_cf(&cf(&put.cf), &keys::data_key(&put.key), &put.value)?;
+                wb.put_cf(data_cf(&put.cf)?, &keys::data_key(&put.key), &put.value)?;
                 self.written.0 += (put.key.len() + put.value.len()) as u64;
                 self.written.1 += 1;
             }
             CmdType::Delete => {
                 let del = r.get_delete();
-                wb.delete_cf(&cf(&del.cf), &keys::data_key(&del.key))?;
+                wb.delete_cf(data_cf(&del.cf)?, &keys::data_key(&del.key))?;
             }
             CmdType::DeleteRange => {
                 let dr = r.get_delete_range();
@@ -261,35 +289,10 @@ impl<EK: KvEngine> Apply<EK> {
                 } else {
                     keys::data_key(&dr.end_key)
                 };
-                wb.delete_range_cf(&cf(&dr.cf), &keys::data_key(&dr.start_key), &end)?;
+                wb.delete_range_cf(data_cf(&dr.cf)?, &keys::data_key(&dr.start_key), &end)?;
             }
             other => return Err(Error::InvalidRequest(format!("{other:?} is not a write"))),
         }
         Ok(resp)
-    }
-}
-
-/// Checks that every key a request touches is in `region`.
-pub(crate) fn check_request_keys(r: &Request, region: &Region) -> Result<()> {
-    match r.get_cmd_type() {
-        CmdType::Put => check_key_in_region(&r.get_put().key, region),
-        CmdType::Delete => check_key_in_region(&r.get_delete().key, region),
-        CmdType::Get => check_key_in_region(&r.get_get().key, region),
-        CmdType::DeleteRange => {
-            let dr = r.get_delete_range();
-            check_key_in_region(&dr.start_key, region)?;
-            let end_ok = dr.end_key.is_empty() && region.end_key.is_empty()
-                || !dr.end_key.is_empty()
-                    && (region.end_key.is_empty() || dr.end_key <= region.end_key);
-            if !end_ok || (!dr.end_key.is_empty() && dr.end_key < dr.start_key) {
-                return Err(Error::KeyNotInRegion {
-                    key: dr.end_key.clone(),
-                    region: Box::new(region.clone()),
-                });
-            }
-            Ok(())
-        }
-        CmdType::Snap => Ok(()),
-        CmdType::Invalid => Err(Error::InvalidRequest("request without a command type".into())),
     }
 }

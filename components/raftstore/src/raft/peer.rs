@@ -9,7 +9,7 @@ use std::{
 use engine::{KvEngine, RaftEngine};
 use local_reader::Lease;
 use proto::{
-    eraftpb,
+    eraftpb::{self, Entry},
     metapb::{self, Region},
     raft_serverpb::RaftMessage,
 };
@@ -23,6 +23,17 @@ use crate::{
     raft::storage::PeerStorage,
     Config, Error, Result,
 };
+
+/// Where a peer is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Life {
+    /// Working.
+    Alive,
+    /// Removed: waiting for its apply side to stop before its data is deleted.
+    Destroying,
+    /// Its data deleted; the poller drops it.
+    Destroyed,
+}
 
 /// One region's raft group on this store.
 pub struct Peer<EK: KvEngine, ER: RaftEngine> {
@@ -40,8 +51,8 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) ticks: u64,
     /// The last log index handed to the apply side.
     pub(crate) handed_index: u64,
-    /// The peer was removed and its data deleted; the poller drops it.
-    pub(crate) destroyed: bool,
+    /// Where the peer is in its life (see `operation::life`).
+    pub(crate) life: Life,
     /// Peers learned from incoming messages, so that a peer that does not know its region
     /// yet (uninitialized, waiting for a snapshot) can answer them.
     pub(crate) peer_cache: HashMap<u64, metapb::Peer>,
@@ -53,15 +64,23 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) new_reads: Vec<ReadCommand<EK::Snapshot>>,
     /// Reads waiting for the leader to commit an entry of its term.
     pub(crate) held_reads: Vec<ReadCommand<EK::Snapshot>>,
-    /// Id of the last read batch issued.
-    pub(crate) next_read_id: u64,
     /// The leader lease.
     pub(crate) lease: Lease,
     /// Entries this leader proposed in its term and the clock time of each proposal, in
     /// index order: when one commits, the lease is renewed from its proposal time.
     pub(crate) lease_evidence: VecDeque<(u64, Duration)>,
-    /// A leader transfer was started (`MsgTimeoutNow` sent) and has not ended.
-    pub(crate) transferring: bool,
+    /// Set when a `MsgTimeoutNow` is sent: the log's last index then. No lease until an
+    /// entry above it commits (see `operation::transfer_leader`).
+    pub(crate) transfer_fence: Option<u64>,
+    /// Committed entries held back from apply, from one that removes this leader on: they
+    /// go to apply once leadership is handed over (see `operation::conf_change`).
+    pub(crate) held_entries: Vec<Entry>,
+    /// The tick leadership was last handed over at, while entries are held.
+    pub(crate) handover_tick: u64,
+    /// Vote and pre-vote requests are dropped until `ticks` reaches this (a restart).
+    pub(crate) refuse_votes_until: u64,
+    /// Snapshots sent and not yet settled: follower peer id → clock time of the send.
+    pub(crate) snap_sends: HashMap<u64, Duration>,
     /// What the store's delegate map last heard of this peer.
     pub(crate) published: Option<PublishedDelegate>,
     /// Index of a committed split not applied yet (leader: no lease meanwhile).
@@ -130,16 +149,19 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             applied_term,
             ticks: 0,
             handed_index: applied,
-            destroyed: false,
+            life: Life::Alive,
             peer_cache: HashMap::new(),
             snap_chunks: None,
             reads: VecDeque::new(),
             new_reads: Vec::new(),
             held_reads: Vec::new(),
-            next_read_id: 0,
             lease: Lease::new(cfg.raft_store_max_leader_lease, cfg.max_lease_drift()),
             lease_evidence: VecDeque::new(),
-            transferring: false,
+            transfer_fence: None,
+            held_entries: Vec::new(),
+            handover_tick: 0,
+            refuse_votes_until: 0,
+            snap_sends: HashMap::new(),
             published: None,
             splitting: None,
             split_check_hint: cfg.region_split_check_diff,
@@ -147,6 +169,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             last_heard: HashMap::new(),
             became_leader_at: Duration::ZERO,
         })
+    }
+
+    /// Whether the peer works (neither being destroyed nor destroyed).
+    pub fn is_alive(&self) -> bool {
+        self.life == Life::Alive
     }
 
     /// The region as this peer knows it.
@@ -203,6 +230,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             role: raft.state,
             term: raft.term,
             leader_id: raft.leader_id,
+            last_index: raft.raft_log.last_index(),
             commit_index: raft.raft_log.committed,
             applied_index: self.storage().applied_index(),
             truncated_index: self.storage().truncated_index(),

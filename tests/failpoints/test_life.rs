@@ -1,0 +1,63 @@
+//! A peer destroyed while its apply side still has work.
+
+use std::time::{Duration, Instant};
+
+use engine::{keys, Peekable, CF_META};
+use proto::raft_serverpb::{PeerState, RaftApplyState, RegionLocalState};
+use test_raftstore::{follower_of, Cluster, FIRST_REGION};
+
+use crate::util::ApplyPause;
+
+/// A follower's apply is paused with writes and its own removal queued; the leader's GC
+/// message destroys it meanwhile. Its data and state are deleted only after apply has written
+/// what it was given: nothing of the old peer outlives the tombstone, and a new peer of the
+/// region is created on the store and catches up.
+#[test]
+fn a_peer_destroyed_while_apply_is_behind_leaves_only_a_tombstone() {
+    let scenario = fail::FailScenario::setup();
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    cluster.must_put(b"k0", b"v");
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let victim = follower_of(&region, &leader);
+    let store = victim.store_id;
+    cluster.must_get_equal(store, b"k0", b"v");
+
+    let pause = ApplyPause::on_store(store);
+    cluster.must_put(b"k1", b"v"); // committed on the victim, not applied
+    cluster.must_remove_peer(FIRST_REGION, &victim);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster.peer_status(store, FIRST_REGION).is_some_and(|s| s.peer.id == victim.id) {
+        // Destroying: it still answers queries until apply has stopped.
+        let destroying =
+            cluster.raft_event(store, raftstore::metrics::RaftEvent::StalePeerDestroyed);
+        if destroying > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the GC message never reached the victim");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    pause.release();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster.peer_status(store, FIRST_REGION).is_some() {
+        assert!(Instant::now() < deadline, "the victim was not destroyed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let kv = cluster.kv(store);
+    let state: RegionLocalState =
+        kv.get_msg_cf(CF_META, &keys::region_state_key(FIRST_REGION)).unwrap().unwrap();
+    assert_eq!(state.get_state(), PeerState::Tombstone);
+    let apply: Option<RaftApplyState> =
+        kv.get_msg_cf(CF_META, &keys::apply_state_key(FIRST_REGION)).unwrap();
+    assert!(apply.is_none(), "a late apply write outlived the destroy: {apply:?}");
+    for k in [&b"k0"[..], b"k1"] {
+        cluster.must_get_none(store, k);
+    }
+
+    let new = cluster.new_peer(store);
+    cluster.must_add_peer(FIRST_REGION, &new);
+    cluster.must_put(b"k2", b"v");
+    cluster.must_get_equal(store, b"k2", b"v");
+    drop(cluster);
+    scenario.teardown();
+}

@@ -1,0 +1,153 @@
+//! What a raft message must prove before a store steps it or creates a peer for it, and how
+//! peers that missed their own removal learn of it.
+
+use std::time::{Duration, Instant};
+
+use proto::{eraftpb::MessageType, metapb, raft_serverpb::RaftMessage};
+use raftstore::metrics::RaftEvent;
+use test_raftstore::{follower_of, raft_message, transport::Filter, Cluster, FIRST_REGION};
+
+fn started(count: u64) -> Cluster {
+    let mut cluster = Cluster::new(count);
+    cluster.run();
+    cluster.must_put(b"k", b"v");
+    cluster
+}
+
+/// A peer that is not in the region (a store never part of it), with a stale epoch, claims a
+/// term far ahead. Stepped, it would move the follower's term and force an election.
+#[test]
+fn a_heartbeat_from_outside_the_region_with_a_stale_epoch_is_not_stepped() {
+    let cluster = started(3);
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let follower = follower_of(&region, &leader);
+    let before = cluster.peer_status(follower.store_id, FIRST_REGION).unwrap();
+    let mut stale = region.clone();
+    stale.mut_region_epoch().conf_ver -= 1;
+    let mut outsider = metapb::Peer::default();
+    outsider.id = 4242;
+    outsider.store_id = leader.store_id; // its GC answer goes somewhere real
+    let mut msg =
+        raft_message(&stale, &outsider, &follower, MessageType::MsgHeartbeat, before.term + 100);
+    msg.mut_message().commit = before.commit_index;
+    cluster.router(follower.store_id).send_raft_message(msg).unwrap();
+
+    cluster.must_put(b"after", b"outsider");
+    let after = cluster.peer_status(follower.store_id, FIRST_REGION).unwrap();
+    assert_eq!(after.term, before.term, "the outsider moved the follower's term");
+    assert_eq!(cluster.wait_leader(FIRST_REGION).id, leader.id);
+    let counted = |e| cluster.raft_event(follower.store_id, e);
+    assert!(counted(RaftEvent::StaleMessageDropped) >= 1);
+    assert!(counted(RaftEvent::GcMessageSent) >= 1, "the removed sender was not told");
+}
+
+/// A message of a non-member with the region's current epoch contradicts the region: dropped.
+#[test]
+fn a_vote_request_from_a_stranger_at_the_current_epoch_is_dropped() {
+    let cluster = started(3);
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let follower = follower_of(&region, &leader);
+    let before = cluster.peer_status(follower.store_id, FIRST_REGION).unwrap();
+    let mut stranger = metapb::Peer::default();
+    stranger.id = 4343;
+    stranger.store_id = 99;
+    let mut msg =
+        raft_message(&region, &stranger, &follower, MessageType::MsgRequestVote, before.term + 5);
+    msg.mut_message().log_term = before.term + 5;
+    msg.mut_message().index = before.commit_index + 1000;
+    cluster.router(follower.store_id).send_raft_message(msg).unwrap();
+    cluster.must_put(b"after", b"stranger");
+    let after = cluster.peer_status(follower.store_id, FIRST_REGION).unwrap();
+    assert_eq!(after.term, before.term);
+}
+
+/// Sends store 2, which holds no region, a message of `msg_type` for an unknown region with
+/// range `start..end`: whether a peer was created for it.
+fn stray_message(start: &[u8], end: &[u8], msg_type: MessageType) -> bool {
+    let mut cluster = Cluster::new(2);
+    cluster.run_with_region_on(&[1]);
+    cluster.must_put(b"k", b"v");
+    let mut region = metapb::Region::default();
+    region.id = 777;
+    region.start_key = start.to_vec();
+    region.end_key = end.to_vec();
+    region.mut_region_epoch().conf_ver = 1;
+    region.mut_region_epoch().version = 1;
+    let (mut from, mut to) = (metapb::Peer::default(), metapb::Peer::default());
+    (from.id, from.store_id, to.id, to.store_id) = (778, 1, 779, 2);
+    let msg = raft_message(&region, &from, &to, msg_type, 7);
+    cluster.router(2).send_raft_message(msg).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    cluster.peer_status(2, 777).is_some()
+}
+
+#[test]
+fn a_garbage_message_for_an_unknown_region_creates_no_peer() {
+    assert!(!stray_message(b"z", b"a", MessageType::MsgHeartbeat), "an inverted range");
+    assert!(!stray_message(b"x", b"", MessageType::MsgAppend), "not an initial message");
+    // The control: a well-formed first heartbeat for a free range does create the peer.
+    assert!(stray_message(b"x", b"", MessageType::MsgHeartbeat));
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what} within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Drops GC messages, so that a stale peer learns of its fate only from other messages.
+struct DropGc;
+
+impl Filter for DropGc {
+    fn allow(&self, _: u64, _: u64, msg: &RaftMessage) -> bool {
+        !msg.is_tombstone
+    }
+}
+
+/// A store is cut off while its peer is removed and a new peer of the region is added on it.
+/// After the heal the old peer must go and the new one take its place: messages to the newer
+/// peer id are not "misaddressed". (GC messages are dropped: the messages to the new peer
+/// alone must be enough.)
+#[test]
+fn a_peer_replaced_while_away_gives_way_to_its_successor() {
+    let cluster = started(3);
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let old = follower_of(&region, &leader);
+    cluster.isolate(old.store_id);
+    cluster.must_remove_peer(FIRST_REGION, &old);
+    let new = cluster.new_peer(old.store_id);
+    cluster.must_add_peer(FIRST_REGION, &new);
+    cluster.must_put(b"k", b"while away");
+    cluster.clear_filters();
+    cluster.network.add_filter(Box::new(DropGc));
+
+    cluster.must_get_equal(old.store_id, b"k", b"while away");
+    let status = cluster.peer_status(old.store_id, FIRST_REGION).unwrap();
+    assert_eq!(status.peer.id, new.id);
+    assert!(cluster.raft_event(old.store_id, RaftEvent::StalePeerDestroyed) >= 1);
+    cluster.must_put(b"k", b"after");
+    cluster.must_get_equal(old.store_id, b"k", b"after");
+}
+
+/// A peer removed while it was cut off learns of it after the heal (the members answer its
+/// vote requests with a GC message) and destroys itself, leaving a tombstone.
+#[test]
+fn a_peer_removed_while_away_destroys_itself_after_the_heal() {
+    let cluster = started(3);
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let old = follower_of(&region, &leader);
+    cluster.isolate(old.store_id);
+    cluster.must_remove_peer(FIRST_REGION, &old);
+    cluster.must_put(b"k", b"after removal");
+    cluster.clear_filters();
+
+    wait_until("the removed peer destroyed itself", || {
+        cluster.peer_status(old.store_id, FIRST_REGION).is_none()
+    });
+    assert!(cluster.raft_event(old.store_id, RaftEvent::StalePeerDestroyed) >= 1);
+    let meta = cluster.store_meta(old.store_id);
+    assert!(meta.lock().unwrap().region(FIRST_REGION).is_none());
+    cluster.must_put(b"k", b"two voters");
+}

@@ -1,0 +1,142 @@
+//! Every snapshot sent ends in a report to raft: a snapshot lost on the way (a piece dropped,
+//! the receiver's store restarted while pieces were in flight) is sent again, instead of
+//! leaving the follower behind for as long as the leader leads.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
+use raftstore::{metrics::RaftEvent, Config};
+use test_raftstore::{
+    follower_of,
+    transport::{Filter, Verdict},
+    Cluster, FIRST_REGION,
+};
+
+fn gc_config() -> Config {
+    Config {
+        raft_log_gc_threshold: 10,
+        raft_log_gc_count_limit: 30,
+        raft_log_gc_tick_interval: Duration::from_millis(30),
+        snap_chunk_size: 8 << 10,
+        ..Config::for_tests()
+    }
+}
+
+fn key(i: usize) -> Vec<u8> {
+    format!("key{i:04}").into_bytes()
+}
+
+fn is_snapshot(msg: &RaftMessage) -> bool {
+    msg.get_message().get_msg_type() == MessageType::MsgSnapshot
+}
+
+/// Cuts store `store` off until `healed`; then drops snapshot piece `drop_seq` to it once and
+/// delays every snapshot piece to it by `delay`, counting the pieces sent.
+struct SnapshotTrouble {
+    store: u64,
+    healed: AtomicBool,
+    drop_seq: Option<u64>,
+    dropped: AtomicBool,
+    delay: Duration,
+    pieces: AtomicUsize,
+}
+
+impl SnapshotTrouble {
+    fn new(store: u64, drop_seq: Option<u64>, delay: Duration) -> Arc<Self> {
+        Arc::new(SnapshotTrouble {
+            store,
+            healed: AtomicBool::new(false),
+            drop_seq,
+            dropped: AtomicBool::new(false),
+            delay,
+            pieces: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// The filter the network holds; the test keeps the other handle.
+struct TroubleFilter(Arc<SnapshotTrouble>);
+
+impl Filter for TroubleFilter {
+    fn verdict(&self, from: u64, to: u64, msg: &RaftMessage) -> Verdict {
+        let t = &self.0;
+        if !t.healed.load(Ordering::Acquire) {
+            return if from == t.store || to == t.store { Verdict::Drop } else { Verdict::Pass };
+        }
+        if to != t.store || !is_snapshot(msg) {
+            return Verdict::Pass;
+        }
+        t.pieces.fetch_add(1, Ordering::AcqRel);
+        let seq = msg.get_snapshot_chunk().seq;
+        if t.drop_seq == Some(seq) && !t.dropped.swap(true, Ordering::AcqRel) {
+            return Verdict::Drop;
+        }
+        if t.delay.is_zero() {
+            Verdict::Pass
+        } else {
+            Verdict::Delay(t.delay)
+        }
+    }
+}
+
+/// A cluster whose follower missed enough writes that only a snapshot brings it back, with
+/// `trouble` between it and the others: returns the cluster and the follower's store.
+fn lagging_follower(
+    trouble: impl FnOnce(u64) -> Arc<SnapshotTrouble>,
+) -> (Cluster, Arc<SnapshotTrouble>) {
+    let mut cluster = Cluster::with_config(3, gc_config());
+    cluster.run();
+    cluster.must_put(b"k", b"v");
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let follower = follower_of(&region, &leader);
+    let trouble = trouble(follower.store_id);
+    cluster.network.add_filter(Box::new(TroubleFilter(trouble.clone())));
+    let value = vec![b'v'; 1024]; // 60 KiB in all: a snapshot of several pieces
+    for i in 0..60 {
+        cluster.must_put(&key(i), &value);
+    }
+    let status = cluster.peer_status(follower.store_id, FIRST_REGION).unwrap();
+    cluster.wait_truncated_beyond(leader.store_id, FIRST_REGION, status.applied_index + 1);
+    (cluster, trouble)
+}
+
+fn must_catch_up(cluster: &Cluster, store: u64) {
+    for i in [0, 59] {
+        cluster.must_get_equal(store, &key(i), &[b'v'; 1024]);
+    }
+    cluster.must_put(b"k", b"caught up");
+    cluster.must_get_equal(store, b"k", b"caught up");
+}
+
+#[test]
+fn a_snapshot_with_a_lost_piece_is_sent_again() {
+    let (cluster, trouble) = lagging_follower(|s| SnapshotTrouble::new(s, Some(1), Duration::ZERO));
+    trouble.healed.store(true, Ordering::Release);
+    must_catch_up(&cluster, trouble.store);
+    assert!(trouble.dropped.load(Ordering::Acquire), "no piece was dropped: the test is void");
+    let leader = cluster.wait_leader(FIRST_REGION);
+    assert!(cluster.raft_event(leader.store_id, RaftEvent::SnapshotFailed) >= 1);
+}
+
+#[test]
+fn a_snapshot_in_flight_across_a_receiver_restart_is_sent_again() {
+    let delay = Duration::from_millis(300);
+    let (mut cluster, trouble) = lagging_follower(|s| SnapshotTrouble::new(s, None, delay));
+    let store = trouble.store;
+    trouble.healed.store(true, Ordering::Release);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while trouble.pieces.load(Ordering::Acquire) == 0 {
+        assert!(Instant::now() < deadline, "no snapshot was sent");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    cluster.stop_store(store); // the pieces on the way find no one
+    std::thread::sleep(delay + Duration::from_millis(100));
+    cluster.start_store(store);
+    must_catch_up(&cluster, store);
+}
