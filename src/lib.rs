@@ -18,6 +18,8 @@
 //! });
 //! ```
 
+pub mod linearizability;
+
 pub use engine;
 pub use local_reader;
 pub use proto;

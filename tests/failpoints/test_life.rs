@@ -61,3 +61,48 @@ fn a_peer_destroyed_while_apply_is_behind_leaves_only_a_tombstone() {
     drop(cluster);
     scenario.teardown();
 }
+
+/// A follower applies its own removal and the store stops before it cleans up (fail point
+/// `destroy_before_clean_up`): on restart the store finds a region state without itself and
+/// finishes the job, leaving a tombstone and no data.
+#[test]
+fn a_removal_applied_before_a_crash_is_cleaned_up_on_restart() {
+    let scenario = fail::FailScenario::setup();
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    cluster.must_put(b"k0", b"v");
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let victim = follower_of(&region, &leader);
+    let store = victim.store_id;
+    cluster.must_get_equal(store, b"k0", b"v");
+    fail::cfg("destroy_before_clean_up", "return").unwrap();
+    cluster.must_remove_peer(FIRST_REGION, &victim);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state: RegionLocalState = cluster
+            .kv(store)
+            .get_msg_cf(CF_META, &keys::region_state_key(FIRST_REGION))
+            .unwrap()
+            .unwrap();
+        if state.get_region().get_peers().iter().all(|p| p.id != victim.id) {
+            break; // applied: the state no longer holds the victim, still Normal
+        }
+        assert!(Instant::now() < deadline, "the removal never applied on the victim");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cluster.stop_store(store);
+    fail::remove("destroy_before_clean_up");
+    cluster.start_store(store);
+    let state: RegionLocalState = cluster
+        .kv(store)
+        .get_msg_cf(CF_META, &keys::region_state_key(FIRST_REGION))
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.get_state(), PeerState::Tombstone);
+    cluster.must_get_none(store, b"k0");
+    assert!(cluster.peer_status(store, FIRST_REGION).is_none());
+    let raft = cluster.raft_engine(store);
+    assert!(engine::RaftEngine::get_raft_state(raft, FIRST_REGION).unwrap().is_none());
+    drop(cluster);
+    scenario.teardown();
+}

@@ -26,7 +26,7 @@ use crate::{
     },
     metrics::RaftCounters,
     msg::{PeerMsg, PeerStatus, RaftCommand, ReadCommand, StoreMsg},
-    operation::snapshot::SnapGenerator,
+    operation::{life::tombstone_region, snapshot::SnapGenerator},
     raft::{apply::Apply, peer::Peer},
     reader::StoreReader,
     store_meta::{MetaDelegates, SharedStoreMeta, StoreMeta},
@@ -280,6 +280,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             lease_reads: Arc::new(AtomicBool::new(true)),
             read_counters: Arc::default(),
             counters: Arc::default(),
+            started_at: clock.now(),
         };
         let (lease_reads, read_counters) = (ctx.lease_reads.clone(), ctx.read_counters.clone());
         let counters = ctx.counters.clone();
@@ -401,7 +402,11 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
             continue;
         }
         if !region.get_peers().iter().any(|p| p.store_id == store_id) {
-            warn!(logger, "region state without a peer on this store"; "region_id" => region.id);
+            // The peer applied its own removal and the store stopped before it was cleaned
+            // up: finish that now, so nothing of it lingers and late messages find a tombstone.
+            warn!(logger, "cleaning up a peer removed before the store stopped"; "region_id" => region.id);
+            let last_index = raft.get_raft_state(region.id)?.map_or(0, |s| s.last_index);
+            tombstone_region(kv, raft, region, last_index)?;
             continue;
         }
         let mut peer = Peer::new(

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use proto::raft_serverpb::RaftMessage;
+use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::transport::{Filter, Verdict};
@@ -77,6 +77,25 @@ impl Filter for Chaos {
             return Verdict::Duplicate(first, base + jitter.mul_f64(rng.gen::<f64>()));
         }
         Verdict::Delay(first)
+    }
+}
+
+/// Delays every message of one raft type (a slow path for, say, only `MsgTimeoutNow` or only
+/// ReadIndex answers: long enough to arrive after the sender gave up on it).
+pub struct DelayType {
+    /// The type delayed.
+    pub msg_type: MessageType,
+    /// By how much.
+    pub delay: Duration,
+}
+
+impl Filter for DelayType {
+    fn verdict(&self, _: u64, _: u64, msg: &RaftMessage) -> Verdict {
+        if msg.get_message().get_msg_type() == self.msg_type {
+            Verdict::Delay(self.delay)
+        } else {
+            Verdict::Pass
+        }
     }
 }
 

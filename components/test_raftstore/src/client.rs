@@ -43,6 +43,8 @@ pub struct Client {
     regions: RegionCache,
     timeout: Duration,
     refused: Refused,
+    /// Where follower reads start their turn through a region's peers.
+    rotation: usize,
 }
 
 /// Read attempts refused because the region moved (split, epoch, leader lost): how many, and
@@ -71,6 +73,7 @@ impl Client {
             regions: RegionCache::default(),
             timeout: Duration::from_secs(3),
             refused: Refused::default(),
+            rotation: 0,
         }
     }
 
@@ -90,21 +93,50 @@ impl Client {
     /// `Ok(Some(value))`, `Ok(None)` if absent, or the error once `deadline` passes or a
     /// final error comes back. Reads are idempotent, so every retryable error is retried.
     pub fn read(&mut self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>, Error> {
+        self.read_from(key, deadline, false)
+    }
+
+    /// Reads `key` as [`Self::read`] does, but from a follower (a follower read: the peer asks
+    /// the leader for a read index and answers once it has applied up to it), trying the
+    /// region's peers in turn from a rotating start.
+    pub fn read_follower(
+        &mut self,
+        key: &[u8],
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        self.read_from(key, deadline, true)
+    }
+
+    fn read_from(
+        &mut self,
+        key: &[u8],
+        deadline: Instant,
+        follower: bool,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let mut last_err = Error::OutcomeUnknown("no attempt made".into());
         let mut attempt = 0usize;
         while Instant::now() < deadline {
             let region = self.locate(key)?;
-            let peer = self.pick_peer(&region, attempt);
+            let peer = if follower {
+                self.rotation += 1;
+                let peers = region.get_peers();
+                peers[self.rotation % peers.len()].clone()
+            } else {
+                self.pick_peer(&region, attempt)
+            };
             attempt += 1;
             let Some(reader) = self.readers.get_mut(&peer.store_id) else {
                 self.leaders.remove(&region.id);
                 continue;
             };
             let ctx = ReadContext::new(&region, &peer);
+            let ctx = if follower { ctx.replica_read() } else { ctx };
             let started = Instant::now();
             let err = match reader.snapshot(&ctx, self.timeout).and_then(|s| Ok(s.get(key)?)) {
                 Ok(value) => {
-                    self.leaders.insert(region.id, peer);
+                    if !follower {
+                        self.leaders.insert(region.id, peer);
+                    }
                     return Ok(value);
                 }
                 Err(e) => e,

@@ -8,7 +8,6 @@
 
 mod args;
 mod chart;
-mod check;
 mod history;
 mod report;
 mod workload;

@@ -4,13 +4,10 @@
 use std::collections::BTreeMap;
 
 use local_reader::ReadStats;
+use regionstore::linearizability::{check, Verdict};
 use serde::Serialize;
 
-use crate::{
-    args::Args,
-    check::{check, Verdict},
-    workload::ClientStats,
-};
+use crate::{args::Args, workload::ClientStats};
 
 #[derive(Serialize)]
 pub struct Ops {

@@ -8,11 +8,11 @@ use std::{
 
 use hdrhistogram::Histogram;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use regionstore::linearizability::Op;
 use test_raftstore::{put_request, Client, Outcome};
 
 use crate::{
     args::Args,
-    check::Op,
     history::{Event, History},
 };
 

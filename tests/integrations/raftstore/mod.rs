@@ -5,6 +5,7 @@ mod test_lease_read;
 mod test_membership;
 mod test_message_admission;
 mod test_pd;
+mod test_random;
 mod test_read;
 mod test_removal;
 mod test_replication;

@@ -82,3 +82,33 @@ fn a_cluster_restarted_whole_elects_a_leader_after_the_window() {
     cluster.must_put(b"k", b"v2");
     assert_eq!(cluster.get(b"k").unwrap().as_deref(), Some(&b"v2"[..]));
 }
+
+/// A store restarts; a peer of a region it had no state for (an uninitialized peer before
+/// the restart, or a new one) is created for a vote request within the window: it may have
+/// acknowledged a leader's heartbeats before, so it drops the request as a recovered peer
+/// would.
+#[test]
+fn a_peer_created_right_after_a_restart_drops_vote_requests() {
+    let mut cluster = Cluster::with_config(4, config(true));
+    cluster.run_with_region_on(&[1, 2, 3]);
+    cluster.must_put(b"k", b"v1");
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let b = test_raftstore::follower_of(&region, &leader);
+    let newcomer = cluster.new_peer(4);
+    let (hold, answers) = Hold::new(move |from, _, m: &RaftMessage| {
+        from == 4 && m.get_message().get_msg_type() == MessageType::MsgRequestVoteResponse
+    });
+    cluster.network.add_filter(Box::new(hold));
+    let status = cluster.peer_status(b.store_id, FIRST_REGION).unwrap();
+    cluster.restart_store(4);
+
+    let mut vote =
+        raft_message(&region, &b, &newcomer, MessageType::MsgRequestVote, status.term + 1);
+    vote.mut_message().log_term = status.term;
+    vote.mut_message().index = status.commit_index + 1000;
+    cluster.router(4).send_raft_message(vote).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(cluster.peer_status(4, FIRST_REGION).is_some(), "the vote request created the peer");
+    assert!(answers.take().iter().all(|m| m.get_message().reject), "a fresh peer voted at once");
+    assert!(cluster.raft_event(4, RaftEvent::VoteDroppedAfterStart) >= 1);
+}

@@ -47,7 +47,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             PeerMsg::ProposeSplit(p) => self.peer.on_propose_split(ctx, *p),
             PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r, ctx),
             PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
-            PeerMsg::Operator(op) => self.peer.on_operator(op),
+            PeerMsg::Operator(op) => self.peer.on_operator(op, ctx),
             PeerMsg::ApplyDestroyed => unreachable!("handled above"),
         }
     }

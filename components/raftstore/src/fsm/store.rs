@@ -80,6 +80,8 @@ pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) read_counters: Arc<ReadCounters>,
     /// The store's safety-event counters.
     pub(crate) counters: Arc<RaftCounters>,
+    /// Clock time the store started.
+    pub(crate) started_at: std::time::Duration,
 }
 
 impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
@@ -103,7 +105,22 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
             lease_reads: self.lease_reads.clone(),
             read_counters: self.read_counters.clone(),
             counters: self.counters.clone(),
+            started_at: self.started_at,
         }
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine, T> StoreContext<EK, ER, T> {
+    /// Ticks a peer created now drops vote requests for: what is left of the first election
+    /// timeout since the store started. Its previous incarnation (before a restart) may have
+    /// backed a lease, uninitialized or not; after that window every such lease has ended.
+    pub(crate) fn vote_refusal_ticks(&self) -> u64 {
+        if !self.cfg.refuse_votes_after_start {
+            return 0;
+        }
+        let up = self.clock.now().saturating_sub(self.started_at);
+        let left = self.cfg.election_timeout().saturating_sub(up);
+        left.as_nanos().div_ceil(self.cfg.raft_base_tick_interval.as_nanos().max(1)) as u64
     }
 }
 

@@ -155,51 +155,90 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// Holds committed entries back from apply while this leader has its own removal among
-    /// them (or held already): see the module docs. Returns what may go to apply now.
+    /// them (or holds already): see the module docs. Returns what may go to apply now. The
+    /// hand-over itself starts on the next tick.
     pub(crate) fn hold_own_removal(&mut self, mut entries: Vec<Entry>) -> Vec<Entry> {
-        if !self.held_entries.is_empty() {
-            self.held_entries.append(&mut entries);
+        if !self.removal.entries.is_empty() {
+            self.removal.entries.append(&mut entries);
             return Vec::new();
         }
         if !self.is_leader() {
             return entries;
         }
-        let me = self.peer_id();
-        let Some(pos) = entries.iter().position(|e| removes_peer(e, me)) else {
+        let (me, region) = (self.peer_id(), self.region());
+        let Some(pos) = entries.iter().position(|e| removes_peer(e, me) && applies_to(e, region))
+        else {
             return entries;
         };
-        self.held_entries = entries.split_off(pos);
+        self.removal = RemovalHold { entries: entries.split_off(pos), ..RemovalHold::default() };
         info!(self.logger, "own removal committed: holding it until leadership is handed over";
-            "index" => self.held_entries[0].index);
-        self.handover_tick = self.ticks;
-        self.hand_over_leadership();
+            "index" => self.removal.entries[0].index);
         entries
     }
 
-    /// Each tick while entries are held: ask raft to hand over again every `every` ticks (the
-    /// target may have refused to campaign: raft-rs does not while it has a membership change
-    /// to apply, as the target may when it learns of this one).
-    pub(crate) fn retry_hand_over(&mut self, every: u64) {
-        if self.held_entries.is_empty() || !self.is_leader() {
+    /// Each tick while entries are held: hand leadership over. A transfer raft is still
+    /// working on is sent once more after two heartbeats (its target may have refused to
+    /// campaign while it applied this very removal, as raft-rs does with a membership change
+    /// to apply); one raft gave up (after an election timeout) goes to another recently heard
+    /// peer. Raft's transfer timer therefore keeps running, and with it check-quorum: a leader
+    /// cut off while holding still steps down.
+    pub(crate) fn drive_hand_over<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
+        if self.removal.entries.is_empty() || !self.is_leader() {
             return;
         }
-        if self.ticks < self.handover_tick + every {
+        let raft = &mut self.raft_group.raft;
+        if let Some(target) = raft.lead_transferee {
+            let quick = ctx.cfg.raft_heartbeat_ticks as u64 * 2;
+            if !self.removal.resent && self.ticks >= self.removal.tick + quick {
+                self.removal.resent = true;
+                raft.abort_leader_transfer();
+                self.raft_group.transfer_leader(target);
+            }
             return;
         }
-        self.handover_tick = self.ticks;
-        self.raft_group.raft.abort_leader_transfer();
-        if !self.hand_over_leadership() {
-            warn!(self.logger, "no peer to hand leadership to before this peer's removal");
+        let avoid = self.removal.target;
+        let recent = ctx.cfg.election_timeout();
+        match self.hand_over_leadership(ctx.clock.now(), recent, avoid) {
+            Some(target) => {
+                self.removal.tick = self.ticks;
+                self.removal.target = Some(target);
+                self.removal.resent = false;
+            }
+            None if self.ticks.is_multiple_of(ctx.cfg.raft_election_timeout_ticks as u64) => {
+                warn!(self.logger, "no peer to hand leadership to before this peer's removal");
+            }
+            None => {}
         }
     }
 
     /// This peer is no longer leader: what was held goes to apply.
     pub(crate) fn release_held_entries(&mut self, apply: &ApplyRouter<EK>) {
-        if self.held_entries.is_empty() {
+        if self.removal.entries.is_empty() {
             return;
         }
-        let held = std::mem::take(&mut self.held_entries);
+        let held = std::mem::take(&mut self.removal).entries;
         info!(self.logger, "leadership handed over: applying the held entries"; "count" => held.len());
         self.send_to_apply(held, apply);
     }
+}
+
+/// Whether the membership change in `entry` applies to `region` (apply refuses one built
+/// against another epoch).
+fn applies_to(entry: &Entry, region: &Region) -> bool {
+    ConfChange::parse_from_bytes(&entry.data)
+        .and_then(|cc| RaftCmdRequest::parse_from_bytes(&cc.context))
+        .is_ok_and(|req| check_conf_epoch(&req, region).is_ok())
+}
+
+/// A leader's own removal, committed and held back from apply until it hands over.
+#[derive(Default)]
+pub(crate) struct RemovalHold {
+    /// Committed entries, from the removal on.
+    pub(crate) entries: Vec<Entry>,
+    /// The tick the current hand-over started at.
+    tick: u64,
+    /// Its target.
+    target: Option<u64>,
+    /// Whether it was sent once more.
+    resent: bool,
 }

@@ -49,7 +49,7 @@ pub(crate) fn maybe_create_peer<EK: KvEngine, ER: RaftEngine, T: Transport>(
     }
     let mut region = Region::default();
     region.id = region_id;
-    let peer = match Peer::with_peer(
+    let mut peer = match Peer::with_peer(
         &ctx.cfg,
         ctx.kv.clone(),
         ctx.raft.clone(),
@@ -64,6 +64,7 @@ pub(crate) fn maybe_create_peer<EK: KvEngine, ER: RaftEngine, T: Transport>(
             return;
         }
     };
+    peer.refuse_votes_until = ctx.vote_refusal_ticks();
     info!(peer.logger, "peer created for an incoming message"; "from" => msg.get_from_peer().id);
     register_peer(ctx, peer);
     // The mailbox was just registered; a failure here means shutdown.
@@ -155,7 +156,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 "peer of region {region_id} destroyed before the command applied"
             )));
         }
-        self.held_entries.clear();
+        self.removal = Default::default();
         self.fail_reads(|| Error::RegionNotFound(region_id));
         self.pending_ready = None;
         self.life = Life::Destroying;
@@ -172,6 +173,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.life != Life::Destroying {
             return;
         }
+        // A crash here: what apply wrote is on disk, the clean-up is not (recovery does it).
+        fail::fail_point!("destroy_before_clean_up", |_| {});
         let region = self.region().clone();
         if let Err(e) = self.clean_up(&region) {
             // The peer stops anyway; a restart sees a tombstone or cleans the leftovers then.
@@ -206,26 +209,42 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     fn clean_up(&self, region: &Region) -> crate::Result<()> {
-        let kv = self.storage().kv_engine();
-        let mut wb = kv.write_batch();
-        let mut state = RegionLocalState::default();
-        state.set_state(PeerState::Tombstone);
-        state.set_region(region.clone());
-        wb.put_msg_cf(CF_META, &keys::region_state_key(region.id), &state)?;
-        wb.delete_cf(CF_META, &keys::apply_state_key(region.id))?;
-        if !region.get_peers().is_empty() {
-            wb.delete_range_cf(
-                CF_DEFAULT,
-                &keys::data_key(&region.start_key),
-                &keys::data_end_key(&region.end_key),
-            )?;
-        }
-        kv.write(&mut wb, WriteOptions::SYNC)?;
-        let raft = self.storage().raft_engine();
-        let mut batch = raft.log_batch(0);
-        batch.cut_logs(region.id, 0, self.storage().raft_state().last_index + 1)?;
-        batch.delete_raft_state(region.id)?;
-        raft.consume(&mut batch, true)?;
-        Ok(())
+        let last_index = self.storage().raft_state().last_index;
+        tombstone_region(
+            self.storage().kv_engine(),
+            self.storage().raft_engine(),
+            region,
+            last_index,
+        )
     }
+}
+
+/// Makes `region` a tombstone on this store: the tombstone state written, and the region's
+/// data, apply state, raft state and log (up to `last_index`) deleted; synced. Late messages
+/// for the region then find the tombstone and create nothing.
+pub(crate) fn tombstone_region<EK: KvEngine, ER: RaftEngine>(
+    kv: &EK,
+    raft: &ER,
+    region: &Region,
+    last_index: u64,
+) -> crate::Result<()> {
+    let mut wb = kv.write_batch();
+    let mut state = RegionLocalState::default();
+    state.set_state(PeerState::Tombstone);
+    state.set_region(region.clone());
+    wb.put_msg_cf(CF_META, &keys::region_state_key(region.id), &state)?;
+    wb.delete_cf(CF_META, &keys::apply_state_key(region.id))?;
+    if !region.get_peers().is_empty() {
+        wb.delete_range_cf(
+            CF_DEFAULT,
+            &keys::data_key(&region.start_key),
+            &keys::data_end_key(&region.end_key),
+        )?;
+    }
+    kv.write(&mut wb, WriteOptions::SYNC)?;
+    let mut batch = raft.log_batch(0);
+    batch.cut_logs(region.id, 0, last_index + 1)?;
+    batch.delete_raft_state(region.id)?;
+    raft.consume(&mut batch, true)?;
+    Ok(())
 }

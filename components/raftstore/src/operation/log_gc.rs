@@ -44,7 +44,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.fail_reads_stuck_behind_split(cfg.raft_election_timeout_ticks as u64);
         let now = ctx.clock.now();
         self.maybe_fence_transfer(now);
-        self.retry_hand_over(cfg.raft_heartbeat_ticks as u64);
+        self.drive_hand_over(ctx);
         self.check_snapshot_sends(now, cfg.snap_send_timeout, &ctx.counters);
     }
 

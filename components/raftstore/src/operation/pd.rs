@@ -41,7 +41,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// Carries out an operator from the placement driver, if this peer still leads.
-    pub(crate) fn on_operator(&mut self, op: Operator) {
+    pub(crate) fn on_operator<T>(&mut self, op: Operator, ctx: &StoreContext<EK, ER, T>) {
         if !self.is_leader() {
             return;
         }
@@ -58,7 +58,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             Operator::RemovePeer(p) if p.id == self.peer_id() => {
                 // A leader does not remove itself: it hands over, and the placement driver
                 // gives the operator to the next leader.
-                self.hand_over_leadership();
+                let now = ctx.clock.now();
+                self.hand_over_leadership(now, ctx.cfg.election_timeout(), None);
                 return;
             }
             Operator::RemovePeer(p) => (ConfChangeType::RemoveNode, p),

@@ -132,12 +132,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             if msg_type == MessageType::MsgTimeoutNow {
                 self.on_timeout_now_sent(&mut m, now);
             }
+            let snap_index = m.get_snapshot().get_metadata().index;
             let Some(msg) = self.wrap_message(m) else {
                 warn!(self.logger, "message to a peer not in the region"; "to" => to);
+                if msg_type == MessageType::MsgSnapshot {
+                    self.on_snapshot_send_failed(to, ctx);
+                }
                 continue;
             };
             let pieces = if msg_type == MessageType::MsgSnapshot {
-                self.snap_sends.insert(to, now);
+                self.snap_sends.insert(to, (now, snap_index));
                 split_snapshot(msg, ctx.cfg.snap_chunk_size)
             } else {
                 vec![msg]

@@ -258,6 +258,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         status.to = msg.get_from_peer().id;
         status.term = self.term();
         status.reject = true;
+        status.index = msg.get_message().get_snapshot().get_metadata().index;
         let mut out = RaftMessage::default();
         out.region_id = self.region_id();
         out.set_from_peer(self.peer.clone());
@@ -267,11 +268,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let _ = ctx.trans.send(out); // lost: the sender's timeout reports it
     }
 
-    /// A follower's word on a snapshot this leader sent it.
+    /// A follower's word on a snapshot this leader sent it (`index`: which one; a word on an
+    /// older one than the last sent is stale).
     pub(crate) fn on_snapshot_status<T>(&mut self, m: &RaftMsg, ctx: &StoreContext<EK, ER, T>) {
-        if !self.is_leader() || self.snap_sends.remove(&m.from).is_none() {
+        if !self.is_leader() || self.snap_sends.get(&m.from).is_none_or(|(_, i)| *i != m.index) {
             return;
         }
+        self.snap_sends.remove(&m.from);
         let status = if m.reject {
             ctx.counters.inc(RaftEvent::SnapshotFailed);
             warn!(self.logger, "follower refused a snapshot"; "peer" => m.from);
@@ -306,7 +309,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         let prs = self.raft_group.raft.prs();
         let mut failed = Vec::new();
-        self.snap_sends.retain(|id, sent_at| {
+        self.snap_sends.retain(|id, (sent_at, _)| {
             if prs.get(*id).is_none_or(|pr| pr.state != ProgressState::Snapshot) {
                 return false;
             }

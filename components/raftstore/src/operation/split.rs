@@ -280,7 +280,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if state.is_some_and(|s| s.get_state() == PeerState::Tombstone) {
             return Ok(None);
         }
-        let peer = Peer::new(
+        let mut peer = Peer::new(
             &ctx.cfg,
             self.peer.store_id,
             ctx.kv.clone(),
@@ -289,6 +289,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             ctx.snap_gen.clone(),
             &ctx.logger,
         )?;
+        peer.refuse_votes_until = ctx.vote_refusal_ticks();
         Ok(Some(peer))
     }
 

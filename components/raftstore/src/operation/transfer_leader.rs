@@ -88,29 +88,36 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    /// Hands leadership to the most up-to-date voter that is not being removed, if raft is
-    /// not transferring already. False if there is none.
-    pub(crate) fn hand_over_leadership(&mut self) -> bool {
+    /// Hands leadership to the most up-to-date voter heard from within `recent` that is not
+    /// being removed, other than `avoid` when another qualifies. The target, if any.
+    pub(crate) fn hand_over_leadership(
+        &mut self,
+        now: std::time::Duration,
+        recent: std::time::Duration,
+        avoid: Option<u64>,
+    ) -> Option<u64> {
         if !self.is_leader() {
-            return false;
-        }
-        if self.raft_group.raft.lead_transferee.is_some() {
-            return true;
+            return None;
         }
         let me = self.peer_id();
         let raft = &self.raft_group.raft;
         let voters = raft.prs().conf().voters();
-        let target = raft
+        let heard =
+            |id: u64| self.last_heard.get(&id).is_some_and(|t| now.saturating_sub(*t) <= recent);
+        let mut candidates: Vec<(u64, u64)> = raft
             .prs()
             .iter()
-            .filter(|(id, _)| **id != me && voters.contains(**id))
+            .filter(|(id, _)| **id != me && voters.contains(**id) && heard(**id))
             .filter(|(id, _)| !self.is_removal_pending(**id))
-            .max_by_key(|(_, pr)| pr.matched)
-            .map(|(id, _)| *id);
-        let Some(target) = target else { return false };
+            .map(|(id, pr)| (pr.matched, *id))
+            .collect();
+        if candidates.len() > 1 {
+            candidates.retain(|(_, id)| Some(*id) != avoid);
+        }
+        let (_, target) = candidates.into_iter().max()?;
         info!(self.logger, "handing leadership over"; "to" => target);
         self.raft_group.transfer_leader(target);
-        true
+        Some(target)
     }
 
     /// A `MsgTimeoutNow` is about to be sent: stamp it with the end of this leader's log (its

@@ -9,7 +9,7 @@ use std::{
 use engine::{KvEngine, RaftEngine};
 use local_reader::Lease;
 use proto::{
-    eraftpb::{self, Entry},
+    eraftpb,
     metapb::{self, Region},
     raft_serverpb::RaftMessage,
 };
@@ -19,7 +19,7 @@ use slog::{o, Logger};
 use crate::{
     msg::{PeerStatus, Proposal, ReadCommand},
     operation::snapshot::{SnapChunks, SnapGenerator},
-    operation::{lease::PublishedDelegate, read::ReadBatch},
+    operation::{conf_change::RemovalHold, lease::PublishedDelegate, read::ReadBatch},
     raft::storage::PeerStorage,
     Config, Error, Result,
 };
@@ -72,15 +72,13 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     /// Set when a `MsgTimeoutNow` is sent: the log's last index then. No lease until an
     /// entry above it commits (see `operation::transfer_leader`).
     pub(crate) transfer_fence: Option<u64>,
-    /// Committed entries held back from apply, from one that removes this leader on: they
-    /// go to apply once leadership is handed over (see `operation::conf_change`).
-    pub(crate) held_entries: Vec<Entry>,
-    /// The tick leadership was last handed over at, while entries are held.
-    pub(crate) handover_tick: u64,
+    /// A leader's own removal, held back from apply until it has handed over.
+    pub(crate) removal: RemovalHold,
     /// Vote and pre-vote requests are dropped until `ticks` reaches this (a restart).
     pub(crate) refuse_votes_until: u64,
-    /// Snapshots sent and not yet settled: follower peer id → clock time of the send.
-    pub(crate) snap_sends: HashMap<u64, Duration>,
+    /// Snapshots sent and not yet settled: follower peer id → (clock time of the send, the
+    /// snapshot's index).
+    pub(crate) snap_sends: HashMap<u64, (Duration, u64)>,
     /// What the store's delegate map last heard of this peer.
     pub(crate) published: Option<PublishedDelegate>,
     /// Index of a committed split not applied yet (leader: no lease meanwhile).
@@ -158,8 +156,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             lease: Lease::new(cfg.raft_store_max_leader_lease, cfg.max_lease_drift()),
             lease_evidence: VecDeque::new(),
             transfer_fence: None,
-            held_entries: Vec::new(),
-            handover_tick: 0,
+            removal: RemovalHold::default(),
             refuse_votes_until: 0,
             snap_sends: HashMap::new(),
             published: None,

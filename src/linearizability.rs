@@ -1,4 +1,5 @@
-//! Checks a run's history for linearizability, key by key.
+//! Checks a history of reads and writes for linearizability, key by key: region-sim checks
+//! every run with it, and the randomized fault tests every seed.
 //!
 //! Every key is a register and every written value is unique, so each read names the write
 //! it saw. For such histories linearizability is decided in O(n log n) by the zone test of
@@ -21,20 +22,26 @@ use serde::Serialize;
 /// One completed operation of a client.
 #[derive(Clone, Debug)]
 pub struct Op {
+    /// The key (a register).
     pub key: String,
+    /// A write, or a read.
     pub write: bool,
     /// The value written, or read (`None`: the key was absent).
     pub value: Option<String>,
+    /// When the operation was invoked, in nanoseconds since the history began.
     pub invoke_ns: u64,
-    /// `None`: a write of unknown outcome.
+    /// When it completed; `None`: a write of unknown outcome.
     pub complete_ns: Option<u64>,
 }
 
 /// The check's outcome.
 #[derive(Serialize, Debug, Default)]
 pub struct Verdict {
+    /// Keys checked.
     pub keys: usize,
+    /// Operations checked.
     pub ops: usize,
+    /// Violations found (0: linearizable).
     pub violations: usize,
     /// The first few violations, described.
     pub examples: Vec<String>,
