@@ -1,12 +1,34 @@
 //! A peer destroyed while its apply side still has work.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine::{keys, Peekable, CF_META};
-use proto::raft_serverpb::{PeerState, RaftApplyState, RegionLocalState};
-use test_raftstore::{follower_of, Cluster, FIRST_REGION};
+use proto::{
+    metapb,
+    raft_serverpb::{PeerState, RaftApplyState, RegionLocalState},
+};
+use raftstore::metrics::RaftEvent;
+use test_raftstore::{follower_of, wait_until, Cluster, FIRST_REGION};
 
 use crate::util::ApplyPause;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Three stores with a write applied everywhere, and a follower to remove.
+fn cluster_with_victim() -> (Cluster, metapb::Peer) {
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    cluster.must_put(b"k0", b"v");
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let victim = follower_of(&region, &leader);
+    cluster.must_get_equal(victim.store_id, b"k0", b"v");
+    (cluster, victim)
+}
+
+fn region_state(cluster: &Cluster, store: u64) -> RegionLocalState {
+    let key = keys::region_state_key(FIRST_REGION);
+    cluster.kv(store).get_msg_cf(CF_META, &key).unwrap().expect("a region state")
+}
 
 /// A follower's apply is paused with writes and its own removal queued; the leader's GC
 /// message destroys it meanwhile. Its data and state are deleted only after apply has written
@@ -15,38 +37,19 @@ use crate::util::ApplyPause;
 #[test]
 fn a_peer_destroyed_while_apply_is_behind_leaves_only_a_tombstone() {
     let scenario = fail::FailScenario::setup();
-    let mut cluster = Cluster::new(3);
-    cluster.run();
-    cluster.must_put(b"k0", b"v");
-    let (leader, region) = cluster.leader_region(FIRST_REGION);
-    let victim = follower_of(&region, &leader);
+    let (cluster, victim) = cluster_with_victim();
     let store = victim.store_id;
-    cluster.must_get_equal(store, b"k0", b"v");
-
     let pause = ApplyPause::on_store(store);
     cluster.must_put(b"k1", b"v"); // committed on the victim, not applied
     cluster.must_remove_peer(FIRST_REGION, &victim);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cluster.peer_status(store, FIRST_REGION).is_some_and(|s| s.peer.id == victim.id) {
-        // Destroying: it still answers queries until apply has stopped.
-        let destroying =
-            cluster.raft_event(store, raftstore::metrics::RaftEvent::StalePeerDestroyed);
-        if destroying > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the GC message never reached the victim");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Destroying: it waits for its apply side, which is paused.
+    wait_until("the GC message reached the victim", WAIT, || {
+        cluster.raft_event(store, RaftEvent::StalePeerDestroyed) > 0
+    });
     pause.release();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cluster.peer_status(store, FIRST_REGION).is_some() {
-        assert!(Instant::now() < deadline, "the victim was not destroyed");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("the victim destroyed", WAIT, || cluster.peer_status(store, FIRST_REGION).is_none());
+    assert_eq!(region_state(&cluster, store).get_state(), PeerState::Tombstone);
     let kv = cluster.kv(store);
-    let state: RegionLocalState =
-        kv.get_msg_cf(CF_META, &keys::region_state_key(FIRST_REGION)).unwrap().unwrap();
-    assert_eq!(state.get_state(), PeerState::Tombstone);
     let apply: Option<RaftApplyState> =
         kv.get_msg_cf(CF_META, &keys::apply_state_key(FIRST_REGION)).unwrap();
     assert!(apply.is_none(), "a late apply write outlived the destroy: {apply:?}");
@@ -68,28 +71,15 @@ fn a_peer_destroyed_while_apply_is_behind_leaves_only_a_tombstone() {
 #[test]
 fn a_removal_applied_before_a_crash_is_cleaned_up_on_restart() {
     let scenario = fail::FailScenario::setup();
-    let mut cluster = Cluster::new(3);
-    cluster.run();
-    cluster.must_put(b"k0", b"v");
-    let (leader, region) = cluster.leader_region(FIRST_REGION);
-    let victim = follower_of(&region, &leader);
+    let (mut cluster, victim) = cluster_with_victim();
     let store = victim.store_id;
-    cluster.must_get_equal(store, b"k0", b"v");
     fail::cfg("destroy_before_clean_up", "return").unwrap();
     cluster.must_remove_peer(FIRST_REGION, &victim);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let state: RegionLocalState = cluster
-            .kv(store)
-            .get_msg_cf(CF_META, &keys::region_state_key(FIRST_REGION))
-            .unwrap()
-            .unwrap();
-        if state.get_region().get_peers().iter().all(|p| p.id != victim.id) {
-            break; // applied: the state no longer holds the victim, still Normal
-        }
-        assert!(Instant::now() < deadline, "the removal never applied on the victim");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Applied: the region state no longer holds the victim (still Normal: no clean-up).
+    wait_until("the removal applied on the victim", WAIT, || {
+        let state = region_state(&cluster, store);
+        state.get_region().get_peers().iter().all(|p| p.id != victim.id)
+    });
     cluster.stop_store(store);
     fail::remove("destroy_before_clean_up");
     cluster.start_store(store);

@@ -1,8 +1,8 @@
 //! Reads on a peer whose split has committed but not applied.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use raftstore::{Config, Error, ReadContext};
+use raftstore::{Error, ReadContext};
 use test_raftstore::{follower_of, get_request, new_request, Cluster, FIRST_REGION};
 
 use crate::util::ApplyPause;
@@ -10,16 +10,15 @@ use crate::util::ApplyPause;
 /// Waits until `store_id` has split `parent` off at a key left of `key`: the id of the region
 /// holding `key` there.
 fn wait_split_applied(cluster: &Cluster, store_id: u64, key: &[u8]) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let region_of = || {
         let meta = cluster.store_meta(store_id);
         let id = meta.lock().unwrap().region_by_key(key).map(|r| r.id);
-        if let Some(id) = id.filter(|id| *id != FIRST_REGION) {
-            return id;
-        }
-        assert!(Instant::now() < deadline, "the split never applied on store {store_id}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        id.filter(|id| *id != FIRST_REGION)
+    };
+    test_raftstore::wait_until("the split applied", Duration::from_secs(5), || {
+        region_of().is_some()
+    });
+    region_of().expect("just seen")
 }
 
 /// The old leader's apply is paused after its split committed; the other stores apply it,
@@ -72,12 +71,7 @@ fn the_old_leader_serves_no_stale_read_while_its_split_apply_is_paused() {
 fn a_follower_read_waiting_for_a_split_is_checked_against_the_split() {
     let scenario = fail::FailScenario::setup();
     // Long elections: a read stuck behind the split is refused only after one.
-    let cfg = Config {
-        raft_election_timeout_ticks: 50,
-        raft_store_max_leader_lease: Duration::from_millis(490),
-        ..Config::for_tests()
-    };
-    let mut cluster = Cluster::with_config(3, cfg);
+    let mut cluster = Cluster::with_config(3, test_raftstore::config_with_election_ticks(50));
     cluster.run();
     cluster.must_put(b"a", b"old");
     let (leader, parent) = cluster.leader_region(FIRST_REGION);

@@ -620,6 +620,28 @@ impl Drop for Cluster {
     }
 }
 
+/// [`Config::for_tests`] with elections of `ticks` ticks (10 ms each) and the longest lease
+/// they allow: slow elections give a test time to act between two of them.
+pub fn config_with_election_ticks(ticks: usize) -> Config {
+    let cfg = Config::for_tests();
+    let tick = cfg.raft_base_tick_interval;
+    Config {
+        raft_election_timeout_ticks: ticks,
+        raft_store_max_leader_lease: tick * (ticks as u32 - 1),
+        ..cfg
+    }
+}
+
+/// Waits until `cond` holds, looking every 5 ms, at most `timeout`; panics naming `what`
+/// otherwise.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A peer of `region` other than `leader`. Panics if the region has a single peer.
 pub fn follower_of(region: &metapb::Region, leader: &metapb::Peer) -> metapb::Peer {
     region.get_peers().iter().find(|p| p.id != leader.id).expect("a region of one peer").clone()

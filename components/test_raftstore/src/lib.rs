@@ -23,7 +23,7 @@ pub mod transport;
 
 pub use self::client::{Client, Outcome, Refused, TestReader};
 pub use self::cluster::{
-    delete_request, follower_of, get_request, new_request, put_request, raft_message, test_logger,
-    Cluster, CLUSTER_ID, FIRST_REGION,
+    config_with_election_ticks, delete_request, follower_of, get_request, new_request, put_request,
+    raft_message, test_logger, wait_until, Cluster, CLUSTER_ID, FIRST_REGION,
 };
 pub use self::region_cache::RegionCache;

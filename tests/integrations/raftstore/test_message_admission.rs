@@ -1,11 +1,13 @@
 //! What a raft message must prove before a store steps it or creates a peer for it, and how
 //! peers that missed their own removal learn of it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proto::{eraftpb::MessageType, metapb, raft_serverpb::RaftMessage};
 use raftstore::metrics::RaftEvent;
-use test_raftstore::{follower_of, raft_message, transport::Filter, Cluster, FIRST_REGION};
+use test_raftstore::{
+    follower_of, raft_message, transport::Filter, wait_until, Cluster, FIRST_REGION,
+};
 
 fn started(count: u64) -> Cluster {
     let mut cluster = Cluster::new(count);
@@ -89,12 +91,14 @@ fn a_garbage_message_for_an_unknown_region_creates_no_peer() {
     assert!(stray_message(b"x", b"", MessageType::MsgHeartbeat));
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what} within 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Three stores, one of them cut off while its peer is removed (still cut off).
+fn removed_while_away() -> (Cluster, metapb::Peer) {
+    let cluster = started(3);
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let old = follower_of(&region, &leader);
+    cluster.isolate(old.store_id);
+    cluster.must_remove_peer(FIRST_REGION, &old);
+    (cluster, old)
 }
 
 /// Drops GC messages, so that a stale peer learns of its fate only from other messages.
@@ -112,11 +116,7 @@ impl Filter for DropGc {
 /// alone must be enough.)
 #[test]
 fn a_peer_replaced_while_away_gives_way_to_its_successor() {
-    let cluster = started(3);
-    let (leader, region) = cluster.leader_region(FIRST_REGION);
-    let old = follower_of(&region, &leader);
-    cluster.isolate(old.store_id);
-    cluster.must_remove_peer(FIRST_REGION, &old);
+    let (cluster, old) = removed_while_away();
     let new = cluster.new_peer(old.store_id);
     cluster.must_add_peer(FIRST_REGION, &new);
     cluster.must_put(b"k", b"while away");
@@ -135,15 +135,11 @@ fn a_peer_replaced_while_away_gives_way_to_its_successor() {
 /// vote requests with a GC message) and destroys itself, leaving a tombstone.
 #[test]
 fn a_peer_removed_while_away_destroys_itself_after_the_heal() {
-    let cluster = started(3);
-    let (leader, region) = cluster.leader_region(FIRST_REGION);
-    let old = follower_of(&region, &leader);
-    cluster.isolate(old.store_id);
-    cluster.must_remove_peer(FIRST_REGION, &old);
+    let (cluster, old) = removed_while_away();
     cluster.must_put(b"k", b"after removal");
     cluster.clear_filters();
 
-    wait_until("the removed peer destroyed itself", || {
+    wait_until("the removed peer destroyed itself", Duration::from_secs(10), || {
         cluster.peer_status(old.store_id, FIRST_REGION).is_none()
     });
     assert!(cluster.raft_event(old.store_id, RaftEvent::StalePeerDestroyed) >= 1);

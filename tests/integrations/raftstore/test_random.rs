@@ -175,6 +175,13 @@ impl Nemesis {
         self.rng.gen_range(1..=self.stores)
     }
 
+    /// Two different stores.
+    fn link(&mut self) -> (u64, u64) {
+        let a = self.store();
+        let b = (a + self.rng.gen_range(1..self.stores) - 1) % self.stores + 1;
+        (a, b)
+    }
+
     fn pause(&mut self, lo: u64, hi: u64) -> Duration {
         Duration::from_millis(self.rng.gen_range(lo..hi))
     }
@@ -201,7 +208,7 @@ impl Nemesis {
                 self.fault(cluster, format!("isolate store {s}"), Box::new(Isolate(s)));
             }
             4 => {
-                let (from, to) = (self.store(), self.store());
+                let (from, to) = self.link();
                 self.fault(cluster, format!("cut {from} -> {to}"), Box::new(OneWay { from, to }));
             }
             5 => {
@@ -223,7 +230,7 @@ impl Nemesis {
                 self.heal(cluster);
             }
             _ => {
-                let (a, b, delay) = (self.store(), self.store(), self.pause(50, 250));
+                let ((a, b), delay) = (self.link(), self.pause(50, 250));
                 let what = format!("slow link {a} <-> {b} by {delay:?}");
                 self.fault(cluster, what, Box::new(Delay { a: Some(a), b: Some(b), delay }));
             }

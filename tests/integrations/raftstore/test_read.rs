@@ -60,14 +60,22 @@ fn a_follower_read_sees_the_last_acknowledged_write() {
     assert_eq!(follower_read(&cluster, b"none", Duration::from_secs(3)).unwrap(), None);
 }
 
-#[test]
-fn a_follower_read_waits_until_its_apply_catches_up() {
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Three stores with `k` = `v1` applied everywhere: the cluster, the region and a follower.
+fn caught_up_follower() -> (Cluster, proto::metapb::Region, proto::metapb::Peer) {
     let mut cluster = Cluster::new(3);
     cluster.run();
     cluster.must_put(b"k", b"v1");
     let (leader, region) = cluster.leader_region(FIRST_REGION);
     let follower = follower_of(&region, &leader);
     cluster.must_get_equal(follower.store_id, b"k", b"v1");
+    (cluster, region, follower)
+}
+
+#[test]
+fn a_follower_read_waits_until_its_apply_catches_up() {
+    let (cluster, region, follower) = caught_up_follower();
     cluster.network.add_filter(Box::new(StarveAppends(follower.store_id)));
     cluster.must_put(b"k", b"v2"); // committed by the leader and the other follower
     let mut req = new_request(&region, &follower, vec![get_request(b"k")]);
@@ -129,12 +137,7 @@ fn an_isolated_old_leader_never_serves_a_stale_read() {
 /// serve the old value. Rounds are never reused, so it matches nothing.
 #[test]
 fn a_read_index_answer_from_before_a_restart_matches_no_round() {
-    let mut cluster = Cluster::new(3);
-    cluster.run();
-    cluster.must_put(b"k", b"v1");
-    let (leader, region) = cluster.leader_region(FIRST_REGION);
-    let follower = follower_of(&region, &leader);
-    cluster.must_get_equal(follower.store_id, b"k", b"v1");
+    let (mut cluster, region, follower) = caught_up_follower();
     let store = follower.store_id;
     let (hold, answers) = test_raftstore::chaos::Hold::new(move |_, to, m| {
         to == store && m.get_message().get_msg_type() == MsgReadIndexResp
@@ -150,11 +153,9 @@ fn a_read_index_answer_from_before_a_restart_matches_no_round() {
     cluster.restart_store(store);
     cluster.network.add_filter(Box::new(StarveAppends(store)));
     cluster.must_put(b"k", b"v2"); // acknowledged; the follower cannot apply it
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while cluster.peer_status(store, FIRST_REGION).is_none_or(|s| s.leader_id == 0) {
-        assert!(std::time::Instant::now() < deadline, "the restarted follower knows no leader");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    test_raftstore::wait_until("the restarted follower knows a leader", WAIT, || {
+        cluster.peer_status(store, FIRST_REGION).is_some_and(|s| s.leader_id != 0)
+    });
     let (ch, rx) = raftstore::msg::RaftCommand::new(req);
     cluster.router(store).send_command(ch);
     std::thread::sleep(Duration::from_millis(100)); // its round is out, its answer held

@@ -20,16 +20,11 @@ use proto::{
 use raft::StateRole;
 use raftstore::{msg::RaftCommand, Config, Error};
 use test_raftstore::{
-    chaos::Held, new_request, put_request, transport::Filter, Cluster, FIRST_REGION,
+    chaos::Held, config_with_election_ticks, new_request, put_request, transport::Filter,
+    wait_until, Cluster, FIRST_REGION,
 };
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what} within 10 s");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+const WAIT: Duration = Duration::from_secs(10);
 
 /// A removal that cannot commit yet is pending: a transfer to its target is refused.
 #[test]
@@ -141,18 +136,15 @@ fn leads(cluster: &Cluster, p: &metapb::Peer) -> bool {
 /// itself leading, and B would lead only after an election timeout.
 #[test]
 fn a_leader_hands_over_before_applying_its_own_removal() {
-    let cfg = Config {
-        raft_election_timeout_ticks: 50,
-        raft_store_max_leader_lease: Duration::from_millis(490),
-        ..Config::for_tests()
-    };
-    let (cluster, [_a, b, c], _gc) = removed_peer_leads(cfg);
-    wait_until("C leads", || leads(&cluster, &c));
+    let (cluster, [_a, b, c], _gc) = removed_peer_leads(config_with_election_ticks(50));
+    wait_until("C leads", WAIT, || leads(&cluster, &c));
     let c_led = Instant::now();
-    wait_until("B leads", || leads(&cluster, &b));
+    wait_until("B leads", WAIT, || leads(&cluster, &b));
     let gap = c_led.elapsed();
     assert!(gap < Duration::from_millis(250), "B led {gap:?} after C: by election, not handover");
-    wait_until("C destroyed itself", || cluster.peer_status(c.store_id, FIRST_REGION).is_none());
+    wait_until("C destroyed itself", WAIT, || {
+        cluster.peer_status(c.store_id, FIRST_REGION).is_none()
+    });
     cluster.clear_filters();
     cluster.must_put(b"k", b"two voters");
     assert_eq!(cluster.region(FIRST_REGION).get_peers().len(), 2);
@@ -179,26 +171,23 @@ impl Filter for NoEntries {
 /// answered with an unknown outcome, never a definite "not applied".
 #[test]
 fn a_destroyed_leader_answers_pending_writes_with_an_unknown_outcome() {
-    let cfg = Config {
-        raft_election_timeout_ticks: 50,
-        raft_store_max_leader_lease: Duration::from_millis(490),
-        ..Config::for_tests()
-    };
-    let (cluster, [_a, b, c], gc) = removed_peer_leads(cfg);
+    let (cluster, [_a, b, c], gc) = removed_peer_leads(config_with_election_ticks(50));
     cluster.network.add_filter(Box::new(NoEntries { from: c.store_id, to: b.store_id }));
-    wait_until("C leads", || leads(&cluster, &c));
+    wait_until("C leads", WAIT, || leads(&cluster, &c));
     let region = cluster.peer_status(c.store_id, FIRST_REGION).unwrap().region;
     let (cmd, answer) = RaftCommand::new(new_request(&region, &c, vec![put_request(b"k", b"w")]));
     cluster.router(c.store_id).send_command(cmd);
     assert!(answer.recv_timeout(Duration::from_millis(50)).is_err(), "the write is pending");
-    wait_until("A told C it is gone", || !gc.is_empty());
+    wait_until("A told C it is gone", WAIT, || !gc.is_empty());
     for msg in gc.take() {
         cluster.network.deliver_now(msg).unwrap();
     }
     let resp = answer.recv_timeout(Duration::from_secs(5)).expect("the write is answered");
     let err = Error::from_errorpb(resp.get_header().get_error());
     assert!(matches!(err, Error::OutcomeUnknown(_)), "answered {err:?}");
-    wait_until("C destroyed itself", || cluster.peer_status(c.store_id, FIRST_REGION).is_none());
+    wait_until("C destroyed itself", WAIT, || {
+        cluster.peer_status(c.store_id, FIRST_REGION).is_none()
+    });
 }
 
 /// The placement driver asks a region's leader to remove its own peer: it hands leadership
@@ -210,7 +199,7 @@ fn an_operator_removing_the_leader_is_carried_out_by_the_next_leader() {
     cluster.must_put(b"k", b"v");
     let (leader, _) = cluster.leader_region(FIRST_REGION);
     cluster.pd.add_operator(FIRST_REGION, pd_client::Operator::RemovePeer(leader.clone()));
-    wait_until("the old leader's peer is gone", || {
+    wait_until("the old leader's peer is gone", WAIT, || {
         let region = cluster.leader_region(FIRST_REGION).1;
         region.get_peers().iter().all(|p| p.id != leader.id)
     });

@@ -5,16 +5,13 @@ use std::time::{Duration, Instant};
 
 use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
 use raftstore::{metrics::RaftEvent, Config};
-use test_raftstore::{chaos::Hold, raft_message, transport::OneWay, Cluster, FIRST_REGION};
+use test_raftstore::{
+    chaos::Hold, config_with_election_ticks, raft_message, transport::OneWay, Cluster, FIRST_REGION,
+};
 
 /// Elections of 500 ms, so the test has time to act inside the refusal window.
 fn config(refuse_votes_after_start: bool) -> Config {
-    Config {
-        raft_election_timeout_ticks: 50,
-        raft_store_max_leader_lease: Duration::from_millis(490),
-        refuse_votes_after_start,
-        ..Config::for_tests()
-    }
+    Config { refuse_votes_after_start, ..config_with_election_ticks(50) }
 }
 
 /// C restarts and hears nothing from the leader (its link is cut); B, cut off from the leader

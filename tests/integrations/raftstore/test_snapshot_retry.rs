@@ -7,7 +7,7 @@ use std::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
@@ -15,7 +15,7 @@ use raftstore::{metrics::RaftEvent, Config};
 use test_raftstore::{
     follower_of,
     transport::{Filter, Verdict},
-    Cluster, FIRST_REGION,
+    wait_until, Cluster, FIRST_REGION,
 };
 
 fn gc_config() -> Config {
@@ -130,11 +130,9 @@ fn a_snapshot_in_flight_across_a_receiver_restart_is_sent_again() {
     let (mut cluster, trouble) = lagging_follower(|s| SnapshotTrouble::new(s, None, delay));
     let store = trouble.store;
     trouble.healed.store(true, Ordering::Release);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while trouble.pieces.load(Ordering::Acquire) == 0 {
-        assert!(Instant::now() < deadline, "no snapshot was sent");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until("a snapshot sent", Duration::from_secs(5), || {
+        trouble.pieces.load(Ordering::Acquire) > 0
+    });
     cluster.stop_store(store); // the pieces on the way find no one
     std::thread::sleep(delay + Duration::from_millis(100));
     cluster.start_store(store);

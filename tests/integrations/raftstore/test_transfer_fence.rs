@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use proto::{eraftpb::MessageType, metapb, raft_cmdpb::AdminCmdType};
 use raftstore::{metrics::RaftEvent, Config, ReadContext};
 use test_raftstore::{
-    chaos::Hold, new_request, put_request, transport::Isolate, Cluster, FIRST_REGION,
+    chaos::Hold, config_with_election_ticks, new_request, put_request, transport::Isolate,
+    wait_until, Cluster, FIRST_REGION,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -16,12 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Long elections (400 ms) and leases (390 ms), so that the old leader, once cut off, stays
 /// leader with a valid lease for a while on the real clock: the window a stale read needs.
 fn slow_election_config() -> Config {
-    Config {
-        raft_election_timeout_ticks: 40,
-        raft_store_max_leader_lease: Duration::from_millis(390),
-        lease_check_interval: Duration::from_millis(20),
-        ..Config::for_tests()
-    }
+    config_with_election_ticks(40)
 }
 
 fn put_through(cluster: &Cluster, peers: &[metapb::Peer], value: &[u8]) {
@@ -64,14 +60,10 @@ fn late_timeout_now(target_has_later_entries: bool) {
     req.mut_admin_request().set_cmd_type(AdminCmdType::TransferLeader);
     req.mut_admin_request().mut_transfer_leader().set_peer(target.clone());
     cluster.call_command(leader.store_id, req, TIMEOUT).unwrap();
-    let deadline = Instant::now() + TIMEOUT;
     let is_timeout_now = |m: &proto::raft_serverpb::RaftMessage| {
         m.get_message().get_msg_type() == MessageType::MsgTimeoutNow
     };
-    while !held.peek(is_timeout_now) {
-        assert!(Instant::now() < deadline, "no MsgTimeoutNow was sent");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until("a MsgTimeoutNow sent", TIMEOUT, || held.peek(is_timeout_now));
 
     // The transfer times out on the leader, which serves local reads again.
     let mut reader = cluster.reader(leader.store_id);
@@ -81,11 +73,9 @@ fn late_timeout_now(target_has_later_entries: bool) {
     if target_has_later_entries {
         // The fence (or anything written since) reached the target before the late message.
         let want = cluster.peer_status(leader.store_id, FIRST_REGION).unwrap().commit_index;
-        let deadline = Instant::now() + TIMEOUT;
-        while cluster.peer_status(to, FIRST_REGION).unwrap().commit_index < want {
-            assert!(Instant::now() < deadline, "the target did not catch up");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_until("the target caught up", TIMEOUT, || {
+            cluster.peer_status(to, FIRST_REGION).unwrap().commit_index >= want
+        });
     }
 
     // Cut the old leader off, so it cannot hear of a new term, and let the message go.
@@ -133,11 +123,7 @@ fn no_lease_read_between_timeout_now_and_the_fence() {
     req.mut_admin_request().set_cmd_type(AdminCmdType::TransferLeader);
     req.mut_admin_request().mut_transfer_leader().set_peer(target);
     cluster.call_command(leader.store_id, req, TIMEOUT).unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    while held.is_empty() {
-        assert!(Instant::now() < deadline, "no MsgTimeoutNow was sent");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until("a MsgTimeoutNow sent", TIMEOUT, || !held.is_empty());
     let mut reader = cluster.reader(leader.store_id);
     let ctx = ReadContext::new(&region, &leader);
     // Half an election timeout: raft has not given the transfer up yet.
