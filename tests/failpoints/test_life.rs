@@ -96,3 +96,32 @@ fn a_removal_applied_before_a_crash_is_cleaned_up_on_restart() {
     drop(cluster);
     scenario.teardown();
 }
+
+/// A follower's apply is paused with a split queued; meanwhile it is removed from the parent
+/// region and told so (GC). When apply resumes, the split still happens on this store: the
+/// new region (which keeps this store) gets its peer, and the clean-up deletes only what the
+/// parent kept, never the new region's data.
+#[test]
+fn a_peer_destroyed_with_a_split_in_its_apply_queue_keeps_the_split_regions() {
+    let scenario = fail::FailScenario::setup();
+    let (cluster, victim) = cluster_with_victim();
+    let store = victim.store_id;
+    cluster.must_put(b"a", b"left");
+    cluster.must_put(b"z", b"right");
+    cluster.must_get_equal(store, b"z", b"right");
+    let pause = ApplyPause::on_store(store);
+    let (left, _right) = cluster.must_split(b"m"); // "a" moves to the new region
+    cluster.must_remove_peer(FIRST_REGION, &victim);
+    wait_until("the GC message reached the victim", WAIT, || {
+        cluster.raft_event(store, RaftEvent::StalePeerDestroyed) > 0
+    });
+    pause.release();
+    wait_until("the victim destroyed", WAIT, || cluster.peer_status(store, FIRST_REGION).is_none());
+    assert!(cluster.peer_status(store, left.id).is_some(), "the split's region has no peer here");
+    cluster.must_get_equal(store, b"a", b"left");
+    cluster.must_put(b"a", b"after");
+    cluster.must_get_equal(store, b"a", b"after");
+    cluster.must_get_none(store, b"z"); // the parent kept "m".., which is gone here
+    drop(cluster);
+    scenario.teardown();
+}

@@ -6,6 +6,8 @@ use local_reader::ManualClock;
 use raftstore::{Error, ReadContext};
 use test_raftstore::{get_request, new_request, put_request, Cluster, FIRST_REGION};
 
+const TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A ReadIndex read is answered only once the apply side has reached its read index: with
 /// apply paused after a write committed, the read waits instead of returning the older value.
 /// (A lease read would answer at once from what is applied, which is as linearizable: the
@@ -92,6 +94,42 @@ fn the_snapshot_is_taken_before_the_lease_is_checked() {
     }
     let stats = cluster.read_stats(leader.store_id);
     assert_eq!(stats.local_hits, 1, "only the first read was local: {stats:?}");
+    drop(cluster);
+    scenario.teardown();
+}
+
+/// The leader's apply is paused after a write committed; a follower that applied it asks the
+/// leader for a read index. Answered at once (the commit index, from the lease), the follower
+/// would show the write while a later lease read on the leader, from what the leader has
+/// applied, does not: a read going back in time. The answer waits for the leader's apply.
+#[test]
+fn a_follower_read_never_runs_ahead_of_the_leaders_apply() {
+    let scenario = fail::FailScenario::setup();
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    cluster.must_put(b"k", b"v1");
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let follower = test_raftstore::follower_of(&region, &leader);
+    let pause = crate::util::ApplyPause::on_store(leader.store_id);
+    let write = new_request(&region, &leader, vec![put_request(b"k", b"v2")]);
+    let res = cluster.call_command(leader.store_id, write, Duration::from_millis(300));
+    assert!(matches!(res, Err(Error::OutcomeUnknown(_))), "applied while paused: {res:?}");
+    cluster.must_get_equal(follower.store_id, b"k", b"v2"); // the follower applied it
+
+    let mut on_follower = cluster.reader(follower.store_id);
+    let ctx = ReadContext::new(&region, &follower).replica_read();
+    let follower_saw = on_follower.get(&ctx, b"k", Duration::from_millis(300));
+    let mut on_leader = cluster.reader(leader.store_id);
+    let leader_saw = on_leader.get(&ReadContext::new(&region, &leader), b"k", TIMEOUT);
+    if let Ok(Some(v)) = &follower_saw {
+        assert_eq!(
+            leader_saw.as_ref().ok().and_then(|v| v.as_deref()),
+            Some(&v[..]),
+            "the follower read {v:?}, the leader read after it went back"
+        );
+    }
+    pause.release();
+    assert_eq!(on_follower.get(&ctx, b"k", TIMEOUT).unwrap().as_deref(), Some(&b"v2"[..]));
     drop(cluster);
     scenario.teardown();
 }

@@ -175,8 +175,9 @@ pub enum PeerMsg<S: Snapshot> {
     Query(Sender<PeerStatus>),
     /// An operator from the placement driver.
     Operator(pd_client::Operator),
-    /// The apply side stopped after a destroy (everything before it is written).
-    ApplyDestroyed,
+    /// The apply side stopped after a destroy (everything before it is written); the region
+    /// as apply left it, whose range the clean-up deletes.
+    ApplyDestroyed(metapb::Region),
 }
 
 /// A request to split a region.

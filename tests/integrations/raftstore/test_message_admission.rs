@@ -147,3 +147,54 @@ fn a_peer_removed_while_away_destroys_itself_after_the_heal() {
     assert!(meta.lock().unwrap().region(FIRST_REGION).is_none());
     cluster.must_put(b"k", b"two voters");
 }
+
+/// A store keeps a tombstone of a removed peer: a late vote request of the old membership
+/// creates nothing there, one of a newer membership does.
+#[test]
+fn a_tombstone_refuses_messages_of_the_old_membership() {
+    let cluster = started(3);
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let victim = follower_of(&region, &leader);
+    cluster.must_remove_peer(FIRST_REGION, &victim);
+    wait_until("the removed peer gone", Duration::from_secs(10), || {
+        cluster.peer_status(victim.store_id, FIRST_REGION).is_none()
+    });
+    let now = cluster.region(FIRST_REGION);
+    let term = cluster.peer_status(leader.store_id, FIRST_REGION).unwrap().term;
+    for epoch in [&region, &now] {
+        let vote = raft_message(epoch, &leader, &victim, MessageType::MsgRequestVote, term + 1);
+        cluster.router(victim.store_id).send_raft_message(vote).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(cluster.peer_status(victim.store_id, FIRST_REGION).is_none(), "a late vote revived it");
+
+    // The control. (Cut off, so the members cannot answer the made-up peer with a GC.)
+    cluster.isolate(victim.store_id);
+    let mut newer = now.clone();
+    newer.mut_region_epoch().conf_ver += 1;
+    let successor = cluster.new_peer(victim.store_id);
+    let vote = raft_message(&newer, &leader, &successor, MessageType::MsgRequestVote, term + 1);
+    cluster.router(victim.store_id).send_raft_message(vote).unwrap();
+    wait_until("a peer of the newer membership", Duration::from_secs(5), || {
+        cluster.peer_status(victim.store_id, FIRST_REGION).is_some()
+    });
+}
+
+/// A first heartbeat for an unknown region whose range overlaps a region the store holds (at
+/// no newer version: not a split this store has yet to apply) creates nothing.
+#[test]
+fn a_message_for_a_range_the_store_holds_creates_no_peer() {
+    let cluster = started(2);
+    let mut region = metapb::Region::default();
+    region.id = 777;
+    region.start_key = b"x".to_vec();
+    region.mut_region_epoch().conf_ver = 1;
+    region.mut_region_epoch().version = 1;
+    let (mut from, mut to) = (metapb::Peer::default(), metapb::Peer::default());
+    (from.id, from.store_id, to.id, to.store_id) = (778, 2, 779, 1);
+    let msg = raft_message(&region, &from, &to, MessageType::MsgHeartbeat, 7);
+    cluster.router(1).send_raft_message(msg).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(cluster.peer_status(1, 777).is_none());
+    cluster.must_put(b"x", b"still region 1");
+}

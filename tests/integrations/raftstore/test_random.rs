@@ -1,8 +1,8 @@
 //! Randomized fault runs. Clients write and read a few keys (lease reads, ReadIndex when the
 //! nemesis switches leases off, follower reads) while a nemesis transfers leaders, splits
-//! regions, restarts stores while messages to them are in flight, partitions stores, cuts
-//! links one way and slows links or single message types; the network under it all delays,
-//! reorders and duplicates messages. Every run's history must be linearizable, and every key
+//! regions, replaces peers, restarts stores while messages to them are in flight, partitions
+//! stores, cuts links one way and slows links or single message types; the network under it
+//! all delays, reorders and duplicates messages. Every run's history must be linearizable, and every key
 //! readable again after the final heal.
 //!
 //! Seeded: the nemesis's choices, the clients' choices and the network's draws come from the
@@ -18,7 +18,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use proto::{eraftpb::MessageType, raft_cmdpb::AdminCmdType};
+use proto::{
+    eraftpb::MessageType,
+    raft_cmdpb::{AdminCmdType, ConfChangeType},
+};
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use regionstore::linearizability::{check, Op};
 use test_raftstore::{
@@ -188,9 +191,10 @@ impl Nemesis {
 
     fn step(&mut self, run: &Run) {
         let cluster = &run.cluster;
-        let action = self.rng.gen_range(0..10);
+        let action = self.rng.gen_range(0..11);
         match action {
             0 => self.transfer_leader(cluster),
+            10 => self.replace_peer(cluster),
             8 => self.transfer_over_a_slow_link(cluster),
             9 => self.restart_beside_a_partition(run),
             1 => self.split(cluster),
@@ -291,6 +295,27 @@ impl Nemesis {
         run.new_generation();
         std::thread::sleep(lasts);
         self.heal(&run.cluster);
+    }
+
+    /// Removes a follower and adds a new peer of the region on its store (the old peer may
+    /// miss its removal under the other faults, and must give way to the new one).
+    fn replace_peer(&mut self, cluster: &Shared) {
+        let c = lock(cluster);
+        let regions = c.pd.regions();
+        let region = regions.choose(&mut self.rng).unwrap().clone();
+        let Some(leader) = c.leader_of_region(region.id) else { return };
+        let Some(status) = c.peer_status(leader.store_id, region.id) else { return };
+        let peers = status.region.get_peers();
+        let followers: Vec<_> = peers.iter().filter(|p| p.id != leader.id).cloned().collect();
+        if peers.len() < 3 || followers.is_empty() {
+            return;
+        }
+        let victim = followers.choose(&mut self.rng).unwrap().clone();
+        self.log.push(format!("replace peer {} of region {}", victim.id, region.id));
+        if c.change_peer(region.id, ConfChangeType::RemoveNode, &victim).is_ok() {
+            let new = c.new_peer(victim.store_id);
+            let _ = c.change_peer(region.id, ConfChangeType::AddNode, &new);
+        }
     }
 
     fn transfer_leader(&mut self, cluster: &Shared) {

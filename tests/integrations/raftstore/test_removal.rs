@@ -12,7 +12,7 @@ use std::{
 };
 
 use proto::{
-    eraftpb::MessageType,
+    eraftpb::MessageType::{self, MsgTimeoutNow},
     metapb,
     raft_cmdpb::{AdminCmdType, ConfChangeType},
     raft_serverpb::RaftMessage,
@@ -20,7 +20,9 @@ use proto::{
 use raft::StateRole;
 use raftstore::{msg::RaftCommand, Config, Error};
 use test_raftstore::{
-    chaos::Held, config_with_election_ticks, new_request, put_request, transport::Filter,
+    chaos::Held,
+    config_with_election_ticks, new_request, put_request, raft_message,
+    transport::{Filter, RegionPackets},
     wait_until, Cluster, FIRST_REGION,
 };
 
@@ -166,22 +168,23 @@ impl Filter for NoEntries {
     }
 }
 
-/// C leads (nothing it appends can commit) and takes a write; then the GC message A sent it
-/// arrives and C destroys itself. The write is in C's log and may be in others': it is
-/// answered with an unknown outcome, never a definite "not applied".
+/// C leads (nothing it appends can commit) and takes a write; then a message for a newer peer
+/// of the region on C's store arrives (the region added one there after removing C), and C
+/// destroys itself. The write is in C's log and may be in others': it is answered with an
+/// unknown outcome, never a definite "not applied".
 #[test]
 fn a_destroyed_leader_answers_pending_writes_with_an_unknown_outcome() {
-    let (cluster, [_a, b, c], gc) = removed_peer_leads(config_with_election_ticks(50));
+    let (cluster, [a, b, c], _gc) = removed_peer_leads(config_with_election_ticks(50));
     cluster.network.add_filter(Box::new(NoEntries { from: c.store_id, to: b.store_id }));
     wait_until("C leads", WAIT, || leads(&cluster, &c));
     let region = cluster.peer_status(c.store_id, FIRST_REGION).unwrap().region;
     let (cmd, answer) = RaftCommand::new(new_request(&region, &c, vec![put_request(b"k", b"w")]));
     cluster.router(c.store_id).send_command(cmd);
     assert!(answer.recv_timeout(Duration::from_millis(50)).is_err(), "the write is pending");
-    wait_until("A told C it is gone", WAIT, || !gc.is_empty());
-    for msg in gc.take() {
-        cluster.network.deliver_now(msg).unwrap();
-    }
+    let newer = cluster.peer_status(a.store_id, FIRST_REGION).unwrap();
+    let successor = cluster.new_peer(c.store_id);
+    let msg = raft_message(&newer.region, &a, &successor, MessageType::MsgHeartbeat, newer.term);
+    cluster.network.deliver_now(msg).unwrap();
     let resp = answer.recv_timeout(Duration::from_secs(5)).expect("the write is answered");
     let err = Error::from_errorpb(resp.get_header().get_error());
     assert!(matches!(err, Error::OutcomeUnknown(_)), "answered {err:?}");
@@ -204,4 +207,28 @@ fn an_operator_removing_the_leader_is_carried_out_by_the_next_leader() {
         region.get_peers().iter().all(|p| p.id != leader.id)
     });
     cluster.must_put(b"k", b"after");
+}
+
+/// C leads and holds its own removal, its hand-over lost (every `MsgTimeoutNow` dropped):
+/// entries after the removal are committed but not applied on C, and B may serve them, so C
+/// serves no lease read while it holds.
+#[test]
+fn a_leader_holding_its_own_removal_serves_no_lease_read() {
+    let (cluster, [_a, b, c], _gc) = removed_peer_leads(config_with_election_ticks(50));
+    let no_hand_over = RegionPackets { region_id: FIRST_REGION, types: vec![MsgTimeoutNow] };
+    cluster.network.add_filter(Box::new(no_hand_over));
+    wait_until("C leads", WAIT, || leads(&cluster, &c));
+    wait_until("B applied C's removal: C holds it", WAIT, || {
+        let region = cluster.peer_status(b.store_id, FIRST_REGION).unwrap().region;
+        region.get_peers().iter().all(|p| p.id != c.id)
+    });
+    let region = cluster.peer_status(c.store_id, FIRST_REGION).unwrap().region;
+    let mut reader = cluster.reader(c.store_id);
+    let ctx = raftstore::ReadContext::new(&region, &c);
+    for _ in 0..5 {
+        let read = || reader.get(&ctx, b"k", Duration::from_millis(100));
+        let (_, s) = cluster.counting_reads(c.store_id, read);
+        assert_eq!((s.local_hits, s.peer_lease_reads), (0, 0), "a lease read while holding: {s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -13,6 +13,7 @@ use std::{
 use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
 use raftstore::{metrics::RaftEvent, Config};
 use test_raftstore::{
+    chaos::Hold,
     follower_of,
     transport::{Filter, Verdict},
     wait_until, Cluster, FIRST_REGION,
@@ -137,4 +138,40 @@ fn a_snapshot_in_flight_across_a_receiver_restart_is_sent_again() {
     std::thread::sleep(delay + Duration::from_millis(100));
     cluster.start_store(store);
     must_catch_up(&cluster, store);
+}
+
+/// A snapshot the follower refuses (here: damaged on the way) is reported by the follower at
+/// once, and raft sends another well before `snap_send_timeout` (set long here).
+#[test]
+fn a_refused_snapshot_is_sent_again_without_waiting_for_the_timeout() {
+    let cfg = Config {
+        snap_send_timeout: Duration::from_secs(30),
+        snap_chunk_size: 1 << 20,
+        ..gc_config()
+    };
+    let mut cluster = Cluster::with_config(3, cfg);
+    cluster.run();
+    cluster.must_put(b"k", b"v");
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let store = follower_of(&region, &leader).store_id;
+    cluster.stop_store(store);
+    for i in 0..60 {
+        cluster.must_put(&key(i), &[b'v'; 1024]);
+    }
+    cluster.wait_truncated_beyond(leader.store_id, FIRST_REGION, 10);
+    let first = AtomicBool::new(true);
+    let (hold, held) = Hold::new(move |_, to, m| {
+        to == store && is_snapshot(m) && first.swap(false, Ordering::AcqRel)
+    });
+    cluster.network.add_filter(Box::new(hold));
+    cluster.start_store(store);
+    wait_until("a snapshot sent", Duration::from_secs(5), || !held.is_empty());
+    for mut msg in held.take() {
+        msg.mut_message().mut_snapshot().data = b"damaged".to_vec().into();
+        cluster.network.deliver_now(msg).unwrap();
+    }
+    let started = std::time::Instant::now();
+    must_catch_up(&cluster, store);
+    assert!(started.elapsed() < Duration::from_secs(10), "caught up only by the timeout");
+    assert!(cluster.raft_event(leader.store_id, RaftEvent::SnapshotFailed) >= 1);
 }

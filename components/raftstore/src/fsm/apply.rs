@@ -70,8 +70,9 @@ pub struct ApplyHandler<EK: KvEngine, ER: RaftEngine> {
     store: StoreRouter<EK, ER>,
     cfg: Config,
     msgs: Vec<ApplyMsg>,
-    /// Regions whose apply side stopped this round: told once the batch is written.
-    stopped: Vec<u64>,
+    /// Regions whose apply side stopped this round, as apply left them: told once the batch
+    /// is written.
+    stopped: Vec<proto::metapb::Region>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> ApplyHandler<EK, ER> {
@@ -94,8 +95,9 @@ impl<EK: KvEngine, ER: RaftEngine> ApplyHandler<EK, ER> {
             // Fails only when the peer is gone (shutdown); nothing waits for the result then.
             let _ = self.store.force_send(region_id, PeerMsg::ApplyRes(Box::new(res)));
         }
-        for region_id in self.stopped.drain(..) {
-            let _ = self.store.force_send(region_id, PeerMsg::ApplyDestroyed);
+        for region in self.stopped.drain(..) {
+            let region_id = region.id;
+            let _ = self.store.force_send(region_id, PeerMsg::ApplyDestroyed(region));
         }
     }
 }
@@ -120,7 +122,7 @@ impl<EK: KvEngine, ER: RaftEngine> PollHandler<ApplyFsm<EK>, ApplyControl>
                 ApplyMsg::Reset { region, apply_state } => fsm.apply.reset(region, apply_state),
                 ApplyMsg::Destroy => {
                     fsm.stopped = true;
-                    self.stopped.push(fsm.apply.region_id());
+                    self.stopped.push(fsm.apply.region().clone());
                 }
             }
         }

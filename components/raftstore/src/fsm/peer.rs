@@ -33,7 +33,12 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
         ctx: &mut StoreContext<EK, ER, T>,
     ) {
         match msg {
-            PeerMsg::ApplyDestroyed => return self.peer.finish_destroy(ctx),
+            PeerMsg::ApplyDestroyed(region) => return self.peer.finish_destroy(ctx, region),
+            // What apply did before it stopped still counts: a split it applied made regions
+            // this store holds peers of, whatever became of this one.
+            PeerMsg::ApplyRes(r) if self.peer.life == Life::Destroying => {
+                return self.peer.on_apply_res(*r, ctx)
+            }
             _ if self.peer.life != Life::Alive => return self.peer.refuse_while_destroying(msg),
             _ => {}
         }
@@ -48,7 +53,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r, ctx),
             PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
             PeerMsg::Operator(op) => self.peer.on_operator(op, ctx),
-            PeerMsg::ApplyDestroyed => unreachable!("handled above"),
+            PeerMsg::ApplyDestroyed(_) => unreachable!("handled above"),
         }
     }
 }

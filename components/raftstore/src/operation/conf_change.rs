@@ -28,7 +28,7 @@ use slog::{info, warn};
 use crate::{
     fsm::{apply::ApplyRouter, store::StoreContext},
     msg::{Proposal, RaftCommand},
-    operation::transfer_leader::removes_peer,
+    operation::{message::is_epoch_stale, transfer_leader::removes_peer},
     raft::peer::Peer,
     transport::Transport,
     Error, Result,
@@ -155,9 +155,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// Holds committed entries back from apply while this leader has its own removal among
-    /// them (or holds already): see the module docs. Returns what may go to apply now. The
-    /// hand-over itself starts on the next tick.
-    pub(crate) fn hold_own_removal(&mut self, mut entries: Vec<Entry>) -> Vec<Entry> {
+    /// them (or holds already): see the module docs. Returns what may go to apply now.
+    pub(crate) fn hold_own_removal<T>(
+        &mut self,
+        mut entries: Vec<Entry>,
+        ctx: &StoreContext<EK, ER, T>,
+    ) -> Vec<Entry> {
         if !self.removal.entries.is_empty() {
             self.removal.entries.append(&mut entries);
             return Vec::new();
@@ -173,6 +176,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.removal = RemovalHold { entries: entries.split_off(pos), ..RemovalHold::default() };
         info!(self.logger, "own removal committed: holding it until leadership is handed over";
             "index" => self.removal.entries[0].index);
+        // No lease while holding: entries after the removal are committed but not applied
+        // here, and other peers may already serve them.
+        self.lease.expire();
+        self.drive_hand_over(ctx);
         entries
     }
 
@@ -222,12 +229,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 }
 
-/// Whether the membership change in `entry` applies to `region` (apply refuses one built
-/// against another epoch).
+/// Whether the membership change in `entry` may apply: unless it was built against an epoch
+/// older than `region` (apply's region is at least as new, and refuses it), it may — `region`
+/// can trail apply (a split applied there, not yet here), so a newer epoch is no proof of
+/// refusal. Holding one that apply then refuses only costs a hand-over.
 fn applies_to(entry: &Entry, region: &Region) -> bool {
     ConfChange::parse_from_bytes(&entry.data)
         .and_then(|cc| RaftCmdRequest::parse_from_bytes(&cc.context))
-        .is_ok_and(|req| check_conf_epoch(&req, region).is_ok())
+        .is_ok_and(|req| {
+            !is_epoch_stale(req.get_header().get_region_epoch(), region.get_region_epoch())
+        })
 }
 
 /// A leader's own removal, committed and held back from apply until it hands over.

@@ -45,7 +45,12 @@ pub(crate) struct PublishedDelegate {
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Quorum evidence sent at `send_ts`. Ignored while a transfer is not fenced off.
     pub(crate) fn renew_lease(&mut self, send_ts: Duration) {
-        if self.is_leader() && self.transfer_fence.is_none() && self.splitting.is_none() {
+        let holding_own_removal = !self.removal.entries.is_empty();
+        if self.is_leader()
+            && self.transfer_fence.is_none()
+            && self.splitting.is_none()
+            && !holding_own_removal
+        {
             self.lease.renew(send_ts);
         }
     }

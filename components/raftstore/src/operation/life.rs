@@ -162,23 +162,26 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.life = Life::Destroying;
         info!(self.logger, "destroying peer: waiting for its apply side to stop");
         if ctx.apply.force_send(region_id, ApplyMsg::Destroy).is_err() {
-            self.finish_destroy(ctx); // no apply side (shutting down): nothing in flight
+            let region = self.region().clone();
+            self.finish_destroy(ctx, region); // no apply side (shutting down): nothing in flight
         }
     }
 
     /// The apply side stopped: a tombstone region state, the data and raft log deleted, the
     /// mailbox unregistered (so a newer peer of the region can be created), and the peer
     /// marked for the poller to drop.
-    pub(crate) fn finish_destroy<T>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
+    pub(crate) fn finish_destroy<T>(&mut self, ctx: &mut StoreContext<EK, ER, T>, region: Region) {
         if self.life != Life::Destroying {
             return;
         }
         // A crash here: what apply wrote is on disk, the clean-up is not (recovery does it).
         fail::fail_point!("destroy_before_clean_up", |_| {});
-        let region = self.region().clone();
+        // The range deleted is the region as apply left it: a split applied meanwhile gave
+        // the rest of the old range to regions that live on.
         if let Err(e) = self.clean_up(&region) {
-            // The peer stops anyway; a restart sees a tombstone or cleans the leftovers then.
-            error!(self.logger, "peer clean-up failed"; "err" => %e);
+            // Going on would free the range in `StoreMeta` while its data and states are
+            // still on disk, for another peer to take and a restart to delete: stop instead.
+            panic!("region {} clean-up failed, the store cannot go on: {e}", region.id);
         }
         let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
         if meta.region(region.id).is_some() {

@@ -149,7 +149,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.destroy(ctx);
     }
 
-    /// A member of a newer membership says this peer is no longer in the region.
+    /// A member of a newer membership says this peer is no longer in the region. A leader
+    /// ignores it: see below.
     fn on_gc_message<T: Transport>(
         &mut self,
         msg: &RaftMessage,
@@ -159,6 +160,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if theirs.conf_ver <= ours.conf_ver {
             debug!(self.logger, "ignoring a GC message no newer than this peer";
                 "conf_ver" => theirs.conf_ver);
+            return;
+        }
+        if self.is_leader() {
+            // A leader holding its own removal hands over first; a stale leader steps down
+            // (check-quorum) and hears it again. Either way it does not vanish leading.
+            debug!(self.logger, "ignoring a GC message while leading");
             return;
         }
         info!(self.logger, "removed from the region while away: destroying";

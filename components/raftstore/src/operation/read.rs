@@ -23,7 +23,10 @@ use std::{sync::Arc, time::Duration};
 
 use engine::{keys, KvEngine, Peekable, RaftEngine};
 use local_reader::{LeaseState, ReadCounters, RegionSnapshot};
-use proto::raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Response};
+use proto::{
+    eraftpb::{Message, MessageType},
+    raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Response},
+};
 use slog::debug;
 use uuid::Uuid;
 
@@ -32,6 +35,7 @@ use crate::{
     msg::{ReadCommand, ReadResponder},
     operation::command::{check_key_in_region, check_request},
     raft::peer::Peer,
+    transport::Transport,
     Error, Result,
 };
 
@@ -271,6 +275,41 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             resp.responses.push(out);
         }
         Ok(resp)
+    }
+
+    /// A leader's answer to a follower's ReadIndex goes out only once this leader has applied
+    /// up to its index. The follower serves the index as soon as it has applied it, and a
+    /// later lease read here serves what is applied here: answering earlier would let a
+    /// follower show a write that a later read on the leader does not (a read going back in
+    /// time). Returns the message if it may go now.
+    pub(crate) fn gate_read_index_answer(&mut self, m: Message) -> Option<Message> {
+        if m.get_msg_type() != MessageType::MsgReadIndexResp
+            || !self.is_leader()
+            || m.index <= self.storage().applied_index()
+        {
+            return Some(m);
+        }
+        self.read_index_answers.push(m);
+        None
+    }
+
+    /// Sends the held ReadIndex answers this leader has now applied up to.
+    pub(crate) fn release_read_index_answers<T: Transport>(
+        &mut self,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
+        if self.read_index_answers.is_empty() {
+            return;
+        }
+        let applied = self.storage().applied_index();
+        let (ready, wait): (Vec<_>, Vec<_>) =
+            self.read_index_answers.drain(..).partition(|m| m.index <= applied);
+        self.read_index_answers = wait;
+        for m in ready {
+            if let Some(msg) = self.wrap_message(m) {
+                let _ = ctx.trans.send(msg); // lost: the follower asks again
+            }
+        }
     }
 
     /// Fails every read this peer holds with `err` (it stepped down or is destroyed).

@@ -20,7 +20,7 @@ use crate::{
     fsm::{apply::ApplyRouter, store::StoreContext},
     msg::{ApplyMsg, ApplyRes, ApplyTask, ExecResult},
     operation::{snapshot::split_snapshot, split::SPLIT_CONTEXT},
-    raft::peer::Peer,
+    raft::peer::{Life, Peer},
     transport::Transport,
     Error,
 };
@@ -45,6 +45,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if let Some(ss) = ready.ss() {
             if ss.raft_state != StateRole::Leader {
                 self.release_held_entries(&ctx.apply);
+                self.read_index_answers.clear(); // their followers ask again
                 self.on_leadership_lost();
             }
             self.on_role_changed(now);
@@ -59,7 +60,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
         }
         self.send(ready.take_messages(), ctx, now);
-        self.hand_to_apply(ready.take_committed_entries(), &ctx.apply);
+        self.hand_to_apply(ready.take_committed_entries(), ctx);
         let store = self.raft_group.mut_store();
         if let Err(e) = store.append(ready.entries(), &mut ctx.log_batch) {
             error!(self.logger, "cannot append entries"; "err" => %e);
@@ -100,7 +101,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             self.raft_group.mut_store().set_commit_index(commit);
         }
         self.send(light.take_messages(), ctx, now);
-        self.hand_to_apply(light.take_committed_entries(), &ctx.apply);
+        self.hand_to_apply(light.take_committed_entries(), ctx);
     }
 
     /// This peer is no longer leader: its pending proposals may still commit under the new
@@ -132,6 +133,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             if msg_type == MessageType::MsgTimeoutNow {
                 self.on_timeout_now_sent(&mut m, now);
             }
+            let Some(m) = self.gate_read_index_answer(m) else {
+                continue; // goes out once this leader has applied up to its index
+            };
             let snap_index = m.get_snapshot().get_metadata().index;
             let Some(msg) = self.wrap_message(m) else {
                 warn!(self.logger, "message to a peer not in the region"; "to" => to);
@@ -160,7 +164,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// Committed entries: what their commit means for the lease and a split, then to apply
     /// (all of them, unless this leader must first hand over before its own removal).
-    pub(crate) fn hand_to_apply(&mut self, entries: Vec<Entry>, apply: &ApplyRouter<EK>) {
+    pub(crate) fn hand_to_apply<T>(&mut self, entries: Vec<Entry>, ctx: &StoreContext<EK, ER, T>) {
         let Some(committed) = entries.last().map(|e| e.index) else {
             return;
         };
@@ -169,8 +173,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             self.on_split_committed(index);
         }
         self.on_committed_to(committed);
-        let entries = self.hold_own_removal(entries);
-        self.send_to_apply(entries, apply);
+        let entries = self.hold_own_removal(entries, ctx);
+        self.send_to_apply(entries, &ctx.apply);
     }
 
     /// Sends entries and the proposals they answer to the apply side.
@@ -216,12 +220,15 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                     self.on_split_applied(ctx, regions, derived)
                 }
             }
-            if !self.is_alive() {
+            // A peer destroying itself still takes in what its apply did (the regions of a
+            // split are real whatever becomes of this peer); one destroyed takes nothing.
+            if self.life == Life::Destroyed {
                 return;
             }
         }
         // Only now: a read that waited for this batch is checked against the region as
         // every admin result of the batch left it (a split moves keys away).
         self.serve_reads(ctx);
+        self.release_read_index_answers(ctx);
     }
 }

@@ -280,7 +280,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if state.is_some_and(|s| s.get_state() == PeerState::Tombstone) {
             return Ok(None);
         }
-        let mut peer = Peer::new(
+        // No vote refusal after a restart here: this peer did not exist before the split
+        // applied on this store, so it backed no lease (messages for it were only kept).
+        let peer = Peer::new(
             &ctx.cfg,
             self.peer.store_id,
             ctx.kv.clone(),
@@ -289,7 +291,6 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             ctx.snap_gen.clone(),
             &ctx.logger,
         )?;
-        peer.refuse_votes_until = ctx.vote_refusal_ticks();
         Ok(Some(peer))
     }
 

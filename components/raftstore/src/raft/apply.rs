@@ -53,9 +53,9 @@ impl<EK: KvEngine> Apply<EK> {
         }
     }
 
-    /// The region's id.
-    pub fn region_id(&self) -> u64 {
-        self.region.id
+    /// The region as apply has left it.
+    pub fn region(&self) -> &Region {
+        &self.region
     }
 
     /// The kv engine.

@@ -64,6 +64,9 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) new_reads: Vec<ReadCommand<EK::Snapshot>>,
     /// Reads waiting for the leader to commit an entry of its term.
     pub(crate) held_reads: Vec<ReadCommand<EK::Snapshot>>,
+    /// A leader's answers to followers' ReadIndex requests, waiting until it has applied up to
+    /// their index.
+    pub(crate) read_index_answers: Vec<eraftpb::Message>,
     /// The leader lease.
     pub(crate) lease: Lease,
     /// Entries this leader proposed in its term and the clock time of each proposal, in
@@ -153,6 +156,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             reads: VecDeque::new(),
             new_reads: Vec::new(),
             held_reads: Vec::new(),
+            read_index_answers: Vec::new(),
             lease: Lease::new(cfg.raft_store_max_leader_lease, cfg.max_lease_drift()),
             lease_evidence: VecDeque::new(),
             transfer_fence: None,
