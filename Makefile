@@ -25,6 +25,8 @@ demo: build
 test: deps
 	cargo test $(CARGO_PROFILE) --workspace --all-targets
 	cargo test $(CARGO_PROFILE) --workspace --doc
+	# The embedding example, run: it opens, writes, reads, stops, reopens and reads again.
+	$(CARGO_TARGET_DIR)/opt/examples/embedded_kv
 	# Fail point tests: their own binary, one test at a time (fail points are process-wide).
 	cargo test $(CARGO_PROFILE) --features failpoints --test failpoints -- --test-threads 1
 	# The batch system's FSM state, model-checked exhaustively on loom's atomics.

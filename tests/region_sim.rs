@@ -65,7 +65,7 @@ fn short_run_reports_and_records_a_complete_history() {
         .sum();
     assert!(served >= reads, "every read was served by some path: {paths}");
     assert!(paths["local"].as_u64().unwrap() > 0, "the lease read path is taken: {paths}");
-    assert!(data.join("store-1").is_dir(), "--data-dir keeps the stores' data");
+    assert!(data.join("node-0").is_dir(), "--data-dir keeps the nodes' data");
 
     let text = std::fs::read_to_string(&history).unwrap();
     assert_eq!(stale_reads(&text), 0, "a read returned a value older than an acknowledged write");

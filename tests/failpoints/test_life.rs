@@ -92,7 +92,7 @@ fn a_removal_applied_before_a_crash_is_cleaned_up_on_restart() {
     cluster.must_get_none(store, b"k0");
     assert!(cluster.peer_status(store, FIRST_REGION).is_none());
     let raft = cluster.raft_engine(store);
-    assert!(engine::RaftEngine::get_raft_state(raft, FIRST_REGION).unwrap().is_none());
+    assert!(engine::RaftEngine::get_raft_state(&raft, FIRST_REGION).unwrap().is_none());
     drop(cluster);
     scenario.teardown();
 }

@@ -22,11 +22,19 @@ pub struct MemPdConfig {
     pub balance_leaders: bool,
     /// Transfer a leader only when its store leads this many more regions than the target.
     pub leader_balance_threshold: u64,
+    /// Add voters (one at a time) to regions with fewer, on the stores holding the fewest
+    /// peers; 0 leaves membership to the caller.
+    pub max_replicas: usize,
 }
 
 impl Default for MemPdConfig {
     fn default() -> Self {
-        MemPdConfig { cluster_id: 1, balance_leaders: false, leader_balance_threshold: 2 }
+        MemPdConfig {
+            cluster_id: 1,
+            balance_leaders: false,
+            leader_balance_threshold: 2,
+            max_replicas: 0,
+        }
     }
 }
 
@@ -201,6 +209,31 @@ impl Inner {
         self.regions.insert(region.id, region);
     }
 
+    /// A store for one more voter of `region`, if it has fewer than `max_replicas` and none
+    /// is still catching up: among stores without a peer of it, the one holding the fewest.
+    fn missing_replica_store(
+        &self,
+        region: &metapb::Region,
+        max_replicas: usize,
+        stats: &RegionStats,
+    ) -> Option<u64> {
+        let voters = region.get_peers().iter().filter(|p| p.get_role() == PeerRole::Voter);
+        if voters.count() >= max_replicas || !stats.pending_peers.is_empty() {
+            return None;
+        }
+        let mut load: HashMap<u64, usize> = self.stores.keys().map(|id| (*id, 0)).collect();
+        for r in self.regions.values() {
+            for p in r.get_peers() {
+                *load.entry(p.store_id).or_default() += 1;
+            }
+        }
+        let has_peer = |store: u64| region.get_peers().iter().any(|p| p.store_id == store);
+        load.into_iter()
+            .filter(|(s, _)| !has_peer(*s))
+            .min_by_key(|(s, n)| (*n, *s))
+            .map(|(s, _)| s)
+    }
+
     fn leader_of(&self, region_id: u64) -> Option<metapb::Peer> {
         self.leaders.get(&region_id).map(|(p, _)| p.clone())
     }
@@ -347,6 +380,15 @@ impl PdClient for MemPd {
                     inner.operators.remove(&region_id);
                 }
             }
+        }
+        if let Some(store_id) = inner.missing_replica_store(&region, self.cfg.max_replicas, &stats)
+        {
+            let mut peer = metapb::Peer::default();
+            peer.id = self.alloc_id()?;
+            peer.store_id = store_id;
+            let op = Operator::AddPeer(peer);
+            inner.operators.insert(region_id, op.clone());
+            return Ok(Some(op));
         }
         if self.balance_leaders.load(Ordering::Relaxed) {
             if let Some(op) = inner.balance_leader(&self.cfg, &region, &leader, &stats) {

@@ -13,24 +13,34 @@ use raft::StateRole;
 
 use crate::Error;
 
-/// Where a command's response goes: a typed one-shot channel, answered exactly once. Dropping
-/// an unanswered sender answers `OutcomeUnknown`, so no caller is ever left hanging.
+/// Where a command's response goes: a typed one-shot channel or a callback, answered exactly
+/// once. Dropping an unanswered sender answers `OutcomeUnknown`, so no caller is ever left
+/// hanging.
 pub struct CmdResponseSender {
-    tx: Option<Sender<RaftCmdResponse>>,
+    tx: Option<Responder>,
+}
+
+enum Responder {
+    Channel(Sender<RaftCmdResponse>),
+    Callback(Box<dyn FnOnce(RaftCmdResponse) + Send>),
 }
 
 impl CmdResponseSender {
     /// A sender and the receiver its response arrives on.
     pub fn channel() -> (CmdResponseSender, Receiver<RaftCmdResponse>) {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        (CmdResponseSender { tx: Some(tx) }, rx)
+        (CmdResponseSender { tx: Some(Responder::Channel(tx)) }, rx)
+    }
+
+    /// A sender that hands the response to `cb`, on the thread that answers (keep it short).
+    pub fn callback(cb: impl FnOnce(RaftCmdResponse) + Send + 'static) -> CmdResponseSender {
+        CmdResponseSender { tx: Some(Responder::Callback(Box::new(cb))) }
     }
 
     /// Answers with `resp`.
     pub fn respond(mut self, resp: RaftCmdResponse) {
         if let Some(tx) = self.tx.take() {
-            // The caller may have given up waiting; nothing to do then.
-            let _ = tx.send(resp);
+            tx.send(resp);
         }
     }
 
@@ -40,11 +50,21 @@ impl CmdResponseSender {
     }
 }
 
+impl Responder {
+    fn send(self, resp: RaftCmdResponse) {
+        match self {
+            // The caller may have given up waiting; nothing to do then.
+            Responder::Channel(tx) => drop(tx.send(resp)),
+            Responder::Callback(cb) => cb(resp),
+        }
+    }
+}
+
 impl Drop for CmdResponseSender {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
             let err = Error::OutcomeUnknown("the command was dropped unanswered".into());
-            let _ = tx.send(error_response(&err));
+            tx.send(error_response(&err));
         }
     }
 }

@@ -154,6 +154,11 @@ impl StoreMeta {
         self.readers.get(&region_id)
     }
 
+    /// Every region, in key order.
+    pub fn regions(&self) -> Vec<Region> {
+        self.ranges.values().filter_map(|id| self.regions.get(id).cloned()).collect()
+    }
+
     /// Number of regions.
     pub fn len(&self) -> usize {
         self.regions.len()

@@ -1,4 +1,5 @@
-//! `Cluster`: N stores on RocksDB in temporary directories, in one process.
+//! `Cluster`: N nodes (the product's `server::Node`) on RocksDB in temporary directories, in
+//! one process, with the harness's filters on the network between them.
 
 use std::{
     collections::HashMap,
@@ -24,22 +25,18 @@ use raft::StateRole;
 use raftstore::{
     bootstrap::{bootstrap_regions, bootstrap_store},
     msg::{PeerStatus, RaftCommand},
-    Config, Engines, Error, RaftStore, StoreReader, StoreServices,
+    Config, Error, StoreReader,
 };
+use server::{local::LocalNodes, Modify, Node, NodeConfig};
 use slog::Logger;
 use tempfile::TempDir;
 
-use crate::{
-    client::{Client, Outcome},
-    transport::{ChannelTransport, Delay, Isolate, Network, Partition, TestRouter},
-};
+use crate::transport::{Delay, Isolate, Network, Partition, TestRouter};
 
 /// The cluster id of every harness cluster.
 pub const CLUSTER_ID: u64 = 1;
 /// The id of the first region.
 pub const FIRST_REGION: u64 = 1;
-
-type Store = RaftStore<RocksEngine, RocksRaftEngine>;
 
 /// Where a store's engines live.
 enum StoreDir {
@@ -69,9 +66,8 @@ pub struct Cluster {
     count: u64,
     data_dir: Option<PathBuf>,
     dirs: HashMap<u64, StoreDir>,
-    stores: HashMap<u64, Store>,
-    routers: HashMap<u64, TestRouter>,
-    engines: HashMap<u64, (RocksEngine, RocksRaftEngine)>,
+    /// The running nodes, by store id (what clients reach).
+    nodes: Arc<LocalNodes>,
     logger: Logger,
 }
 
@@ -99,14 +95,12 @@ impl Cluster {
         Cluster {
             cfg,
             pd,
-            network: Arc::default(),
+            network: Network::new(),
             clock: Arc::new(MonotonicRawClock),
             count,
             data_dir: None,
             dirs: HashMap::new(),
-            stores: HashMap::new(),
-            routers: HashMap::new(),
-            engines: HashMap::new(),
+            nodes: Arc::new(LocalNodes::new()),
             logger: test_logger(),
         }
     }
@@ -192,37 +186,38 @@ impl Cluster {
         }
     }
 
-    /// Starts (or restarts) a stopped store from its engines.
+    /// Starts (or restarts) a stopped store from its engines: `Node::open` on its directory.
     pub fn start_store(&mut self, store_id: u64) {
-        assert!(!self.stores.contains_key(&store_id), "store {store_id} is running");
-        let dir = self.dirs[&store_id].path();
-        let (kv, raft) = open_engines(dir, &RocksConfig::small()).unwrap();
-        let trans = ChannelTransport::new(store_id, self.network.clone());
-        let engines = Engines { kv: kv.clone(), raft: raft.clone() };
-        let store = RaftStore::start(
-            self.cfg.clone(),
-            CLUSTER_ID,
-            store_id,
-            engines,
-            StoreServices::new(trans, self.pd.clone()).with_clock(self.clock.clone()),
-            &self.logger,
-        )
-        .unwrap_or_else(|e| panic!("store {store_id} failed to start: {e}"));
-        let router = store.router();
-        self.network.add_store(router.clone());
-        self.routers.insert(store_id, router);
-        self.engines.insert(store_id, (kv, raft));
-        self.stores.insert(store_id, store);
+        assert!(self.nodes.get(store_id).is_none(), "store {store_id} is running");
+        let cfg = NodeConfig {
+            data_dir: self.dirs[&store_id].path().to_path_buf(),
+            store: self.cfg.clone(),
+            rocksdb: RocksConfig::small(),
+            advertise_addr: String::new(),
+        };
+        let pd: Arc<dyn PdClient> = self.pd.clone();
+        let local = self.network.local();
+        let node = Node::open_with_clock(cfg, pd, local, self.clock.clone(), &self.logger)
+            .unwrap_or_else(|e| panic!("store {store_id} failed to start: {e}"));
+        assert_eq!(node.store_id(), store_id, "the store's ident was written at bootstrap");
+        self.nodes.insert(node);
     }
 
     /// Stops a store: it leaves the network, shuts down, and closes its engines.
     pub fn stop_store(&mut self, store_id: u64) {
-        self.network.remove_store(store_id);
-        self.routers.remove(&store_id);
-        self.engines.remove(&store_id);
-        if let Some(mut store) = self.stores.remove(&store_id) {
-            store.shutdown();
+        if let Some(node) = self.nodes.remove(store_id) {
+            node.stop();
         }
+    }
+
+    /// The node of a running store.
+    pub fn node(&self, store_id: u64) -> Node {
+        self.nodes.get(store_id).unwrap_or_else(|| panic!("store {store_id} is not running"))
+    }
+
+    /// The running nodes, as clients reach them.
+    pub fn nodes(&self) -> Arc<LocalNodes> {
+        self.nodes.clone()
     }
 
     /// Stops and starts a store again.
@@ -233,44 +228,42 @@ impl Cluster {
 
     /// Ids of running stores.
     pub fn running_stores(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self.stores.keys().copied().collect();
-        ids.sort_unstable();
-        ids
+        self.nodes.all().iter().map(Node::store_id).collect()
     }
 
-    /// The kv engine of a running store.
-    pub fn kv(&self, store_id: u64) -> &RocksEngine {
-        &self.engines[&store_id].0
+    /// The kv engine of a running store (drop it before restarting the store).
+    pub fn kv(&self, store_id: u64) -> RocksEngine {
+        self.node(store_id).engines().expect("running").kv
     }
 
-    /// The raft engine of a running store.
-    pub fn raft_engine(&self, store_id: u64) -> &RocksRaftEngine {
-        &self.engines[&store_id].1
+    /// The raft engine of a running store (drop it before restarting the store).
+    pub fn raft_engine(&self, store_id: u64) -> RocksRaftEngine {
+        self.node(store_id).engines().expect("running").raft
     }
 
-    /// The router of a running store.
-    pub fn router(&self, store_id: u64) -> &TestRouter {
-        &self.routers[&store_id]
+    /// A router of a running store.
+    pub fn router(&self, store_id: u64) -> TestRouter {
+        self.node(store_id).router().expect("running")
     }
 
     /// A reader of a running store's regions, for one thread.
     pub fn reader(&self, store_id: u64) -> StoreReader<RocksEngine, RocksRaftEngine> {
-        self.stores[&store_id].reader()
+        self.node(store_id).reader().expect("running")
     }
 
     /// How many of `event` a running store counted.
     pub fn raft_event(&self, store_id: u64, event: raftstore::metrics::RaftEvent) -> u64 {
-        self.stores[&store_id].raft_events().get(event)
+        self.node(store_id).with_raft_events(|c| c.get(event)).expect("running")
     }
 
     /// The regions, ranges and read delegates of a running store.
     pub fn store_meta(&self, store_id: u64) -> raftstore::store_meta::SharedStoreMeta {
-        self.stores[&store_id].meta().clone()
+        self.node(store_id).store_meta().expect("running")
     }
 
     /// The read-path counters of a running store.
     pub fn read_stats(&self, store_id: u64) -> ReadStats {
-        self.stores[&store_id].read_stats()
+        self.node(store_id).read_stats()
     }
 
     /// Runs `f` and returns what it returned, with the read-path counts of `store_id` it
@@ -304,14 +297,14 @@ impl Cluster {
 
     /// Switches lease reads on or off on every running store.
     pub fn set_lease_reads(&self, on: bool) {
-        for store in self.stores.values() {
-            store.set_lease_reads(on);
+        for node in self.nodes.all() {
+            node.set_lease_reads(on);
         }
     }
 
     /// The status of a region's peer on a running store.
     pub fn peer_status(&self, store_id: u64, region_id: u64) -> Option<PeerStatus> {
-        self.routers.get(&store_id)?.query(region_id, Duration::from_secs(1))
+        self.nodes.get(store_id)?.region_status(region_id)
     }
 
     /// The leader of a region among running stores (the one with the highest term).
@@ -353,8 +346,10 @@ impl Cluster {
         req: RaftCmdRequest,
         timeout: Duration,
     ) -> Result<RaftCmdResponse, Error> {
-        let router =
-            self.routers.get(&store_id).ok_or(Error::RegionNotFound(req.get_header().region_id))?;
+        let node = self.nodes.get(store_id);
+        let router = node
+            .and_then(|n| n.router().ok())
+            .ok_or(Error::RegionNotFound(req.get_header().region_id))?;
         let (cmd, rx) = RaftCommand::new(req);
         router.send_command(cmd);
         let resp = rx
@@ -366,22 +361,25 @@ impl Cluster {
         Ok(resp)
     }
 
-    /// A client of the running stores (see [`Client`]).
-    pub fn client(&self) -> Client {
-        let readers = self.stores.iter().map(|(id, s)| (*id, s.reader())).collect();
-        Client::new(self.pd.clone(), self.routers.clone(), readers)
+    /// A client of the cluster (the product's `client::Client`): it reaches whichever nodes
+    /// run when it sends, restarted ones included.
+    pub fn client(&self) -> client::Client {
+        let pd: Arc<dyn PdClient> = self.pd.clone();
+        let cfg =
+            client::ClientConfig { attempt_timeout: Duration::from_secs(3), ..Default::default() };
+        client::Client::new(pd, self.nodes.clone(), cfg, 7)
     }
 
     /// Writes through the region's leader, retrying for up to 10 s on errors that mean "not
     /// applied" and, since tests own their keys, also on unknown outcomes.
-    pub fn write(&self, requests: Vec<Request>, key: &[u8]) -> Result<RaftCmdResponse, Error> {
+    pub fn write(&self, mods: &[Modify], key: &[u8]) -> Result<(), client::Error> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut client = self.client();
         loop {
-            match client.write(key, requests.clone(), deadline) {
-                Outcome::Ok(resp) => return Ok(resp),
-                Outcome::Unknown(_) if Instant::now() < deadline => continue,
-                Outcome::Unknown(e) | Outcome::Failed(e) => return Err(e),
+            match client.write(key, mods, deadline) {
+                Ok(()) => return Ok(()),
+                Err(client::Error::Undetermined(_)) if Instant::now() < deadline => continue,
+                Err(e) => return Err(e),
             }
         }
     }
@@ -480,7 +478,7 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let (leader, region) = self.leader_region(region_id);
-            let rx = self.routers[&leader.store_id].split_region(
+            let rx = self.router(leader.store_id).split_region(
                 region_id,
                 region.get_region_epoch().clone(),
                 split_keys.clone(),
@@ -529,19 +527,20 @@ impl Cluster {
 
     /// Puts `key` = `value`, panicking if it cannot within 10 s.
     pub fn must_put(&self, key: &[u8], value: &[u8]) {
-        self.write(vec![put_request(key, value)], key)
+        self.write(&[Modify::Put(key.to_vec(), value.to_vec())], key)
             .unwrap_or_else(|e| panic!("put {key:?}: {e}"));
     }
 
     /// Deletes `key`, panicking if it cannot within 10 s.
     pub fn must_delete(&self, key: &[u8]) {
-        self.write(vec![delete_request(key)], key)
+        self.write(&[Modify::Delete(key.to_vec())], key)
             .unwrap_or_else(|e| panic!("delete {key:?}: {e}"));
     }
 
-    /// Reads `key` through its region's leader (ReadIndex), retrying for up to 10 s.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        self.client().read(key, Instant::now() + Duration::from_secs(10))
+    /// Reads `key` through its region's leader (a lease read, or ReadIndex), retrying for up
+    /// to 10 s.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, client::Error> {
+        self.client().get(key, Instant::now() + Duration::from_secs(10))
     }
 
     /// Waits (at most 5 s) until a store's kv engine holds `key` = `value`.

@@ -1,8 +1,9 @@
-//! An in-process transport: raft messages go straight into the target store's router,
-//! through filters that cut, drop or isolate, as a network would.
+//! The filters of the in-process network: raft messages between the nodes of a cluster pass
+//! filters that cut, drop, isolate or delay them, as a network would, before the product's
+//! `LocalNetwork` delivers them.
 
 use std::{
-    collections::{BinaryHeap, HashMap, HashSet},
+    collections::{BinaryHeap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, RwLock, Weak,
@@ -10,16 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use engine::rocks::{RocksEngine, RocksRaftEngine};
 use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
-use raftstore::{
-    transport::{Transport, TransportError},
-    RaftRouter,
-};
+use raftstore::transport::TransportError;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use server::transport::{Intercept, LocalNetwork};
 
 /// The router of a store in the harness.
-pub type TestRouter = RaftRouter<RocksEngine, RocksRaftEngine>;
+pub type TestRouter = server::transport::NodeRouter;
 
 /// What becomes of a message on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,16 +172,50 @@ impl Ord for Delayed {
     }
 }
 
-/// The stores of a cluster and the filters between them, shared by every transport clone.
-#[derive(Default)]
+/// The filters between the nodes of a cluster, over the product's [`LocalNetwork`]: every
+/// message passes the filters (dropped, delayed, duplicated) before it is delivered.
 pub struct Network {
-    routers: RwLock<HashMap<u64, Mutex<TestRouter>>>,
+    local: Arc<LocalNetwork>,
     filters: RwLock<Vec<Box<dyn Filter>>>,
     delayed: Mutex<Option<crossbeam_channel::Sender<Delayed>>>,
     delay_seq: AtomicU64,
 }
 
+/// What the local network calls: the filters of a [`Network`] it does not own.
+struct Filters(Weak<Network>);
+
+impl Intercept for Filters {
+    fn send(
+        &self,
+        _: &Arc<LocalNetwork>,
+        from: u64,
+        msg: RaftMessage,
+    ) -> Result<(), TransportError> {
+        match self.0.upgrade() {
+            Some(network) => network.deliver(from, msg),
+            None => Ok(()), // the cluster is going away: lost, as on a network
+        }
+    }
+}
+
 impl Network {
+    /// A network with no filter.
+    pub fn new() -> Arc<Self> {
+        let network = Arc::new(Network {
+            local: LocalNetwork::new(),
+            filters: RwLock::default(),
+            delayed: Mutex::default(),
+            delay_seq: AtomicU64::new(0),
+        });
+        network.local.set_interceptor(Some(Arc::new(Filters(Arc::downgrade(&network)))));
+        network
+    }
+
+    /// The product's network under the filters, for nodes to open on.
+    pub fn local(&self) -> Arc<LocalNetwork> {
+        self.local.clone()
+    }
+
     /// Queues `msg` for delivery after `delay`, on a timer thread started on first use. The
     /// thread holds the network weakly and ends with it.
     fn deliver_later(self: &Arc<Self>, msg: RaftMessage, delay: Duration) {
@@ -199,17 +231,6 @@ impl Network {
         });
         let seq = self.delay_seq.fetch_add(1, Ordering::Relaxed);
         let _ = tx.send(Delayed { due: Instant::now() + delay, seq, msg });
-    }
-
-    /// Makes a store reachable.
-    pub fn add_store(&self, router: TestRouter) {
-        let id = router.store_id();
-        self.routers.write().unwrap().insert(id, Mutex::new(router));
-    }
-
-    /// Makes a store unreachable (it stopped).
-    pub fn remove_store(&self, store_id: u64) {
-        self.routers.write().unwrap().remove(&store_id);
     }
 
     /// Adds a filter.
@@ -246,13 +267,9 @@ impl Network {
         self.deliver_now(msg)
     }
 
-    /// Hands `msg` to its store now, past every filter (a held message let go).
+    /// Hands `msg` to its node now, past every filter (a held message let go).
     pub fn deliver_now(&self, msg: RaftMessage) -> Result<(), TransportError> {
-        let to = msg.get_to_peer().store_id;
-        let routers = self.routers.read().unwrap();
-        let router = routers.get(&to).ok_or(TransportError::Unreachable(to))?;
-        let router = router.lock().unwrap_or_else(|e| e.into_inner());
-        router.send_raft_message(msg)
+        self.local.deliver_now(msg)
     }
 }
 
@@ -272,25 +289,5 @@ fn run_delays(rx: crossbeam_channel::Receiver<Delayed>, network: Weak<Network>) 
             let d = heap.pop().expect("peeked");
             let _ = network.deliver_now(d.msg); // a store that went away: lost, as on a network
         }
-    }
-}
-
-/// The transport of one store.
-#[derive(Clone)]
-pub struct ChannelTransport {
-    store_id: u64,
-    network: Arc<Network>,
-}
-
-impl ChannelTransport {
-    /// The transport of `store_id` on `network`.
-    pub fn new(store_id: u64, network: Arc<Network>) -> Self {
-        ChannelTransport { store_id, network }
-    }
-}
-
-impl Transport for ChannelTransport {
-    fn send(&mut self, msg: RaftMessage) -> Result<(), TransportError> {
-        self.network.deliver(self.store_id, msg)
     }
 }

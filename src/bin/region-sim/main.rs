@@ -1,10 +1,12 @@
-//! region-sim: a cluster of stores in one process on RocksDB, a workload driven through a
-//! real client, and a report (human summary, `--report-json`, `--history`).
+//! region-sim: a cluster of nodes (`server::Node`) in one process on RocksDB, a workload
+//! driven through the product's client (`client::Client`), and a report (human summary,
+//! `--report-json`, `--history`).
 //!
-//! With no arguments: 3 stores under a temporary directory (removed at exit), one region
-//! that splits as the data grows (small `--split-size`), leaders balanced across the stores
-//! by the placement driver, 8 clients reading and writing for 10 seconds. `--regions N`
-//! starts with the key space cut into N regions. See `--help`.
+//! With no arguments: 3 nodes under a temporary directory (removed at exit); the first
+//! bootstraps the cluster and the placement driver replicates its one region onto the others;
+//! the region splits as the data grows (small `--split-size`), leaders are balanced across the
+//! stores, 8 clients read and write for 10 seconds. `--regions N` cuts the key space into N
+//! regions before the run. See `--help`.
 
 mod args;
 mod chart;
@@ -21,8 +23,9 @@ use std::{
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use local_reader::ReadStats;
+use pd_client::{MemPdConfig, PdClient};
 use raft::StateRole;
-use test_raftstore::Cluster;
+use server::{local::LocalCluster, NodeConfig};
 
 use crate::{
     args::Args,
@@ -57,14 +60,23 @@ fn run(args: Args) -> Result<(), Error> {
         region_max_size: args.split_size * 3 / 2,
         ..raftstore::Config::for_tests()
     };
-    let mut cluster = Cluster::with_config(args.stores, cfg);
-    if let Some(dir) = &args.data_dir {
-        cluster.set_data_dir(dir);
-    }
-    cluster.run_with_split_keys(&args.split_keys());
-    for region in cluster.pd.regions() {
-        cluster.wait_leader(region.id);
-    }
+    let temp = match &args.data_dir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("region-sim-").tempdir()?),
+    };
+    let base = args.data_dir.as_deref().or(temp.as_ref().map(|t| t.path())).expect("a dir");
+    let node_cfg = NodeConfig {
+        store: cfg,
+        rocksdb: engine::rocks::RocksConfig::small(),
+        ..NodeConfig::new(base)
+    };
+    let replicas = args.stores.min(3) as usize;
+    let pd_cfg = MemPdConfig { max_replicas: replicas, ..Default::default() };
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let cluster = LocalCluster::start(base, args.stores as usize, node_cfg, pd_cfg, &logger)?;
+    cluster.wait_ready(replicas, Duration::from_secs(60))?;
+    cluster.split(&args.split_keys(), 10, Duration::from_secs(120))?;
+    cluster.wait_ready(replicas, Duration::from_secs(60))?;
     let initial = cluster.pd.regions().len();
     cluster.pd.set_balance_leaders(true);
     let reads_before = read_stats(&cluster);
@@ -77,7 +89,13 @@ fn run(args: Args) -> Result<(), Error> {
     let per_client: Vec<ClientStats> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..args.clients)
             .map(|p| {
-                let client = cluster.client();
+                let pd: std::sync::Arc<dyn PdClient> = cluster.pd.clone();
+                let client_cfg = client::ClientConfig {
+                    attempt_timeout: Duration::from_secs(3),
+                    ..Default::default()
+                };
+                let seed = args.seed.wrapping_add(p as u64);
+                let client = client::Client::new(pd, cluster.nodes.clone(), client_cfg, seed);
                 let (args, history, done) = (&args, &history, &done);
                 s.spawn(move || run_client(p, client, args, deadline, history, done))
             })
@@ -112,7 +130,7 @@ fn run(args: Args) -> Result<(), Error> {
         );
         std::fs::write(path, chart::svg(&title, &report.time_series))?;
     }
-    cluster.shutdown();
+    cluster.stop();
     Ok(())
 }
 
@@ -124,7 +142,7 @@ fn show_progress(
     deadline: Instant,
     done: &AtomicU64,
     region_counts: &mut Vec<u64>,
-    cluster: &Cluster,
+    cluster: &LocalCluster,
     finished: impl Fn() -> bool,
 ) {
     let total = deadline.duration_since(start).as_millis() as u64;
@@ -150,26 +168,27 @@ fn show_progress(
     bar.finish_and_clear();
 }
 
-/// The read-path counters of every store, summed.
-fn read_stats(cluster: &Cluster) -> ReadStats {
+/// The read-path counters of every node, summed.
+fn read_stats(cluster: &LocalCluster) -> ReadStats {
     let mut sum = ReadStats::default();
-    for s in cluster.running_stores() {
-        sum.merge(&cluster.read_stats(s));
+    for node in cluster.nodes.all() {
+        sum.merge(&node.read_stats());
     }
     sum
 }
 
-/// Peers and leaders per store, as the stores themselves report.
-fn store_reports(cluster: &Cluster) -> Vec<StoreReport> {
+/// Peers and leaders per store, as the nodes themselves report.
+fn store_reports(cluster: &LocalCluster) -> Vec<StoreReport> {
     let regions = cluster.pd.regions();
     cluster
-        .running_stores()
+        .nodes
+        .all()
         .into_iter()
-        .map(|id| {
+        .map(|node| {
             let statuses: Vec<_> =
-                regions.iter().filter_map(|r| cluster.peer_status(id, r.id)).collect();
+                regions.iter().filter_map(|r| node.region_status(r.id)).collect();
             StoreReport {
-                id,
+                id: node.store_id(),
                 peers: statuses.len() as u64,
                 leaders: statuses.iter().filter(|s| s.role == StateRole::Leader).count() as u64,
             }

@@ -146,9 +146,9 @@ impl Report {
             .collect();
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         let refused_reads = RefusedReads {
-            attempts: stats.refused.count,
-            total_ms: ms(stats.refused.total),
-            max_ms: ms(stats.refused.max),
+            attempts: stats.client.refused_reads,
+            total_ms: ms(stats.client.refused_time),
+            max_ms: ms(stats.client.refused_max),
         };
         Report {
             config: args.clone(),

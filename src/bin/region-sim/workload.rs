@@ -6,10 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use client::Client;
 use hdrhistogram::Histogram;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use regionstore::linearizability::Op;
-use test_raftstore::{put_request, Client, Outcome};
 
 use crate::{
     args::Args,
@@ -33,8 +33,9 @@ pub struct ClientStats {
     pub write_latency: Histogram<u64>,
     /// Latency of every answered operation, by second of the run.
     pub per_second: Vec<Histogram<u64>>,
-    /// Read attempts refused because their region moved, and the time they took.
-    pub refused: test_raftstore::Refused,
+    /// The client's retries, back-offs, and read attempts refused because their region
+    /// moved.
+    pub client: client::ClientStats,
     /// Every completed read and every write that may have taken effect, for the check.
     pub ops: Vec<Op>,
 }
@@ -52,7 +53,7 @@ impl ClientStats {
             errors: BTreeMap::new(),
             write_latency: histogram(),
             per_second: Vec::new(),
-            refused: Default::default(),
+            client: Default::default(),
             ops: Vec::new(),
         }
     }
@@ -82,9 +83,7 @@ impl ClientStats {
         for (mine, theirs) in self.per_second.iter_mut().zip(&other.per_second) {
             let _ = mine.add(theirs);
         }
-        self.refused.count += other.refused.count;
-        self.refused.total += other.refused.total;
-        self.refused.max = self.refused.max.max(other.refused.max);
+        self.client.merge(&other.client);
         self.ops.extend(other.ops.iter().cloned());
     }
 }
@@ -107,7 +106,7 @@ fn read_once(
         time_ns: invoke_ns,
     });
     let started = Instant::now();
-    match client.read(key.as_bytes(), started + OP_DEADLINE) {
+    match client.get(key.as_bytes(), started + OP_DEADLINE) {
         Ok(value) => {
             let us = started.elapsed().as_micros() as u64;
             let _ = stats.read_latency.record(us.max(1));
@@ -179,11 +178,7 @@ pub fn run_client(
         let invoke_ns = history.now_ns();
         history.record(&event("invoke"));
         let started = Instant::now();
-        let outcome = client.write(
-            key.as_bytes(),
-            vec![put_request(key.as_bytes(), value.as_bytes())],
-            started + OP_DEADLINE,
-        );
+        let outcome = client.put(key.as_bytes(), value.as_bytes(), started + OP_DEADLINE);
         let op = |complete_ns| Op {
             key: key.clone(),
             write: true,
@@ -192,7 +187,7 @@ pub fn run_client(
             complete_ns,
         };
         match outcome {
-            Outcome::Ok(_) => {
+            Ok(()) => {
                 let us = started.elapsed().as_micros() as u64;
                 let _ = stats.write_latency.record(us.max(1));
                 stats.record_second(history.elapsed(), us);
@@ -200,11 +195,11 @@ pub fn run_client(
                 stats.ops.push(op(Some(history.now_ns())));
                 history.record(&event("ok"));
             }
-            Outcome::Failed(e) => {
+            Err(e) if e.not_applied() => {
                 *stats.errors.entry(e.kind()).or_default() += 1;
                 history.record(&event("fail"));
             }
-            Outcome::Unknown(e) => {
+            Err(e) => {
                 *stats.errors.entry(e.kind()).or_default() += 1;
                 stats.ops.push(op(None));
                 history.record(&event("info"));
@@ -212,6 +207,6 @@ pub fn run_client(
         }
         done.fetch_add(1, Ordering::Relaxed);
     }
-    stats.refused = client.refused_reads();
+    stats.client = client.stats().clone();
     stats
 }

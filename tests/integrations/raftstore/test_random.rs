@@ -26,9 +26,9 @@ use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use regionstore::linearizability::{check, Op};
 use test_raftstore::{
     chaos::{Chaos, ChaosConfig, DelayType},
-    new_request, put_request,
+    new_request,
     transport::{Delay, Isolate, OneWay},
-    Cluster, Outcome,
+    Cluster,
 };
 
 const KEYS: usize = 6;
@@ -117,7 +117,6 @@ fn run_client(id: u64, seed: u64, run: Arc<Run>) {
             break;
         }
         let client = client.as_mut().expect("made above");
-        client.set_timeout(Duration::from_millis(500));
         let key = format!("k{}", rng.gen_range(0..KEYS));
         let deadline = Instant::now() + Duration::from_secs(1);
         let invoke = history.now();
@@ -125,18 +124,19 @@ fn run_client(id: u64, seed: u64, run: Arc<Run>) {
             0..=3 => {
                 let value = format!("c{id}-{n}");
                 n += 1;
-                let put = vec![put_request(key.as_bytes(), value.as_bytes())];
-                match client.write(key.as_bytes(), put, deadline) {
-                    Outcome::Ok(_) => history.record(&key, true, Some(value), invoke, true),
-                    Outcome::Unknown(_) => history.record(&key, true, Some(value), invoke, false),
-                    Outcome::Failed(_) => {} // definitely not applied: a read of it is a violation
+                match client.put(key.as_bytes(), value.as_bytes(), deadline) {
+                    Ok(()) => history.record(&key, true, Some(value), invoke, true),
+                    Err(client::Error::Undetermined(_)) => {
+                        history.record(&key, true, Some(value), invoke, false)
+                    }
+                    Err(_) => {} // definitely not applied: a read of it is a violation
                 }
             }
             r => {
                 let res = if r <= 7 {
-                    client.read(key.as_bytes(), deadline)
+                    client.get(key.as_bytes(), deadline)
                 } else {
-                    client.read_follower(key.as_bytes(), deadline)
+                    client.get_follower(key.as_bytes(), deadline)
                 };
                 if let Ok(v) = res {
                     history.record(&key, false, text(v), invoke, true);
@@ -392,7 +392,7 @@ fn random_run(stores: u64, seed: u64) {
         let key = format!("k{k}");
         let invoke = history.now();
         let deadline = Instant::now() + Duration::from_secs(15);
-        let got = client.read(key.as_bytes(), deadline).unwrap_or_else(|e| {
+        let got = client.get(key.as_bytes(), deadline).unwrap_or_else(|e| {
             panic!(
                 "seed {seed}, {stores} stores: {key} unreadable after the heal: {e}\n{:#?}",
                 nemesis.log

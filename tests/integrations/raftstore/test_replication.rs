@@ -1,5 +1,6 @@
 //! A cluster elects a leader and replicates writes to every store.
 
+use server::Modify;
 use test_raftstore::{put_request, Cluster, FIRST_REGION};
 
 #[test]
@@ -22,9 +23,9 @@ fn election_and_replication_to_all_stores() {
 fn a_batch_of_writes_applies_together() {
     let mut cluster = Cluster::new(3);
     cluster.run();
-    let puts = (0..10).map(|i| put_request(format!("key{i}").as_bytes(), b"v")).collect();
-    let resp = cluster.write(puts, b"key0").unwrap();
-    assert_eq!(resp.get_responses().len(), 10);
+    let puts: Vec<Modify> =
+        (0..10).map(|i| Modify::Put(format!("key{i}").into_bytes(), b"v".to_vec())).collect();
+    cluster.write(&puts, b"key0").unwrap();
     for store in 1..=3 {
         for i in 0..10 {
             cluster.must_get_equal(store, format!("key{i}").as_bytes(), b"v");

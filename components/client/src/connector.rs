@@ -1,0 +1,45 @@
+//! How a client reaches a store: by store id, per request, so that a store that restarts (or
+//! one that was down when the client was made) is reached as soon as it runs again, and no
+//! client keeps a stopped store's engines open.
+
+use std::time::Duration;
+
+use server::{local::LocalNodes, Context, Error, Modify, Result};
+
+/// Requests to the store of a given id.
+pub trait StoreConnector: Send + Sync {
+    /// Writes `mods` through the store's peer named in `ctx`; waits at most `timeout`.
+    fn write(&self, store_id: u64, ctx: &Context, mods: &[Modify], timeout: Duration)
+        -> Result<()>;
+
+    /// Reads `key` from the store's peer named in `ctx`; waits at most `timeout`.
+    fn get(
+        &self,
+        store_id: u64,
+        ctx: &Context,
+        key: &[u8],
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>>;
+}
+
+impl StoreConnector for LocalNodes {
+    fn write(
+        &self,
+        store_id: u64,
+        ctx: &Context,
+        mods: &[Modify],
+        timeout: Duration,
+    ) -> Result<()> {
+        self.get(store_id).ok_or(Error::Stopped)?.write(ctx, mods, timeout)
+    }
+
+    fn get(
+        &self,
+        store_id: u64,
+        ctx: &Context,
+        key: &[u8],
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>> {
+        self.get(store_id).ok_or(Error::Stopped)?.get(ctx, key, timeout)
+    }
+}

@@ -1,0 +1,377 @@
+//! A client of regionstore, as a database's storage layer uses one: it finds a key's region
+//! through a [`RegionCache`] filled from the placement driver, sends the request to the
+//! region's leader (or, for a follower read, to any peer), follows the store's hints, and
+//! retries until a per-request deadline:
+//!
+//! ```text
+//! NotLeader { leader }  ──▶ cache the leader, retry now
+//! NotLeader (no hint), ServerIsBusy, StaleCommand, a timed-out read, a stopped store
+//!                       ──▶ back off (exponential, full jitter, capped), retry
+//! EpochNotMatch { regions } ──▶ cache the regions it names, retry now
+//! RegionNotFound, KeyNotInRegion, MismatchPeerId ──▶ forget the region, back off, retry
+//! InvalidRequest, RaftEntryTooLarge, ... ──▶ Error::Refused (not applied)
+//! a write's unknown outcome (timeout, leader lost) ──▶ Error::Undetermined (never retried:
+//!                                                      retrying could apply it twice)
+//! ```
+//!
+//! A client holds no store: it reaches stores by id through a [`StoreConnector`] per request.
+
+mod connector;
+mod region_cache;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use pd_client::PdClient;
+use proto::metapb;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use server::{Context, Modify};
+
+pub use self::{connector::StoreConnector, region_cache::RegionCache};
+pub use server::local::LocalNodes;
+
+/// How a client retries.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// How long one attempt waits for its answer.
+    pub attempt_timeout: Duration,
+    /// The first back-off; each next one doubles, up to `backoff_max`.
+    pub backoff_base: Duration,
+    /// The longest back-off.
+    pub backoff_max: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            attempt_timeout: Duration::from_secs(2),
+            backoff_base: Duration::from_millis(2),
+            backoff_max: Duration::from_millis(200),
+        }
+    }
+}
+
+/// How a request ended, when not in success.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Refused and not applied; retrying will not help (a malformed or too large request).
+    #[error("refused: {0}")]
+    Refused(server::Error),
+    /// A write that may or may not have been applied.
+    #[error("outcome undetermined: {0}")]
+    Undetermined(String),
+    /// The deadline passed before an attempt succeeded. Nothing was applied: every attempt
+    /// of a write was refused (an undetermined one ends the call as `Undetermined`).
+    #[error("deadline exceeded after {attempts} attempts, the last: {last}")]
+    DeadlineExceeded {
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last one failed.
+        last: String,
+    },
+    /// The placement driver could not route the key.
+    #[error("placement driver: {0}")]
+    Pd(#[from] pd_client::Error),
+}
+
+impl Error {
+    /// A short stable name, for counters and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Refused(e) => e.kind(),
+            Error::Undetermined(_) => "undetermined",
+            Error::DeadlineExceeded { .. } => "deadline_exceeded",
+            Error::Pd(_) => "pd",
+        }
+    }
+
+    /// Whether a write that ended so was definitely not applied.
+    pub fn not_applied(&self) -> bool {
+        !matches!(self, Error::Undetermined(_))
+    }
+}
+
+/// What a client did besides succeeding: retries by reason, and the time reads spent on
+/// attempts that were refused because their region moved.
+#[derive(Clone, Debug, Default)]
+pub struct ClientStats {
+    /// Retries by the reason of the attempt that failed.
+    pub retries: BTreeMap<&'static str, u64>,
+    /// Time spent backing off.
+    pub backoff: Duration,
+    /// Read attempts refused (retryable) and the time they took.
+    pub refused_reads: u64,
+    /// Their total time.
+    pub refused_time: Duration,
+    /// The longest.
+    pub refused_max: Duration,
+}
+
+impl ClientStats {
+    /// Adds another client's numbers.
+    pub fn merge(&mut self, other: &ClientStats) {
+        for (k, v) in &other.retries {
+            *self.retries.entry(k).or_default() += v;
+        }
+        self.backoff += other.backoff;
+        self.refused_reads += other.refused_reads;
+        self.refused_time += other.refused_time;
+        self.refused_max = self.refused_max.max(other.refused_max);
+    }
+}
+
+/// What to do after a failed attempt.
+enum Next {
+    /// Retry at once: the error said where to go.
+    Now,
+    /// Back off, then retry.
+    Later,
+    /// The call ends with this error.
+    End(Error),
+}
+
+/// A client; one per thread (it caches regions and leaders).
+pub struct Client {
+    pd: Arc<dyn PdClient>,
+    stores: Arc<dyn StoreConnector>,
+    cfg: ClientConfig,
+    regions: RegionCache,
+    leaders: HashMap<u64, metapb::Peer>,
+    rng: StdRng,
+    rotation: usize,
+    stats: ClientStats,
+}
+
+impl Client {
+    /// A client of the cluster `pd` describes, reaching stores through `stores`; `seed` seeds
+    /// its back-off jitter.
+    pub fn new(
+        pd: Arc<dyn PdClient>,
+        stores: Arc<dyn StoreConnector>,
+        cfg: ClientConfig,
+        seed: u64,
+    ) -> Self {
+        Client {
+            pd,
+            stores,
+            cfg,
+            regions: RegionCache::default(),
+            leaders: HashMap::new(),
+            rng: StdRng::seed_from_u64(seed),
+            rotation: seed as usize,
+            stats: ClientStats::default(),
+        }
+    }
+
+    /// Writes `mods`, every key in the region of `key`, retrying what was not applied until
+    /// `deadline`.
+    pub fn write(&mut self, key: &[u8], mods: &[Modify], deadline: Instant) -> Result<(), Error> {
+        self.call(key, deadline, false, |stores, store, ctx, timeout| {
+            stores.write(store, ctx, mods, timeout)
+        })
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: &[u8], value: &[u8], deadline: Instant) -> Result<(), Error> {
+        self.write(key, &[Modify::Put(key.to_vec(), value.to_vec())], deadline)
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: &[u8], deadline: Instant) -> Result<(), Error> {
+        self.write(key, &[Modify::Delete(key.to_vec())], deadline)
+    }
+
+    /// Reads `key` from its region's leader (a lease read there, or ReadIndex).
+    pub fn get(&mut self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>, Error> {
+        self.read(key, deadline, false)
+    }
+
+    /// Reads `key` from any peer of its region (a follower read: the peer asks the leader for
+    /// a read index and answers once it has applied up to it).
+    pub fn get_follower(
+        &mut self,
+        key: &[u8],
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        self.read(key, deadline, true)
+    }
+
+    /// Retries, back-offs and refused reads so far.
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    /// Regions cached.
+    pub fn cached_regions(&self) -> usize {
+        self.regions.len()
+    }
+
+    fn read(
+        &mut self,
+        key: &[u8],
+        deadline: Instant,
+        follower: bool,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let key_owned = key.to_vec();
+        self.call_as(key, deadline, true, follower, move |stores, store, ctx, timeout| {
+            let ctx = if follower { ctx.clone().replica_read() } else { ctx.clone() };
+            stores.get(store, &ctx, &key_owned, timeout)
+        })
+    }
+
+    fn call<T>(
+        &mut self,
+        key: &[u8],
+        deadline: Instant,
+        idempotent: bool,
+        attempt: impl FnMut(&dyn StoreConnector, u64, &Context, Duration) -> server::Result<T>,
+    ) -> Result<T, Error> {
+        self.call_as(key, deadline, idempotent, false, attempt)
+    }
+
+    /// Attempts until one succeeds, the error ends the call, or `deadline` passes.
+    fn call_as<T>(
+        &mut self,
+        key: &[u8],
+        deadline: Instant,
+        idempotent: bool,
+        any_peer: bool,
+        mut attempt: impl FnMut(&dyn StoreConnector, u64, &Context, Duration) -> server::Result<T>,
+    ) -> Result<T, Error> {
+        let (mut attempts, mut failures) = (0u32, 0u32);
+        let mut last = String::from("no attempt made");
+        while Instant::now() < deadline {
+            let region = self.locate(key)?;
+            let peer = self.pick_peer(&region, attempts, any_peer);
+            attempts += 1;
+            let timeout =
+                self.cfg.attempt_timeout.min(deadline.saturating_duration_since(Instant::now()));
+            let started = Instant::now();
+            let err = match attempt(
+                self.stores.as_ref(),
+                peer.store_id,
+                &Context::new(&region, &peer),
+                timeout,
+            ) {
+                Ok(v) => {
+                    if !any_peer {
+                        self.leaders.insert(region.id, peer);
+                    }
+                    return Ok(v);
+                }
+                Err(e) => e,
+            };
+            if idempotent && err.is_retryable() {
+                self.note_refused_read(started.elapsed());
+            }
+            last = err.to_string();
+            match self.on_error(region.id, err, idempotent) {
+                Next::Now => {}
+                Next::Later => {
+                    failures += 1;
+                    self.back_off(failures, deadline);
+                }
+                Next::End(e) => return Err(e),
+            }
+        }
+        Err(Error::DeadlineExceeded { attempts, last })
+    }
+
+    /// Follows an error's hint.
+    fn on_error(&mut self, region_id: u64, err: server::Error, idempotent: bool) -> Next {
+        use raftstore::Error as E;
+        let reason = err.kind();
+        let next = match &err {
+            server::Error::Request(E::NotLeader { leader: Some(l), .. }) => {
+                self.leaders.insert(region_id, l.clone());
+                Next::Now
+            }
+            server::Error::Request(E::EpochNotMatch { regions, .. }) => {
+                self.regions.invalidate(region_id);
+                self.leaders.remove(&region_id);
+                for r in regions {
+                    self.regions.insert(r.clone());
+                }
+                Next::Now
+            }
+            server::Error::Request(
+                E::RegionNotFound(_) | E::KeyNotInRegion { .. } | E::MismatchPeerId { .. },
+            ) => {
+                self.forget(region_id);
+                Next::Later
+            }
+            server::Error::Request(e) if e.is_retryable() => {
+                self.leaders.remove(&region_id);
+                Next::Later
+            }
+            server::Error::Stopped | server::Error::Timeout(_) => {
+                self.forget(region_id);
+                Next::Later
+            }
+            server::Error::Undetermined(_) if idempotent => {
+                self.forget(region_id);
+                Next::Later
+            }
+            server::Error::Undetermined(why) => {
+                self.forget(region_id);
+                Next::End(Error::Undetermined(why.clone()))
+            }
+            _ => Next::End(Error::Refused(err)),
+        };
+        if !matches!(next, Next::End(_)) {
+            *self.stats.retries.entry(reason).or_default() += 1;
+        }
+        next
+    }
+
+    fn forget(&mut self, region_id: u64) {
+        self.leaders.remove(&region_id);
+        self.regions.invalidate(region_id);
+    }
+
+    /// Sleeps a random time up to `base * 2^(failures - 1)`, capped at `backoff_max` and at
+    /// the deadline (full jitter: retries of many clients spread out).
+    fn back_off(&mut self, failures: u32, deadline: Instant) {
+        let cap = self.cfg.backoff_base.saturating_mul(1 << failures.min(16).saturating_sub(1));
+        let cap =
+            cap.min(self.cfg.backoff_max).min(deadline.saturating_duration_since(Instant::now()));
+        let pause = cap.mul_f64(self.rng.gen::<f64>());
+        self.stats.backoff += pause;
+        std::thread::sleep(pause);
+    }
+
+    fn note_refused_read(&mut self, took: Duration) {
+        self.stats.refused_reads += 1;
+        self.stats.refused_time += took;
+        self.stats.refused_max = self.stats.refused_max.max(took);
+    }
+
+    /// The region of `key`: cached, or from the placement driver.
+    fn locate(&mut self, key: &[u8]) -> Result<metapb::Region, Error> {
+        if let Some(region) = self.regions.locate(key) {
+            return Ok(region.clone());
+        }
+        let (region, leader) = self.pd.get_region(key)?;
+        if let Some(leader) = leader {
+            self.leaders.entry(region.id).or_insert(leader);
+        }
+        self.regions.insert(region.clone());
+        Ok(region)
+    }
+
+    /// The cached leader, or the region's peers in turn (any peer, for a follower read).
+    fn pick_peer(&mut self, region: &metapb::Region, attempt: u32, any_peer: bool) -> metapb::Peer {
+        let peers = region.get_peers();
+        if any_peer {
+            self.rotation = self.rotation.wrapping_add(1);
+            return peers[self.rotation % peers.len()].clone();
+        }
+        match self.leaders.get(&region.id) {
+            Some(leader) => leader.clone(),
+            None => peers[attempt as usize % peers.len()].clone(),
+        }
+    }
+}

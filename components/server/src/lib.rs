@@ -1,0 +1,18 @@
+//! The embedding layer of regionstore: a [`Node`] is one store of a cluster, opened on a data
+//! directory, a placement driver and a transport, that a database writes to
+//! ([`Node::async_write`]) and reads from ([`Node::async_snapshot`]) region by region.
+//!
+//! [`transport::LocalNetwork`] connects the nodes of one process; the test harness adds its
+//! filters to it through [`transport::Intercept`]. See `docs/embedding.md`.
+
+mod errors;
+pub mod local;
+mod node;
+mod request;
+pub mod transport;
+
+pub use self::{
+    errors::{Error, Result},
+    node::{Node, NodeConfig},
+    request::{Context, Modify, Pending, Snapshot},
+};
