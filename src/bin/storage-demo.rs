@@ -6,7 +6,7 @@
 //! key came back. There is no replication yet: that arrives with the raftstore core, and the
 //! `region-sim` simulator replaces this demo.
 //!
-//! Usage: `storage-demo [--data-dir PATH] [--entries N]`
+//! Usage: `storage-demo [--data-dir PATH] [--entries N]` (`--help` for more).
 
 use std::{path::PathBuf, time::Instant};
 
@@ -27,28 +27,18 @@ use regionstore::{
 
 type Error = Box<dyn std::error::Error>;
 
+/// Drives one region's raft log storage on RocksDB, then reopens the engines and checks that
+/// everything came back.
+#[derive(clap::Parser)]
+#[command(name = "storage-demo")]
 struct Args {
+    /// Keep the engines here (a second run continues the log) instead of a temporary
+    /// directory.
+    #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Entries to append.
+    #[arg(long, default_value_t = 10_000)]
     entries: u64,
-}
-
-fn parse_args() -> Result<Args, Error> {
-    let mut args = Args { data_dir: None, entries: 10_000 };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--data-dir" => {
-                args.data_dir = Some(it.next().ok_or("--data-dir needs a path")?.into())
-            }
-            "--entries" => args.entries = it.next().ok_or("--entries needs a number")?.parse()?,
-            "-h" | "--help" => {
-                println!("usage: storage-demo [--data-dir PATH] [--entries N]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}").into()),
-        }
-    }
-    Ok(args)
 }
 
 fn first_region() -> metapb::Region {
@@ -107,7 +97,7 @@ fn drive_log(ps: &mut PeerStorage<RocksEngine, RocksRaftEngine>, n: u64) -> Resu
 }
 
 fn main() -> Result<(), Error> {
-    let args = parse_args()?;
+    let args = <Args as clap::Parser>::parse();
     let tmp = tempfile::tempdir()?;
     let dir = args.data_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     println!("storage-demo: engines under {}", dir.display());

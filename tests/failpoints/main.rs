@@ -3,4 +3,5 @@
 mod test_life;
 mod test_read;
 mod test_split;
+mod test_storage;
 mod util;

@@ -141,6 +141,11 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
         }
     }
 
+    /// How many peers the store's router holds mailboxes of (a destroyed peer leaves).
+    pub fn peer_count(&self) -> usize {
+        self.router.len()
+    }
+
     /// The status of the region's peer on this store, or `None` if it has none or does not
     /// answer within `timeout`.
     pub fn query(&self, region_id: u64, timeout: Duration) -> Option<PeerStatus> {

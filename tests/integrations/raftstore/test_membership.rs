@@ -75,6 +75,7 @@ fn a_removed_peer_is_destroyed_and_its_data_is_gone() {
         assert!(Instant::now() < deadline, "removed peer still alive");
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(cluster.router(victim.store_id).peer_count(), 0, "its mailbox left the router");
     let state = region_state(&cluster, victim.store_id).expect("a tombstone is kept");
     assert_eq!(state.get_state(), PeerState::Tombstone);
     for i in 0..10 {

@@ -53,25 +53,24 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.on_read_states(ready.take_read_states());
         let has_snapshot = !ready.snapshot().is_empty();
         if has_snapshot {
-            if let Err(e) =
-                self.apply_snapshot(ready.snapshot(), &mut ctx.log_batch, &ctx.meta, &ctx.apply)
-            {
-                error!(self.logger, "cannot apply snapshot"; "err" => %e);
-            }
+            let res =
+                self.apply_snapshot(ready.snapshot(), &mut ctx.log_batch, &ctx.meta, &ctx.apply);
+            res.unwrap_or_else(|e| self.fatal("applying a snapshot", e));
         }
         self.send(ready.take_messages(), ctx, now);
         self.hand_to_apply(ready.take_committed_entries(), ctx);
         let store = self.raft_group.mut_store();
-        if let Err(e) = store.append(ready.entries(), &mut ctx.log_batch) {
-            error!(self.logger, "cannot append entries"; "err" => %e);
-        }
+        let appended = store.append(ready.entries(), &mut ctx.log_batch);
+        #[cfg(feature = "failpoints")]
+        let appended = appended.and_then(|()| self.injected_append_failure());
+        appended.unwrap_or_else(|e| self.fatal("appending entries", e));
+        let store = self.raft_group.mut_store();
         if let Some(hs) = ready.hs() {
             store.set_hard_state(hs.clone());
         }
         if has_snapshot || !ready.entries().is_empty() || ready.hs().is_some() {
-            if let Err(e) = store.write_raft_state(&mut ctx.log_batch) {
-                error!(self.logger, "cannot write raft state"; "err" => %e);
-            }
+            let written = store.write_raft_state(&mut ctx.log_batch);
+            written.unwrap_or_else(|e| self.fatal("writing the raft state", e));
         }
         self.pending_ready = Some(ready);
         self.serve_reads(ctx);
@@ -102,6 +101,24 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         self.send(light.take_messages(), ctx, now);
         self.hand_to_apply(light.take_committed_entries(), ctx);
+    }
+
+    /// A storage failure in the ready path. Going on would send or acknowledge what was not
+    /// persisted (a follower's ack counts toward a commit), so the store stops here, as it does
+    /// when the raft engine cannot write; it recovers from what was persisted on restart.
+    fn fatal(&self, what: &str, err: crate::Error) -> ! {
+        error!(self.logger, "storage failure in the ready path, the store stops"; "what" => what, "err" => %err);
+        panic!("region {}: {what} failed, the store cannot go on: {err}", self.region_id());
+    }
+
+    /// Fail point `ready_append_error(<peer id>)`: that peer's append fails.
+    #[cfg(feature = "failpoints")]
+    fn injected_append_failure(&self) -> crate::Result<()> {
+        let failing = fail::eval("ready_append_error", |arg| arg).flatten();
+        if failing.is_some_and(|peer| peer == self.peer_id().to_string()) {
+            return Err(crate::Error::Engine(engine::Error::Engine("injected".into())));
+        }
+        Ok(())
     }
 
     /// This peer is no longer leader: its pending proposals may still commit under the new
