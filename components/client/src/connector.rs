@@ -7,6 +7,11 @@ use std::time::Duration;
 use server::{local::LocalNodes, Context, Error, Modify, Result};
 
 /// Requests to the store of a given id.
+///
+/// The client retries a write after `Error::Stopped` or `Error::Timeout`, so an
+/// implementation answers those only when the request was **not sent** (no store to send
+/// it to, the connection refused before sending); a write sent and not answered in time is
+/// `Error::Undetermined`.
 pub trait StoreConnector: Send + Sync {
     /// Writes `mods` through the store's peer named in `ctx`; waits at most `timeout`.
     fn write(&self, store_id: u64, ctx: &Context, mods: &[Modify], timeout: Duration)

@@ -4,15 +4,21 @@
 //! retries until a per-request deadline:
 //!
 //! ```text
-//! NotLeader { leader }  ──▶ cache the leader, retry now
-//! NotLeader (no hint), ServerIsBusy, StaleCommand, a timed-out read, a stopped store
-//!                       ──▶ back off (exponential, full jitter, capped), retry
-//! EpochNotMatch { regions } ──▶ cache the regions it names, retry now
+//! NotLeader { leader }  ──▶ cache the leader, retry now (back off if it names the peer
+//!                           just tried: a leader handing over; or after two retries now)
+//! NotLeader (no hint), ServerIsBusy, StaleCommand, a read without an answer, a stopped
+//! store, a placement-driver error ──▶ back off (exponential, full jitter, capped), retry
+//! EpochNotMatch { regions } ──▶ newer than the cache: cache them, retry now; older (a
+//!                               lagging follower): back off and try another peer
 //! RegionNotFound, KeyNotInRegion, MismatchPeerId ──▶ forget the region, back off, retry
-//! InvalidRequest, RaftEntryTooLarge, ... ──▶ Error::Refused (not applied)
+//! InvalidRequest, RaftEntryTooLarge, keys of one write in two regions ──▶ Error::Refused
 //! a write's unknown outcome (timeout, leader lost) ──▶ Error::Undetermined (never retried:
 //!                                                      retrying could apply it twice)
 //! ```
+//!
+//! A write attempt may take all the time left before the deadline (it cannot be retried
+//! after a timeout anyway); a read attempt at most `attempt_timeout`. No attempt starts with
+//! less than [`MIN_ATTEMPT`] left: the call ends `DeadlineExceeded` instead.
 //!
 //! A client holds no store: it reaches stores by id through a [`StoreConnector`] per request.
 
@@ -33,10 +39,14 @@ use server::{Context, Modify};
 pub use self::{connector::StoreConnector, region_cache::RegionCache};
 pub use server::local::LocalNodes;
 
+/// The least time left for an attempt to start.
+pub const MIN_ATTEMPT: Duration = Duration::from_millis(5);
+
 /// How a client retries.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// How long one attempt waits for its answer.
+    /// How long one read attempt waits for its answer (a write attempt waits until the
+    /// deadline).
     pub attempt_timeout: Duration,
     /// The first back-off; each next one doubles, up to `backoff_max`.
     pub backoff_base: Duration,
@@ -169,9 +179,10 @@ impl Client {
     /// Writes `mods`, every key in the region of `key`, retrying what was not applied until
     /// `deadline`.
     pub fn write(&mut self, key: &[u8], mods: &[Modify], deadline: Instant) -> Result<(), Error> {
-        self.call(key, deadline, false, |stores, store, ctx, timeout| {
+        let attempt = |stores: &dyn StoreConnector, store, ctx: &Context, timeout| {
             stores.write(store, ctx, mods, timeout)
-        })
+        };
+        self.call_as(key, Some(mods), deadline, false, false, attempt)
     }
 
     /// Sets `key` to `value`.
@@ -216,46 +227,58 @@ impl Client {
         follower: bool,
     ) -> Result<Option<Vec<u8>>, Error> {
         let key_owned = key.to_vec();
-        self.call_as(key, deadline, true, follower, move |stores, store, ctx, timeout| {
+        let attempt = move |stores: &dyn StoreConnector, store, ctx: &Context, timeout| {
             let ctx = if follower { ctx.clone().replica_read() } else { ctx.clone() };
             stores.get(store, &ctx, &key_owned, timeout)
-        })
+        };
+        self.call_as(key, None, deadline, true, follower, attempt)
     }
 
-    fn call<T>(
-        &mut self,
-        key: &[u8],
-        deadline: Instant,
-        idempotent: bool,
-        attempt: impl FnMut(&dyn StoreConnector, u64, &Context, Duration) -> server::Result<T>,
-    ) -> Result<T, Error> {
-        self.call_as(key, deadline, idempotent, false, attempt)
-    }
-
-    /// Attempts until one succeeds, the error ends the call, or `deadline` passes.
+    /// Attempts until one succeeds, the error ends the call, or `deadline` passes. `mods`,
+    /// for a write, must all fall in the region of `key`.
     fn call_as<T>(
         &mut self,
         key: &[u8],
+        mods: Option<&[Modify]>,
         deadline: Instant,
         idempotent: bool,
         any_peer: bool,
         mut attempt: impl FnMut(&dyn StoreConnector, u64, &Context, Duration) -> server::Result<T>,
     ) -> Result<T, Error> {
-        let (mut attempts, mut failures) = (0u32, 0u32);
+        let (mut attempts, mut failures, mut now_streak) = (0u32, 0u32, 0u32);
         let mut last = String::from("no attempt made");
-        while Instant::now() < deadline {
-            let region = self.locate(key)?;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < MIN_ATTEMPT {
+                return Err(Error::DeadlineExceeded { attempts, last });
+            }
+            let region = match self.locate(key) {
+                Ok(Some(region)) => region,
+                Ok(None) => {
+                    last = "the placement driver is behind the cache".into();
+                    failures += 1;
+                    self.back_off(failures, deadline);
+                    continue;
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    *self.stats.retries.entry("pd").or_default() += 1;
+                    failures += 1;
+                    self.back_off(failures, deadline);
+                    continue;
+                }
+            };
+            if let Some(outside) = mods.and_then(|m| m.iter().find(|m| !in_region(m, &region))) {
+                let why = format!("{outside:?} is not in the region of the write's key");
+                let refused = raftstore::Error::InvalidRequest(why);
+                return Err(Error::Refused(server::Error::Request(refused)));
+            }
             let peer = self.pick_peer(&region, attempts, any_peer);
             attempts += 1;
-            let timeout =
-                self.cfg.attempt_timeout.min(deadline.saturating_duration_since(Instant::now()));
+            let timeout = if idempotent { self.cfg.attempt_timeout.min(left) } else { left };
             let started = Instant::now();
-            let err = match attempt(
-                self.stores.as_ref(),
-                peer.store_id,
-                &Context::new(&region, &peer),
-                timeout,
-            ) {
+            let ctx = Context::new(&region, &peer);
+            let err = match attempt(self.stores.as_ref(), peer.store_id, &ctx, timeout) {
                 Ok(v) => {
                     if !any_peer {
                         self.leaders.insert(region.id, peer);
@@ -268,34 +291,53 @@ impl Client {
                 self.note_refused_read(started.elapsed());
             }
             last = err.to_string();
-            match self.on_error(region.id, err, idempotent) {
-                Next::Now => {}
-                Next::Later => {
+            match self.on_error(&region, &peer, err, idempotent) {
+                Next::Now if now_streak < 2 => now_streak += 1,
+                Next::Now | Next::Later => {
+                    now_streak = 0;
                     failures += 1;
                     self.back_off(failures, deadline);
                 }
                 Next::End(e) => return Err(e),
             }
         }
-        Err(Error::DeadlineExceeded { attempts, last })
     }
 
-    /// Follows an error's hint.
-    fn on_error(&mut self, region_id: u64, err: server::Error, idempotent: bool) -> Next {
+    /// Follows an error's hint (`region` and `peer`: where the attempt went).
+    fn on_error(
+        &mut self,
+        region: &metapb::Region,
+        peer: &metapb::Peer,
+        err: server::Error,
+        idempotent: bool,
+    ) -> Next {
         use raftstore::Error as E;
+        let region_id = region.id;
         let reason = err.kind();
         let next = match &err {
+            // A leader handing over names itself: wait for the hand-over.
+            server::Error::Request(E::NotLeader { leader: Some(l), .. }) if l.id == peer.id => {
+                Next::Later
+            }
             server::Error::Request(E::NotLeader { leader: Some(l), .. }) => {
                 self.leaders.insert(region_id, l.clone());
                 Next::Now
             }
             server::Error::Request(E::EpochNotMatch { regions, .. }) => {
-                self.regions.invalidate(region_id);
-                self.leaders.remove(&region_id);
-                for r in regions {
-                    self.regions.insert(r.clone());
+                let ours = region.get_region_epoch().version;
+                let theirs = regions.iter().find(|r| r.id == region_id);
+                if theirs.is_some_and(|r| r.get_region_epoch().version <= ours) {
+                    // The peer lags behind what we know: try another one, the cache stays.
+                    self.leaders.remove(&region_id);
+                    Next::Later
+                } else {
+                    self.regions.invalidate(region_id);
+                    self.leaders.remove(&region_id);
+                    for r in regions {
+                        self.regions.insert(r.clone());
+                    }
+                    Next::Now
                 }
-                Next::Now
             }
             server::Error::Request(
                 E::RegionNotFound(_) | E::KeyNotInRegion { .. } | E::MismatchPeerId { .. },
@@ -307,7 +349,7 @@ impl Client {
                 self.leaders.remove(&region_id);
                 Next::Later
             }
-            server::Error::Stopped | server::Error::Timeout(_) => {
+            server::Error::Stopped | server::Error::Timeout(_) | server::Error::NoAnswer(_) => {
                 self.forget(region_id);
                 Next::Later
             }
@@ -349,17 +391,20 @@ impl Client {
         self.stats.refused_max = self.stats.refused_max.max(took);
     }
 
-    /// The region of `key`: cached, or from the placement driver.
-    fn locate(&mut self, key: &[u8]) -> Result<metapb::Region, Error> {
+    /// The region of `key`: cached, or from the placement driver; `None` if the placement
+    /// driver's answer is older than what the cache holds around the key (it has not heard
+    /// of a split yet).
+    fn locate(&mut self, key: &[u8]) -> Result<Option<metapb::Region>, pd_client::Error> {
         if let Some(region) = self.regions.locate(key) {
-            return Ok(region.clone());
+            return Ok(Some(region.clone()));
         }
         let (region, leader) = self.pd.get_region(key)?;
-        if let Some(leader) = leader {
+        self.regions.insert(region.clone());
+        let cached = self.regions.locate(key).filter(|r| r.id == region.id).cloned();
+        if let (Some(_), Some(leader)) = (&cached, leader) {
             self.leaders.entry(region.id).or_insert(leader);
         }
-        self.regions.insert(region.clone());
-        Ok(region)
+        Ok(cached)
     }
 
     /// The cached leader, or the region's peers in turn (any peer, for a follower read).
@@ -373,5 +418,16 @@ impl Client {
             Some(leader) => leader.clone(),
             None => peers[attempt as usize % peers.len()].clone(),
         }
+    }
+}
+
+/// Whether every key `m` touches is in `region` (an empty end: +infinity).
+fn in_region(m: &Modify, region: &metapb::Region) -> bool {
+    let end = region.end_key.as_slice();
+    let inside = |k: &[u8]| region.start_key.as_slice() <= k && (end.is_empty() || k < end);
+    match m {
+        Modify::Put(k, _) | Modify::Delete(k) => inside(k),
+        Modify::DeleteRange(start, to) if to.is_empty() => inside(start) && end.is_empty(),
+        Modify::DeleteRange(start, to) => inside(start) && (end.is_empty() || to.as_slice() <= end),
     }
 }

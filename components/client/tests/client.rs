@@ -118,3 +118,25 @@ fn without_a_quorum_writes_end_undetermined_or_at_the_deadline_and_bad_ones_are_
     assert!(matches!(res, Err(Error::DeadlineExceeded { .. })), "{res:?}");
     assert!(cl.stats().backoff > Duration::ZERO, "it backed off: {:?}", cl.stats());
 }
+
+#[test]
+fn a_write_whose_keys_span_regions_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(&dir);
+    c.split(&[b"m".to_vec()], 10, WAIT).unwrap();
+    c.wait_ready(3, WAIT).unwrap();
+    let mut cl = client(&c);
+    let mods = [
+        server::Modify::Put(b"a".to_vec(), b"1".to_vec()),
+        server::Modify::Put(b"z".to_vec(), b"2".to_vec()),
+    ];
+    let started = Instant::now();
+    let res = cl.write(b"a", &mods, soon());
+    assert!(matches!(res, Err(Error::Refused(_))), "{res:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "refused without retrying");
+    // A range delete to +infinity fits only the last region.
+    let res = cl.write(b"a", &[server::Modify::DeleteRange(b"a".to_vec(), Vec::new())], soon());
+    assert!(matches!(res, Err(Error::Refused(_))), "{res:?}");
+    cl.write(b"n", &[server::Modify::DeleteRange(b"n".to_vec(), Vec::new())], soon()).unwrap();
+    assert_eq!(cl.get(b"a", soon()).unwrap(), None, "nothing of the refused write applied");
+}

@@ -33,6 +33,10 @@ pub const LOCAL_MAX_KEY: &[u8] = &[LOCAL_PREFIX + 1];
 /// Key of the store's identity.
 pub const STORE_IDENT_KEY: &[u8] = &[LOCAL_PREFIX, 0x01];
 
+/// Key of a first region this store prepared for a new cluster and has not yet had accepted
+/// (or refused) by the placement driver.
+pub const PREPARE_BOOTSTRAP_KEY: &[u8] = &[LOCAL_PREFIX, 0x04];
+
 const REGION_RAFT_PREFIX: u8 = 0x02;
 const REGION_META_PREFIX: u8 = 0x03;
 const RAFT_LOG_SUFFIX: u8 = 0x01;

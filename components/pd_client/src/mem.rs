@@ -182,9 +182,12 @@ impl Inner {
                 return stale(known);
             }
         }
+        let known = self.regions.contains_key(&region.id);
         for id in self.overlapping(region) {
             let other = &self.regions[&id];
-            if epoch(other).1 > epoch(region).1 {
+            // A region this PD never heard of, over a known one's range at the same version,
+            // did not come from a split of it (that would be newer): a stray copy.
+            if epoch(other).1 > epoch(region).1 || !known && epoch(other).1 == epoch(region).1 {
                 return stale(other);
             }
         }

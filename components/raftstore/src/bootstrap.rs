@@ -86,6 +86,53 @@ pub fn bootstrap_regions<EK: KvEngine, ER: RaftEngine>(
     Ok(())
 }
 
+/// Prepares this store to be the first of a new cluster: writes `region` (its only peer here)
+/// as [`bootstrap_first_region`] does, with a marker in the same kv batch that it still has
+/// to be accepted by the placement driver. Until [`finish_bootstrap`] or
+/// [`clear_prepared_bootstrap`], [`prepared_bootstrap`] returns it, so a crash in between is
+/// resolved on the next open.
+pub fn prepare_bootstrap<EK: KvEngine, ER: RaftEngine>(
+    kv: &EK,
+    raft: &ER,
+    region: &metapb::Region,
+) -> Result<()> {
+    let mut wb = kv.write_batch();
+    wb.put_msg_cf(CF_META, keys::PREPARE_BOOTSTRAP_KEY, region)?;
+    kv.write(&mut wb, WriteOptions::SYNC)?;
+    bootstrap_first_region(kv, raft, region)
+}
+
+/// The first region this store prepared and has not settled, if any.
+pub fn prepared_bootstrap<EK: KvEngine>(kv: &EK) -> Result<Option<metapb::Region>> {
+    Ok(kv.get_msg_cf(CF_META, keys::PREPARE_BOOTSTRAP_KEY)?)
+}
+
+/// The placement driver accepted the prepared region: it is the cluster's first.
+pub fn finish_bootstrap<EK: KvEngine>(kv: &EK) -> Result<()> {
+    let mut wb = kv.write_batch();
+    wb.delete_cf(CF_META, keys::PREPARE_BOOTSTRAP_KEY)?;
+    kv.write(&mut wb, WriteOptions::SYNC)?;
+    Ok(())
+}
+
+/// Another store's first region won: the prepared one is deleted (its states and raft
+/// state), then the marker.
+pub fn clear_prepared_bootstrap<EK: KvEngine, ER: RaftEngine>(
+    kv: &EK,
+    raft: &ER,
+    region: &metapb::Region,
+) -> Result<()> {
+    let mut batch = raft.log_batch(0);
+    batch.delete_raft_state(region.id)?;
+    raft.consume(&mut batch, true)?;
+    let mut wb = kv.write_batch();
+    wb.delete_cf(CF_META, &keys::region_state_key(region.id))?;
+    wb.delete_cf(CF_META, &keys::apply_state_key(region.id))?;
+    wb.delete_cf(CF_META, keys::PREPARE_BOOTSTRAP_KEY)?;
+    kv.write(&mut wb, WriteOptions::SYNC)?;
+    Ok(())
+}
+
 /// Every region state the store holds, in region id order (tombstones included).
 pub fn load_region_states<EK: KvEngine>(kv: &EK) -> Result<Vec<RegionLocalState>> {
     let mut states = Vec::new();

@@ -9,13 +9,18 @@ pub enum Error {
     #[error(transparent)]
     Request(raftstore::Error),
     /// A write may or may not have been applied (its peer stepped down or was destroyed
-    /// before it applied, the node stopped, the caller's deadline passed). Never retried
-    /// blindly: read to find out.
+    /// before it applied, the node stopped, the caller's deadline passed), and may still apply
+    /// later. Never retried blindly (it could apply twice): keep waiting on the `Pending` of
+    /// [`crate::Node::async_write`], or make writes idempotent (unique values or request ids)
+    /// so that a retry is harmless.
     #[error("outcome undetermined: {0}")]
     Undetermined(String),
     /// A read got no answer in time. Reads have no effect: retry.
     #[error("no answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// A read got no answer (its peer went away or dropped it). Reads have no effect: retry.
+    #[error("no answer: {0}")]
+    NoAnswer(String),
     /// The node was stopped.
     #[error("the node is stopped")]
     Stopped,
@@ -33,7 +38,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Request(e) => e.is_retryable(),
-            Error::Timeout(_) => true,
+            Error::Timeout(_) | Error::NoAnswer(_) => true,
             Error::Undetermined(_) | Error::Stopped | Error::Open(_) | Error::Pd(_) => false,
         }
     }
@@ -53,6 +58,7 @@ impl Error {
             Error::Request(e) => e.kind(),
             Error::Undetermined(_) => "undetermined",
             Error::Timeout(_) => "timeout",
+            Error::NoAnswer(_) => "no_answer",
             Error::Stopped => "stopped",
             Error::Open(_) => "open",
             Error::Pd(_) => "pd",

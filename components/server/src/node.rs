@@ -37,8 +37,11 @@ use proto::{
     raft_serverpb::StoreIdent,
 };
 use raftstore::{
-    bootstrap::{bootstrap_first_region, bootstrap_store, check_store_ident},
-    metrics::RaftCounters,
+    bootstrap::{
+        bootstrap_store, check_store_ident, clear_prepared_bootstrap, finish_bootstrap,
+        prepare_bootstrap, prepared_bootstrap,
+    },
+    metrics::RaftEvent,
     msg::{CmdResponseSender, PeerStatus, RaftCommand},
     store_meta::SharedStoreMeta,
     Config, Engines, RaftStore, StoreReader, StoreServices,
@@ -94,6 +97,9 @@ struct Inner {
     cluster_id: u64,
     logger: Logger,
     running: RwLock<Option<Running>>,
+    /// Held for the whole of a stop, so every `stop()` returns only once the engines are
+    /// closed (a second caller waits for the first).
+    stopping: Mutex<()>,
 }
 
 /// One store of a cluster. See the module docs.
@@ -140,9 +146,7 @@ impl Node {
         store.id = store_id;
         store.address = cfg.advertise_addr.clone();
         pd.put_store(store.clone())?;
-        if !pd.is_cluster_bootstrapped()? {
-            bootstrap_cluster(&kv, &raft, pd.as_ref(), store, &logger)?;
-        }
+        bootstrap_cluster(&kv, &raft, pd.as_ref(), store, &logger)?;
         let engines = Engines { kv, raft };
         let services = StoreServices::new(transport.sender(store_id), pd).with_clock(clock);
         let store =
@@ -153,7 +157,8 @@ impl Node {
         let running =
             Running { store: Mutex::new(store), engines, pool: Mutex::new(Vec::new()), detach };
         info!(logger, "node open"; "cluster_id" => cluster_id);
-        let inner = Inner { store_id, cluster_id, logger, running: RwLock::new(Some(running)) };
+        let running = RwLock::new(Some(running));
+        let inner = Inner { store_id, cluster_id, logger, running, stopping: Mutex::new(()) };
         Ok(Node { inner: Arc::new(inner) })
     }
 
@@ -191,10 +196,14 @@ impl Node {
     /// call: from the leader's lease on this thread when it can, else through the peer
     /// (ReadIndex, or a follower read when `ctx.replica_read`).
     pub fn async_snapshot(&self, ctx: &Context) -> Pending<Snapshot> {
-        let (answer, pending) = Pending::channel();
+        let (answer, pending) = Pending::read_channel();
         let read_ctx = ctx.read_context();
+        let read_error = |e| match e {
+            raftstore::Error::OutcomeUnknown(why) => Error::NoAnswer(why), // reads change nothing
+            e => Error::Request(e),
+        };
         let res = self.with_reader(|reader| {
-            reader.async_snapshot(&read_ctx, move |res| answer.send(res.map_err(Error::from)))
+            reader.async_snapshot(&read_ctx, move |res| answer.send(res.map_err(read_error)))
         });
         match res {
             Ok(()) => pending,
@@ -264,8 +273,8 @@ impl Node {
     }
 
     /// How often each safety rule fired on this node.
-    pub fn with_raft_events<R>(&self, f: impl FnOnce(&RaftCounters) -> R) -> Result<R> {
-        self.with_store(|s| f(s.raft_events()))
+    pub fn raft_events(&self) -> Vec<(RaftEvent, u64)> {
+        self.with_store(|s| s.raft_events().all()).unwrap_or_default()
     }
 
     /// Switches lease reads on or off at run time (off: every read takes ReadIndex).
@@ -280,7 +289,10 @@ impl Node {
 
     /// Stops the node: it leaves the transport, its store shuts down (pending commands are
     /// answered, as undetermined where they did not apply), its engines are synced and
-    /// closed. Idempotent; later calls on any handle answer [`Error::Stopped`].
+    /// closed — unless a caller still holds a [`Snapshot`], a [`Self::reader`] or
+    /// [`Self::engines`] of it, which keep them open until dropped. Idempotent, and every
+    /// call returns only once the stop is done; later calls on any handle answer
+    /// [`Error::Stopped`].
     pub fn stop(&self) {
         self.inner.stop();
     }
@@ -345,6 +357,7 @@ impl Node {
 
 impl Inner {
     fn stop(&self) {
+        let _stopping = self.stopping.lock().unwrap_or_else(|e| e.into_inner());
         let running = self.running.write().unwrap_or_else(|e| e.into_inner()).take();
         let Some(mut running) = running else { return };
         (running.detach)();
@@ -385,9 +398,11 @@ fn identify(kv: &RocksEngine, cluster_id: u64, pd: &dyn PdClient) -> Result<u64>
     }
 }
 
-/// Makes this store the first of a new cluster: the first region (the whole key space, one
-/// peer here) is written to the engines, then registered at the placement driver. If another
-/// node won the race, the prepared region is deleted again and this store starts empty.
+/// Makes this store the first of a new cluster if none is bootstrapped: a first region (the
+/// whole key space, one peer here) is prepared in the engines, marked as such, then offered
+/// to the placement driver. A store that prepared one before (and crashed, or lost the race)
+/// settles it first: kept if the placement driver knows it, deleted otherwise — never left
+/// to start as a second copy of the key space.
 fn bootstrap_cluster(
     kv: &RocksEngine,
     raft: &RocksRaftEngine,
@@ -396,9 +411,10 @@ fn bootstrap_cluster(
     logger: &Logger,
 ) -> Result<()> {
     let open_err = |e: raftstore::Error| Error::Open(e.to_string());
-    let prepared = raftstore::bootstrap::load_region_states(kv).map_err(open_err)?;
-    let region = match prepared.as_slice() {
-        [] => {
+    let region = match prepared_bootstrap(kv).map_err(open_err)? {
+        Some(region) => region,
+        None if pd.is_cluster_bootstrapped()? => return Ok(()),
+        None => {
             let mut region = metapb::Region::default();
             region.id = pd.alloc_id()?;
             region.mut_region_epoch().conf_ver = 1;
@@ -407,39 +423,21 @@ fn bootstrap_cluster(
             peer.id = pd.alloc_id()?;
             peer.store_id = store.id;
             region.mut_peers().push(peer);
-            bootstrap_first_region(kv, raft, &region).map_err(open_err)?;
+            prepare_bootstrap(kv, raft, &region).map_err(open_err)?;
             region
         }
-        // Prepared before a crash, the cluster still not bootstrapped: try it again.
-        [state] => state.get_region().clone(),
-        _ => return Err(Error::Open("regions on a store of an unbootstrapped cluster".into())),
     };
-    match pd.bootstrap_cluster(store, region.clone()) {
-        Ok(()) => {
-            info!(logger, "cluster bootstrapped"; "region_id" => region.id);
-            Ok(())
-        }
-        Err(pd_client::Error::AlreadyBootstrapped) => {
-            info!(logger, "another node bootstrapped the cluster first");
-            clear_prepared_region(kv, raft, &region)
-        }
-        Err(e) => Err(e.into()),
+    let won = match pd.bootstrap_cluster(store, region.clone()) {
+        Ok(()) => true,
+        // Lost the race, or won it with a call whose answer was lost: the PD knows.
+        Err(pd_client::Error::AlreadyBootstrapped) => pd.get_region_by_id(region.id).is_ok(),
+        Err(e) => return Err(e.into()), // the marker stays: settled on the next open
+    };
+    if won {
+        info!(logger, "cluster bootstrapped"; "region_id" => region.id);
+        finish_bootstrap(kv).map_err(open_err)
+    } else {
+        info!(logger, "another node bootstrapped the cluster first");
+        clear_prepared_bootstrap(kv, raft, &region).map_err(open_err)
     }
-}
-
-fn clear_prepared_region(
-    kv: &RocksEngine,
-    raft: &RocksRaftEngine,
-    region: &metapb::Region,
-) -> Result<()> {
-    use engine::{Mutable, RaftLogBatch, WriteOptions};
-    let engine_err = |e: engine::Error| Error::Open(format!("clearing the prepared region: {e}"));
-    let mut wb = kv.write_batch();
-    wb.delete_cf(CF_META, &keys::region_state_key(region.id)).map_err(engine_err)?;
-    wb.delete_cf(CF_META, &keys::apply_state_key(region.id)).map_err(engine_err)?;
-    kv.write(&mut wb, WriteOptions::SYNC).map_err(engine_err)?;
-    let mut batch = raft.log_batch(0);
-    batch.delete_raft_state(region.id).map_err(engine_err)?;
-    raft.consume(&mut batch, true).map_err(engine_err)?;
-    Ok(())
 }

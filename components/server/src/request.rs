@@ -77,7 +77,8 @@ pub enum Modify {
     Put(Vec<u8>, Vec<u8>),
     /// Removes `key`.
     Delete(Vec<u8>),
-    /// Removes every key in `[start, end)`; an empty `end` runs to the region's end.
+    /// Removes every key in `[start, end)`, both inside the region; an empty `end` means
+    /// +infinity, so only the last region of the key space takes one.
     DeleteRange(Vec<u8>, Vec<u8>),
 }
 
@@ -140,6 +141,8 @@ pub(crate) struct Answer<T> {
 struct Slot<T> {
     state: Mutex<SlotState<T>>,
     ready: Condvar,
+    /// The error of an answer dropped unsent.
+    dropped: fn() -> Error,
 }
 
 struct SlotState<T> {
@@ -149,10 +152,19 @@ struct SlotState<T> {
 }
 
 impl<T> Pending<T> {
-    /// A pending answer and what gives it.
+    /// A pending answer of a write and what gives it (dropped unsent: undetermined).
     pub(crate) fn channel() -> (Answer<T>, Pending<T>) {
+        Self::channel_dropped_as(|| Error::Undetermined("the answer was dropped unsent".into()))
+    }
+
+    /// A pending answer of a read and what gives it (dropped unsent: no answer, retryable).
+    pub(crate) fn read_channel() -> (Answer<T>, Pending<T>) {
+        Self::channel_dropped_as(|| Error::NoAnswer("the answer was dropped unsent".into()))
+    }
+
+    fn channel_dropped_as(dropped: fn() -> Error) -> (Answer<T>, Pending<T>) {
         let state = SlotState { value: None, closed: false, waker: None };
-        let slot = Arc::new(Slot { state: Mutex::new(state), ready: Condvar::new() });
+        let slot = Arc::new(Slot { state: Mutex::new(state), ready: Condvar::new(), dropped });
         (Answer { slot: slot.clone(), sent: false }, Pending { slot })
     }
 
@@ -165,13 +177,17 @@ impl<T> Pending<T> {
 
     /// Waits on this thread for the answer, at most `timeout`; `None` if it has not come.
     pub fn wait_timeout(self, timeout: Duration) -> Option<Result<T>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
+        let dropped = self.slot.dropped;
         let mut state = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(res) = state.take() {
+            if let Some(res) = state.take(dropped) {
                 return Some(res);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600), // "forever": wait in long steps
+            };
             if left.is_zero() {
                 return None;
             }
@@ -181,10 +197,8 @@ impl<T> Pending<T> {
 }
 
 impl<T> SlotState<T> {
-    fn take(&mut self) -> Option<Result<T>> {
-        self.value.take().or_else(|| {
-            self.closed.then(|| Err(Error::Undetermined("the answer was dropped unsent".into())))
-        })
+    fn take(&mut self, dropped: fn() -> Error) -> Option<Result<T>> {
+        self.value.take().or_else(|| self.closed.then(|| Err(dropped())))
     }
 }
 
@@ -222,8 +236,9 @@ impl<T> Future for Pending<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<T>> {
+        let dropped = self.slot.dropped;
         let mut state = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
-        match state.take() {
+        match state.take(dropped) {
             Some(res) => Poll::Ready(res),
             None => {
                 state.waker = Some(cx.waker().clone());

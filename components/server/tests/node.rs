@@ -172,3 +172,56 @@ fn a_bad_config_or_a_foreign_directory_is_refused_at_open() {
     let res = Node::open(config(&c.dirs[0]), pd, LocalNetwork::new(), &logger());
     assert!(matches!(&res, Err(Error::Open(m)) if m.contains("cluster")), "{:?}", res.err());
 }
+
+/// Writes a store ident and a prepared first region into `dir`, as a node that crashed
+/// between preparing its bootstrap and settling it leaves them. Returns the region.
+fn crash_while_bootstrapping(dir: &TempDir, pd: &MemPd, register: bool) -> metapb::Region {
+    let (kv, raft) =
+        engine::rocks::open_engines(dir.path(), &engine::rocks::RocksConfig::small()).unwrap();
+    let store_id = pd.alloc_id().unwrap();
+    raftstore::bootstrap::bootstrap_store(&kv, pd.cluster_id(), store_id).unwrap();
+    let mut region = metapb::Region::default();
+    region.id = pd.alloc_id().unwrap();
+    region.mut_region_epoch().conf_ver = 1;
+    region.mut_region_epoch().version = 1;
+    let mut peer = metapb::Peer::default();
+    (peer.id, peer.store_id) = (pd.alloc_id().unwrap(), store_id);
+    region.mut_peers().push(peer);
+    raftstore::bootstrap::prepare_bootstrap(&kv, &raft, &region).unwrap();
+    if register {
+        let mut store = metapb::Store::default();
+        store.id = store_id;
+        pd.bootstrap_cluster(store, region.clone()).unwrap(); // its answer "lost"
+    }
+    region
+}
+
+#[test]
+fn a_first_region_prepared_before_a_crash_is_dropped_if_another_won() {
+    let pd = Arc::new(MemPd::new(MemPdConfig { max_replicas: 3, ..Default::default() }));
+    let net = LocalNetwork::new();
+    let dirs: Vec<TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut c = TestCluster { pd: pd.clone(), net, dirs, nodes: Vec::new() };
+    c.nodes.push(c.open(0).unwrap()); // bootstraps the cluster
+    let stray = crash_while_bootstrapping(&c.dirs[1], &pd, false);
+    c.nodes.push(c.open(1).unwrap());
+    c.nodes.push(c.open(2).unwrap());
+    assert!(c.nodes[1].region_status(stray.id).is_none(), "the stray first region was started");
+    let (region, leader) = c.wait_replicated(3);
+    assert_ne!(region.id, stray.id);
+    assert_eq!(pd.regions().len(), 1);
+    leader.write(&leader_ctx(&region, &leader), &[put("k", "v")], WAIT).unwrap();
+}
+
+#[test]
+fn a_first_region_registered_before_a_crash_is_kept() {
+    let pd = Arc::new(MemPd::new(MemPdConfig { max_replicas: 3, ..Default::default() }));
+    let net = LocalNetwork::new();
+    let dirs: Vec<TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut c = TestCluster { pd: pd.clone(), net, dirs, nodes: Vec::new() };
+    let first = crash_while_bootstrapping(&c.dirs[0], &pd, true);
+    c.nodes = (0..3).map(|i| c.open(i).unwrap()).collect();
+    let (region, leader) = c.wait_replicated(3);
+    assert_eq!(region.id, first.id, "the registered region was kept");
+    leader.write(&leader_ctx(&region, &leader), &[put("k", "v")], WAIT).unwrap();
+}

@@ -253,7 +253,8 @@ impl Cluster {
 
     /// How many of `event` a running store counted.
     pub fn raft_event(&self, store_id: u64, event: raftstore::metrics::RaftEvent) -> u64 {
-        self.node(store_id).with_raft_events(|c| c.get(event)).expect("running")
+        let events = self.node(store_id).raft_events();
+        events.into_iter().find(|(e, _)| *e == event).map_or(0, |(_, n)| n)
     }
 
     /// The regions, ranges and read delegates of a running store.
@@ -376,7 +377,10 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut client = self.client();
         loop {
-            match client.write(key, mods, deadline) {
+            // A write waits for its outcome until its deadline; give each try 3 s so a
+            // proposal stuck on a peer that cannot apply is left behind and retried.
+            let attempt = deadline.min(Instant::now() + Duration::from_secs(3));
+            match client.write(key, mods, attempt) {
                 Ok(()) => return Ok(()),
                 Err(client::Error::Undetermined(_)) if Instant::now() < deadline => continue,
                 Err(e) => return Err(e),
