@@ -8,15 +8,62 @@
 //! - follower read;
 //! - ReadIndex and lease read with 1 ms of simulated network delay each way (aim: the lease
 //!   read at least 10x cheaper).
+//!
+//! On the product crates only: a `LocalCluster` of `Node`s, each node's `StoreReader`, and a
+//! delay installed as the `LocalNetwork`'s interceptor.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use crossbeam_channel::Sender;
 use hdrhistogram::Histogram;
-use local_reader::ThreadReadId;
-use raftstore::ReadContext;
-use regionstore::engine::{keys, Peekable};
-use test_raftstore::{follower_of, Cluster, TestReader, FIRST_REGION};
+use regionstore::{
+    engine::{keys, Peekable},
+    local_reader::ThreadReadId,
+    pd_client::MemPdConfig,
+    proto::raft_serverpb::RaftMessage,
+    raftstore::{transport::TransportError, Config, ReadContext, StoreReader},
+    server::{
+        local::LocalCluster,
+        transport::{Intercept, LocalNetwork},
+    },
+    Context, Modify, NodeConfig,
+};
+
+type TestReader = StoreReader<
+    regionstore::engine::rocks::RocksEngine,
+    regionstore::engine::rocks::RocksRaftEngine,
+>;
+
+/// Every message delivered `delay` after it was sent (in order: the delay is the same for
+/// all), by one thread.
+struct Delay(Sender<(Instant, RaftMessage)>);
+
+impl Delay {
+    fn install(net: &Arc<LocalNetwork>, delay: Duration) {
+        let (tx, rx) = crossbeam_channel::unbounded::<(Instant, RaftMessage)>();
+        let target = Arc::downgrade(net);
+        std::thread::spawn(move || {
+            for (sent, msg) in rx {
+                std::thread::sleep((sent + delay).saturating_duration_since(Instant::now()));
+                let Some(net) = target.upgrade() else { return };
+                let _ = net.deliver_now(msg);
+            }
+        });
+        net.set_interceptor(Some(Arc::new(Delay(tx))));
+    }
+}
+
+impl Intercept for Delay {
+    fn send(&self, _: &Arc<LocalNetwork>, _: u64, msg: RaftMessage) -> Result<(), TransportError> {
+        self.0
+            .send((Instant::now(), msg))
+            .map_err(|e| TransportError::Unreachable(e.0 .1.get_to_peer().store_id))
+    }
+}
 
 const KEYS: u64 = 1000;
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,7 +82,12 @@ impl Keys {
 }
 
 fn get(reader: &mut TestReader, ctx: &ReadContext, key: &[u8]) -> Vec<u8> {
-    reader.get(ctx, key, TIMEOUT).unwrap().unwrap()
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    reader.async_snapshot(ctx, move |res| {
+        let _ = tx.send(res);
+    });
+    let snap = rx.recv_timeout(TIMEOUT).unwrap().unwrap();
+    snap.get(key).unwrap().unwrap()
 }
 
 /// 16 reads sharing one snapshot, as one request stream's batch.
@@ -62,19 +114,29 @@ fn measure(ops: u64, per_call: u64, mut f: impl FnMut()) -> (f64, f64, f64) {
 }
 
 fn bench_reads(c: &mut Criterion) {
-    let mut cluster = Cluster::new(3);
-    cluster.run();
+    let dir = tempfile::tempdir().unwrap();
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let template = NodeConfig { store: Config::for_tests(), ..NodeConfig::new(dir.path()) };
+    let pd_cfg = MemPdConfig { max_replicas: 3, ..Default::default() };
+    let cluster = LocalCluster::start(dir.path(), 3, template, pd_cfg, &logger).unwrap();
+    cluster.wait_ready(3, Duration::from_secs(30)).unwrap();
+    let region_id = cluster.pd.regions()[0].id;
+    let (node, status) = cluster.leader_of(region_id).unwrap();
+    let (region, leader) = (status.region, status.peer);
+    let write_ctx = Context::new(&region, &leader);
     for i in 0..KEYS {
-        cluster.must_put(&key(i), b"value-of-some-length");
+        let put = [Modify::Put(key(i), b"value-of-some-length".to_vec())];
+        node.write(&write_ctx, &put, TIMEOUT).unwrap();
     }
-    let (leader, region) = cluster.leader_region(FIRST_REGION);
-    let follower = follower_of(&region, &leader);
-    cluster.must_get_equal(follower.store_id, &key(KEYS - 1), b"value-of-some-length");
-    let kv = cluster.kv(leader.store_id).clone();
-    let mut reader = cluster.reader(leader.store_id);
-    let mut follower_reader = cluster.reader(follower.store_id);
-    let ctx = ReadContext::new(&region, &leader);
+    let follower = region.get_peers().iter().find(|p| p.id != leader.id).unwrap().clone();
+    let follower_node = cluster.nodes.get(follower.store_id).unwrap();
     let follower_ctx = ReadContext::new(&region, &follower).replica_read();
+    let mut follower_reader = follower_node.reader().unwrap();
+    get(&mut follower_reader, &follower_ctx, &key(KEYS - 1)); // caught up
+    let kv = node.engines().unwrap().kv;
+    let mut reader = node.reader().unwrap();
+    let ctx = ReadContext::new(&region, &leader);
+    let set_lease_reads = |on| cluster.nodes.all().iter().for_each(|n| n.set_lease_reads(on));
     let mut keys = Keys(0);
 
     let mut group = c.benchmark_group("read");
@@ -89,9 +151,9 @@ fn bench_reads(c: &mut Criterion) {
         b.iter(|| get16(&mut reader, &ctx, &mut keys))
     });
     group.throughput(Throughput::Elements(1));
-    cluster.set_lease_reads(false);
+    set_lease_reads(false);
     group.bench_function("read_index_leader", |b| b.iter(|| get(&mut reader, &ctx, &keys.next())));
-    cluster.set_lease_reads(true);
+    set_lease_reads(true);
     group.bench_function("follower_read", |b| {
         b.iter(|| get(&mut follower_reader, &follower_ctx, &keys.next()))
     });
@@ -122,36 +184,36 @@ fn bench_reads(c: &mut Criterion) {
         "lease_read_16_per_read_id",
         measure(20_000, 16, || get16(&mut reader, &ctx, &mut keys)),
     ));
-    cluster.set_lease_reads(false);
+    set_lease_reads(false);
     rows.push((
         "read_index_leader",
         measure(5_000, 1, || {
             get(&mut reader, &ctx, &keys.next());
         }),
     ));
-    cluster.set_lease_reads(true);
+    set_lease_reads(true);
     rows.push((
         "follower_read",
         measure(5_000, 1, || {
             get(&mut follower_reader, &follower_ctx, &keys.next());
         }),
     ));
-    cluster.delay_network(Duration::from_millis(1));
+    Delay::install(&cluster.net, Duration::from_millis(1));
     rows.push((
         "lease_read_1ms_network",
         measure(50_000, 1, || {
             get(&mut reader, &ctx, &keys.next());
         }),
     ));
-    cluster.set_lease_reads(false);
+    set_lease_reads(false);
     rows.push((
         "read_index_leader_1ms_network",
         measure(1_000, 1, || {
             get(&mut reader, &ctx, &keys.next());
         }),
     ));
-    cluster.set_lease_reads(true);
-    cluster.clear_filters();
+    set_lease_reads(true);
+    cluster.net.set_interceptor(None);
 
     println!("\n{:<32} {:>12} {:>10} {:>10}", "path", "ops/s", "p50 µs", "p99 µs");
     for (name, (rate, p50, p99)) in &rows {
@@ -172,7 +234,8 @@ fn bench_reads(c: &mut Criterion) {
         "ReadIndex / lease read at 1 ms network (p50 latency): {:.0}x (aim ≥ 10x)",
         p50("read_index_leader_1ms_network") / p50("lease_read_1ms_network"),
     );
-    println!("read-path counters of the leader's store: {:?}", cluster.read_stats(leader.store_id));
+    println!("read-path counters of the leader's store: {:?}", node.read_stats());
+    cluster.stop();
 }
 
 criterion_group!(benches, bench_reads);

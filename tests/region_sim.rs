@@ -51,7 +51,11 @@ fn short_run_reports_and_records_a_complete_history() {
     let lin = &report["linearizability"];
     assert_eq!(lin["violations"].as_u64(), Some(0), "{lin}");
     let series = report["time_series"].as_array().unwrap();
-    assert!(series.len() >= 2, "one point per second: {series:?}");
+    let bucket_s = report["time_series_bucket_ms"].as_f64().unwrap() / 1000.0;
+    assert_eq!(bucket_s, 0.1, "a short run is cut into 100 ms buckets");
+    assert_eq!(series.len(), 15, "whole buckets of the 1.5 s run: {series:?}");
+    let last = series.last().unwrap()["t_s"].as_f64().unwrap();
+    assert!(last + bucket_s <= 1.5 + 1e-6, "a partial bucket is shown: {series:?}");
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "--chart draws the series");
     let reads = report["ops"]["reads"].as_u64().unwrap();

@@ -6,9 +6,11 @@
 //! key came back. There is no replication yet: that arrives with the raftstore core, and the
 //! `region-sim` simulator replaces this demo.
 //!
-//! Usage: `storage-demo [--data-dir PATH] [--entries N]` (`--help` for more).
+//! Usage: `storage-demo [--data-dir PATH] [--entries N] [--config FILE]` (`--help` for more).
 
 use std::{path::PathBuf, time::Instant};
+
+use server::config::{build_logger, FileConfig, LogConfig, LogLevel};
 
 use regionstore::{
     engine::{
@@ -39,6 +41,31 @@ struct Args {
     /// Entries to append.
     #[arg(long, default_value_t = 10_000)]
     entries: u64,
+    /// A TOML configuration file (see etc/regionstore.example.toml); this demo uses its
+    /// `[rocksdb]` and `[log]` sections.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Least severe log level written: trace, debug, info, warn, error, critical, off.
+    #[arg(long)]
+    log_level: Option<LogLevel>,
+    /// Append logs to this file instead of stderr.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+/// The engines' settings and the logger: a small footprint, then the `--config` file, then
+/// the log flags.
+fn settings(args: &Args) -> Result<(RocksConfig, slog::Logger), Error> {
+    let log = LogConfig { level: LogLevel::Warn, file: None };
+    let base = FileConfig { log, rocksdb: RocksConfig::small(), ..Default::default() };
+    let mut cfg = match &args.config {
+        Some(path) => FileConfig::load(path, &base)?,
+        None => base,
+    };
+    cfg.log.level = args.log_level.unwrap_or(cfg.log.level);
+    cfg.log.file = args.log_file.clone().or(cfg.log.file);
+    let logger = build_logger(&cfg.log).map_err(|e| format!("cannot open the log: {e}"))?;
+    Ok((cfg.rocksdb, logger))
 }
 
 fn first_region() -> metapb::Region {
@@ -51,10 +78,6 @@ fn first_region() -> metapb::Region {
     peer.store_id = 1;
     region.peers.push(peer);
     region
-}
-
-fn logger() -> slog::Logger {
-    slog::Logger::root(slog::Discard, slog::o!())
 }
 
 /// Writes `n` entries in batches of 100, as a leader's readies would, and applies each batch.
@@ -102,13 +125,14 @@ fn main() -> Result<(), Error> {
     let dir = args.data_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     println!("storage-demo: engines under {}", dir.display());
 
-    let (kv, raft) = open_engines(&dir, &RocksConfig::small())?;
+    let (rocks, logger) = settings(&args)?;
+    let (kv, raft) = open_engines(&dir, &rocks)?;
     bootstrap_store(&kv, 1, 1)?;
     if load_region_states(&kv)?.is_empty() {
         bootstrap_first_region(&kv, &raft, &first_region())?;
     }
     let region = load_region_states(&kv)?.remove(0).take_region();
-    let mut ps = PeerStorage::new(kv, raft, region, logger())?;
+    let mut ps = PeerStorage::new(kv, raft, region, logger.clone())?;
     let before = ps.raft_state().last_index;
     let start = Instant::now();
     drive_log(&mut ps, args.entries)?;
@@ -121,11 +145,11 @@ fn main() -> Result<(), Error> {
     );
     drop(ps);
 
-    let (kv, raft) = open_engines(&dir, &RocksConfig::small())?;
+    let (kv, raft) = open_engines(&dir, &rocks)?;
     check_store_ident(&kv, 1, 1)?;
     let states = load_region_states(&kv)?;
     let region = states[0].get_region().clone();
-    let ps = PeerStorage::new(kv.clone(), raft, region, logger())?;
+    let ps = PeerStorage::new(kv.clone(), raft, region, logger)?;
     let key = keys::data_key(format!("key{last:08}").as_bytes());
     let value = kv.get_value(&key)?.ok_or("last applied key lost")?;
     if ps.raft_state().last_index != last

@@ -1,5 +1,6 @@
 //! Races that only fail points reach. Run with `--features failpoints`, one test at a time.
 
+mod test_bootstrap;
 mod test_life;
 mod test_read;
 mod test_split;

@@ -75,6 +75,8 @@ pub enum Error {
     Undetermined(String),
     /// The deadline passed before an attempt succeeded. Nothing was applied: every attempt
     /// of a write was refused (an undetermined one ends the call as `Undetermined`).
+    /// Placement driver failures are retried like any other refusal, so a placement driver
+    /// that stays down ends a request here, `last` naming its error.
     #[error("deadline exceeded after {attempts} attempts, the last: {last}")]
     DeadlineExceeded {
         /// Attempts made.
@@ -82,9 +84,6 @@ pub enum Error {
         /// Why the last one failed.
         last: String,
     },
-    /// The placement driver could not route the key.
-    #[error("placement driver: {0}")]
-    Pd(#[from] pd_client::Error),
 }
 
 impl Error {
@@ -94,7 +93,6 @@ impl Error {
             Error::Refused(e) => e.kind(),
             Error::Undetermined(_) => "undetermined",
             Error::DeadlineExceeded { .. } => "deadline_exceeded",
-            Error::Pd(_) => "pd",
         }
     }
 

@@ -26,6 +26,7 @@ use std::{
 
 use engine::KvEngine;
 use lru::LruCache;
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use proto::raft_cmdpb::RaftRequestHeader;
 
 use crate::{
@@ -92,19 +93,54 @@ impl Redirect {
     }
 }
 
-/// Read-path counters of a store, shared by its local readers and its peers.
-#[derive(Debug, Default)]
+/// Read-path counters of a store, shared by its local readers and its peers. They are
+/// Prometheus counters: [`ReadCounters::register`] adds them to a store's registry, and
+/// [`ReadCounters::stats`] reads the same values for reports.
+#[derive(Debug, Clone)]
 pub struct ReadCounters {
-    local_hits: AtomicU64,
-    cache_misses: AtomicU64,
-    snapshots_reused: AtomicU64,
-    redirects: [AtomicU64; Redirect::ALL.len()],
+    local_hits: IntCounter,
+    cache_misses: IntCounter,
+    snapshots_reused: IntCounter,
+    redirects: Vec<IntCounter>,
     /// Reads a leader served from its own lease on the raftstore thread.
-    pub peer_lease_reads: AtomicU64,
+    pub peer_lease_reads: IntCounter,
     /// Reads answered through a ReadIndex round on the leader.
-    pub read_index_reads: AtomicU64,
+    pub read_index_reads: IntCounter,
     /// Reads answered by a follower (ReadIndex from the leader, then local apply).
-    pub follower_reads: AtomicU64,
+    pub follower_reads: IntCounter,
+    families: [IntCounterVec; 3],
+}
+
+impl Default for ReadCounters {
+    fn default() -> Self {
+        let vec = |name: &str, help: &str, label: &str| {
+            IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric")
+        };
+        let reads = vec("reads_total", "Reads served, by the path that served them.", "path");
+        let redirects = vec(
+            "local_read_redirects_total",
+            "Reads the local reader sent to the peer, by reason.",
+            "reason",
+        );
+        let local = vec(
+            "local_read_events_total",
+            "Local reader events: delegate cache misses, engine snapshots reused.",
+            "event",
+        );
+        ReadCounters {
+            local_hits: reads.with_label_values(&["local"]),
+            peer_lease_reads: reads.with_label_values(&["peer_lease"]),
+            read_index_reads: reads.with_label_values(&["read_index"]),
+            follower_reads: reads.with_label_values(&["follower"]),
+            cache_misses: local.with_label_values(&["cache_miss"]),
+            snapshots_reused: local.with_label_values(&["snapshot_reused"]),
+            redirects: Redirect::ALL
+                .iter()
+                .map(|r| redirects.with_label_values(&[r.as_str()]))
+                .collect(),
+            families: [reads, redirects, local],
+        }
+    }
 }
 
 /// The counters at one moment.
@@ -176,33 +212,35 @@ impl ReadStats {
 }
 
 impl ReadCounters {
+    /// Adds the counters to `registry` (once per registry).
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        for family in &self.families {
+            registry.register(Box::new(family.clone()))?;
+        }
+        Ok(())
+    }
+
     /// Current values.
     pub fn stats(&self) -> ReadStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ReadStats {
-            local_hits: get(&self.local_hits),
-            cache_misses: get(&self.cache_misses),
-            snapshots_reused: get(&self.snapshots_reused),
+            local_hits: self.local_hits.get(),
+            cache_misses: self.cache_misses.get(),
+            snapshots_reused: self.snapshots_reused.get(),
             redirects: Redirect::ALL
                 .iter()
                 .zip(&self.redirects)
-                .map(|(r, c)| (r.as_str(), get(c)))
+                .map(|(r, c)| (r.as_str(), c.get()))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
-            peer_lease_reads: get(&self.peer_lease_reads),
-            read_index_reads: get(&self.read_index_reads),
-            follower_reads: get(&self.follower_reads),
+            peer_lease_reads: self.peer_lease_reads.get(),
+            read_index_reads: self.read_index_reads.get(),
+            follower_reads: self.follower_reads.get(),
         }
-    }
-
-    /// Adds one to `counter`.
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn redirect(&self, reason: Redirect) -> Redirect {
         let i = Redirect::ALL.iter().position(|r| *r == reason).expect("listed");
-        Self::inc(&self.redirects[i]);
+        self.redirects[i].inc();
         reason
     }
 }
@@ -316,7 +354,7 @@ impl<E: KvEngine, S: DelegateSource> LocalReader<E, S> {
         validate(delegate, header).map_err(|r| counters.redirect(r))?;
         let snap = match (&self.snap_cache, read_id) {
             (Some(c), Some(id)) if c.id == id && c.taken_at > delegate.last_update => {
-                ReadCounters::inc(&counters.snapshots_reused);
+                counters.snapshots_reused.inc();
                 c.snap.clone()
             }
             _ => {
@@ -339,7 +377,7 @@ impl<E: KvEngine, S: DelegateSource> LocalReader<E, S> {
                 (renewal.request)(header.region_id);
             }
         }
-        ReadCounters::inc(&counters.local_hits);
+        counters.local_hits.inc();
         Ok(RegionSnapshot::new(snap, delegate.region.clone(), delegate.term))
     }
 
@@ -359,7 +397,7 @@ fn find_delegate<'a, S: DelegateSource>(
 ) -> Result<&'a ReadDelegate, Redirect> {
     let fresh = cache.get(&region_id).is_some_and(|d| !d.is_stale());
     if !fresh {
-        ReadCounters::inc(&counters.cache_misses);
+        counters.cache_misses.inc();
         match source.delegate(region_id) {
             Some(d) => {
                 cache.put(region_id, d);

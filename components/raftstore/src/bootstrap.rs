@@ -62,6 +62,20 @@ pub fn bootstrap_regions<EK: KvEngine, ER: RaftEngine>(
     raft: &ER,
     regions: &[metapb::Region],
 ) -> Result<()> {
+    write_initial_states(kv, raft, regions, false)
+}
+
+/// Writes the initial states of `regions`: raft states first (synced), then one synced kv
+/// batch with the region and apply states, and the prepared-bootstrap marker naming the
+/// first region if `mark`. The marker and the states it stands for land together or not at
+/// all: a crash before the kv batch leaves only raft states, which the next attempt
+/// overwrites.
+fn write_initial_states<EK: KvEngine, ER: RaftEngine>(
+    kv: &EK,
+    raft: &ER,
+    regions: &[metapb::Region],
+    mark: bool,
+) -> Result<()> {
     if let Some(r) = regions.iter().find(|r| r.peers.is_empty()) {
         return Err(Error::InvalidArgument(format!("region {} has no peers", r.id)));
     }
@@ -73,8 +87,14 @@ pub fn bootstrap_regions<EK: KvEngine, ER: RaftEngine>(
         batch.put_raft_state(region.id, &initial_raft_state())?;
     }
     raft.consume(&mut batch, true)?;
+    fail::fail_point!("bootstrap_before_kv_states", |_| {
+        Err(Error::Unavailable("fail point bootstrap_before_kv_states".into()))
+    });
 
     let mut wb = kv.write_batch();
+    if let (true, Some(first)) = (mark, regions.first()) {
+        wb.put_msg_cf(CF_META, keys::PREPARE_BOOTSTRAP_KEY, first)?;
+    }
     for region in regions {
         let mut state = RegionLocalState::default();
         state.set_state(PeerState::Normal);
@@ -87,8 +107,8 @@ pub fn bootstrap_regions<EK: KvEngine, ER: RaftEngine>(
 }
 
 /// Prepares this store to be the first of a new cluster: writes `region` (its only peer here)
-/// as [`bootstrap_first_region`] does, with a marker in the same kv batch that it still has
-/// to be accepted by the placement driver. Until [`finish_bootstrap`] or
+/// as [`bootstrap_first_region`] does, with a marker in the same kv batch as its states that
+/// it still has to be accepted by the placement driver. Until [`finish_bootstrap`] or
 /// [`clear_prepared_bootstrap`], [`prepared_bootstrap`] returns it, so a crash in between is
 /// resolved on the next open.
 pub fn prepare_bootstrap<EK: KvEngine, ER: RaftEngine>(
@@ -96,10 +116,7 @@ pub fn prepare_bootstrap<EK: KvEngine, ER: RaftEngine>(
     raft: &ER,
     region: &metapb::Region,
 ) -> Result<()> {
-    let mut wb = kv.write_batch();
-    wb.put_msg_cf(CF_META, keys::PREPARE_BOOTSTRAP_KEY, region)?;
-    kv.write(&mut wb, WriteOptions::SYNC)?;
-    bootstrap_first_region(kv, raft, region)
+    write_initial_states(kv, raft, std::slice::from_ref(region), true)
 }
 
 /// The first region this store prepared and has not settled, if any.

@@ -2,13 +2,20 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Tuning of a store's raft groups, log GC, apply and batch systems.
 ///
 /// Times are counted in base ticks where raft counts ticks, so the relation that matters
 /// (heartbeat < election) holds whatever the tick length.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// In a TOML file (section `[raftstore]`) every field is optional; durations are strings
+/// such as `"10ms"` or `"1m 30s"`, sizes are bytes. Unknown keys are refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Length of one raft tick.
+    #[serde(with = "humantime_serde")]
     pub raft_base_tick_interval: Duration,
     /// Ticks between leader heartbeats.
     pub raft_heartbeat_ticks: usize,
@@ -17,10 +24,12 @@ pub struct Config {
     /// Longest leader lease. Must end at least one tick before the election timeout: a
     /// follower's election can fire up to a tick early, and a lease overlapping it would let
     /// two leaders serve reads (TiKV #9728).
+    #[serde(with = "humantime_serde")]
     pub raft_store_max_leader_lease: Duration,
     /// How often a leader checks its lease. An idle leader whose lease ends within two
     /// intervals renews it through a ReadIndex round, so readers of an idle region stay on
     /// the local path.
+    #[serde(with = "humantime_serde")]
     pub lease_check_interval: Duration,
     /// A peer recovered when its store starts drops vote and pre-vote requests for one
     /// election timeout. Before the restart it may have backed a leader's lease, and it no
@@ -36,6 +45,7 @@ pub struct Config {
     /// Sync the raft log before acknowledging; off trades durability on power loss for speed.
     pub sync_log: bool,
     /// How often a leader considers compacting its log.
+    #[serde(with = "humantime_serde")]
     pub raft_log_gc_tick_interval: Duration,
     /// Keep at least this many applied entries behind the slowest follower.
     pub raft_log_gc_threshold: u64,
@@ -50,12 +60,16 @@ pub struct Config {
     /// A snapshot sent to a follower that has neither applied nor refused it within this is
     /// reported failed to raft, which then sends another (a piece lost, or the follower's
     /// store restarted while pieces were on the way).
+    #[serde(with = "humantime_serde")]
     pub snap_send_timeout: Duration,
     /// How often a leader reports its region to the placement driver.
+    #[serde(with = "humantime_serde")]
     pub pd_heartbeat_tick_interval: Duration,
     /// A peer the leader has not heard from for this long is reported down.
+    #[serde(with = "humantime_serde")]
     pub max_peer_down_duration: Duration,
     /// How often a leader considers checking whether its region should split.
+    #[serde(with = "humantime_serde")]
     pub split_region_check_tick_interval: Duration,
     /// Bytes written to a region since its last check that trigger the next check.
     pub region_split_check_diff: u64,

@@ -18,10 +18,11 @@
 //! (put, delete, delete range) with epoch and key checks at propose and apply, typed client
 //! errors, raft persistence and replication, leader transfer, log GC, membership changes,
 //! snapshots, peers created on demand and destroyed on removal, region heartbeats to the
-//! placement driver and its operators, and reads: the leader lease on the peer, delegates
-//! published to `StoreMeta` for the local reader, lease reads, batched ReadIndex, follower
-//! reads, and the public [`StoreReader::async_snapshot`]. Not yet: split and merge, store
-//! heartbeats.
+//! placement driver and its operators, split (proposed by the leader's size check or asked
+//! for, applied atomically with its new peers), and reads: the leader lease on the peer,
+//! delegates published to `StoreMeta` for the local reader, lease reads, batched ReadIndex,
+//! follower reads, and the public [`StoreReader::async_snapshot`]. Not yet: merge, store
+//! heartbeats. Metrics: [`metrics`].
 
 // Fail points are for tests: a release build with them on would let anyone who can set the
 // environment pause a store.

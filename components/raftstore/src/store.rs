@@ -13,6 +13,7 @@ use std::{
 use engine::{KvEngine, RaftEngine};
 use local_reader::{Clock, LocalReader, MonotonicRawClock, ReadCounters, ReadStats};
 use pd_client::PdClient;
+use prometheus::Registry;
 use proto::raft_serverpb::{PeerState, RaftMessage};
 use router::{create_system, BasicMailbox, BatchSystem, SendError};
 use slog::{info, o, warn, Logger};
@@ -24,7 +25,7 @@ use crate::{
         peer::PeerFsm,
         store::{StoreContext, StoreFsm, StoreHandlerBuilder, StoreRouter},
     },
-    metrics::RaftCounters,
+    metrics::{StoreGauges, StoreMetrics},
     msg::{PeerMsg, PeerStatus, RaftCommand, ReadCommand, StoreMsg},
     operation::{life::tombstone_region, snapshot::SnapGenerator},
     raft::{apply::Apply, peer::Peer},
@@ -71,8 +72,9 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
     }
 
     /// Sends a command to its region's peer. Every failure is answered on the command's
-    /// channel with a typed error (`RegionNotFound`, `ServerIsBusy`, `Unavailable` as
-    /// `OutcomeUnknown`), so the caller always hears back.
+    /// channel with a typed error (`RegionNotFound` when the region has no peer here or its
+    /// peer is gone, `ServerIsBusy` when its mailbox is full), so the caller always hears
+    /// back.
     pub fn send_command(&self, cmd: RaftCommand) {
         let region_id = cmd.request.get_header().region_id;
         match self.router.try_send(region_id, PeerMsg::RaftCommand(Box::new(cmd))) {
@@ -164,8 +166,8 @@ pub struct Engines<EK, ER> {
     pub raft: ER,
 }
 
-/// What a store talks to: the other stores, the placement driver, and the clock its leases
-/// run on.
+/// What a store talks to: the other stores, the placement driver, the clock its leases run
+/// on, and the registry its metrics go to.
 pub struct StoreServices<T> {
     /// Sends raft messages to other stores.
     pub trans: T,
@@ -173,18 +175,42 @@ pub struct StoreServices<T> {
     pub pd: Arc<dyn PdClient>,
     /// The lease clock: `CLOCK_MONOTONIC_RAW` in production, a manual clock in tests.
     pub clock: Arc<dyn Clock>,
+    /// Where the store registers its metrics (one registry per store).
+    pub registry: Registry,
 }
 
 impl<T> StoreServices<T> {
-    /// `trans` and `pd`, with the production clock.
+    /// `trans` and `pd`, with the production clock and a registry of the store's own.
     pub fn new(trans: T, pd: Arc<dyn PdClient>) -> Self {
-        StoreServices { trans, pd, clock: Arc::new(MonotonicRawClock) }
+        StoreServices { trans, pd, clock: Arc::new(MonotonicRawClock), registry: Registry::new() }
+    }
+
+    /// The same, registering the metrics in `registry`.
+    pub fn with_registry(self, registry: Registry) -> Self {
+        StoreServices { registry, ..self }
     }
 
     /// The same, on `clock`.
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
         StoreServices { clock, ..self }
     }
+}
+
+/// The store's metrics, registered in `registry`: read-path counters, store metrics, and
+/// the gauges computed from `meta` when the registry is gathered.
+fn register_metrics(
+    registry: &Registry,
+    meta: &SharedStoreMeta,
+    clock: &Arc<dyn Clock>,
+) -> Result<(Arc<ReadCounters>, Arc<StoreMetrics>)> {
+    let refused = |e: prometheus::Error| Error::InvalidArgument(format!("metrics: {e}"));
+    let read_counters = Arc::new(ReadCounters::default());
+    read_counters.register(registry).map_err(refused)?;
+    let counters = Arc::new(StoreMetrics::default());
+    counters.register(registry).map_err(refused)?;
+    let gauges = StoreGauges::new(meta.clone(), clock.clone());
+    registry.register(Box::new(gauges)).map_err(refused)?;
+    Ok((read_counters, counters))
 }
 
 /// A running store.
@@ -194,7 +220,7 @@ pub struct RaftStore<EK: KvEngine, ER: RaftEngine> {
     clock: Arc<dyn Clock>,
     lease_reads: Arc<AtomicBool>,
     read_counters: Arc<ReadCounters>,
-    counters: Arc<RaftCounters>,
+    counters: Arc<StoreMetrics>,
     /// Readers ask for a renewal when the lease ends within this (a quarter of it).
     renew_advance: Duration,
     router: StoreRouter<EK, ER>,
@@ -218,7 +244,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
         services: StoreServices<T>,
         logger: &Logger,
     ) -> Result<Self> {
-        let StoreServices { trans, pd, clock } = services;
+        let StoreServices { trans, pd, clock, registry } = services;
         cfg.validate().map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let Engines { kv, raft } = engines;
         check_store_ident(&kv, cluster_id, store_id)?;
@@ -237,6 +263,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
         let (apply_router, mut apply_system) = create_system(&apply_cfg, ctl_tx, ctl_fsm)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let meta = Arc::new(Mutex::new(StoreMeta::new(store_id)));
+        let (read_counters, counters) = register_metrics(&registry, &meta, &clock)?;
         let unavailable =
             |e: std::io::Error| Error::Unavailable(format!("cannot spawn a thread: {e}"));
         let (snap_gen, snap_worker) =
@@ -258,7 +285,12 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
         apply_system
             .spawn(
                 &format!("apply-{store_id}"),
-                ApplyHandlerBuilder { kv: kv.clone(), store: router.clone(), cfg: cfg.clone() },
+                ApplyHandlerBuilder {
+                    kv: kv.clone(),
+                    store: router.clone(),
+                    cfg: cfg.clone(),
+                    metrics: counters.clone(),
+                },
             )
             .map_err(unavailable)?;
         let (pd_scheduler, pd_worker) =
@@ -283,8 +315,8 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             msgs: Vec::new(),
             clock: clock.clone(),
             lease_reads: Arc::new(AtomicBool::new(true)),
-            read_counters: Arc::default(),
-            counters: Arc::default(),
+            read_counters,
+            counters,
             started_at: clock.now(),
         };
         let (lease_reads, read_counters) = (ctx.lease_reads.clone(), ctx.read_counters.clone());
@@ -353,7 +385,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
     }
 
     /// The store's counts of the events its safety rules caused.
-    pub fn raft_events(&self) -> &RaftCounters {
+    pub fn raft_events(&self) -> &StoreMetrics {
         &self.counters
     }
 

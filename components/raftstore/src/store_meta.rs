@@ -31,6 +31,9 @@ pub struct StoreMeta {
     readers: HashMap<u64, ReadDelegate>,
     /// Raft messages for regions a split here has not created yet, replayed once it has.
     pending_msgs: HashMap<u64, Vec<RaftMessage>>,
+    /// Region id → pending peers its leader here last reported, for every region whose
+    /// peer here leads (the store's gauges).
+    leaders: HashMap<u64, u64>,
 }
 
 /// Most messages kept for one region not created yet.
@@ -61,6 +64,7 @@ impl StoreMeta {
 
     /// Removes a region and its range.
     pub fn remove_region(&mut self, region_id: u64) -> Option<Region> {
+        self.leaders.remove(&region_id);
         let region = self.regions.remove(&region_id)?;
         let end = keys::data_end_key(&region.end_key);
         if self.ranges.get(&end) == Some(&region_id) {
@@ -118,10 +122,34 @@ impl StoreMeta {
     /// copies go stale.
     pub fn remove_reader(&mut self, region_id: u64, peer_id: u64) {
         if self.readers.get(&region_id).is_some_and(|d| d.peer_id == peer_id) {
+            self.leaders.remove(&region_id);
             if let Some(mut d) = self.readers.remove(&region_id) {
                 d.mark_removed();
             }
         }
+    }
+
+    /// Records whether the peer of `region_id` here leads, with the pending peers it last
+    /// reported (`None`: it does not lead).
+    pub fn set_leader(&mut self, region_id: u64, pending_peers: Option<u64>) {
+        match pending_peers {
+            Some(n) => {
+                self.leaders.insert(region_id, n);
+            }
+            None => {
+                self.leaders.remove(&region_id);
+            }
+        }
+    }
+
+    /// Regions whose peer here leads, and the pending peers they last reported in all.
+    pub fn leader_stats(&self) -> (usize, u64) {
+        (self.leaders.len(), self.leaders.values().sum())
+    }
+
+    /// The leases the delegates hold (leaders only), as local readers see them.
+    pub fn leases(&self) -> impl Iterator<Item = &local_reader::RemoteLease> {
+        self.readers.values().filter_map(|d| d.leader_lease.as_ref())
     }
 
     /// The delegate of `region_id`'s peer `peer_id`, if it has one.

@@ -5,8 +5,10 @@
 //! [`transport::LocalNetwork`] connects the nodes of one process; the test harness adds its
 //! filters to it through [`transport::Intercept`]. See `docs/embedding.md`.
 
+pub mod config;
 mod errors;
 pub mod local;
+pub mod metrics;
 mod node;
 mod request;
 pub mod transport;

@@ -21,7 +21,7 @@
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex, RwLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use engine::{
@@ -31,6 +31,7 @@ use engine::{
 };
 use local_reader::{Clock, MonotonicRawClock, ReadStats};
 use pd_client::PdClient;
+use prometheus::Registry;
 use proto::{
     metapb,
     raft_cmdpb::{AdminCmdType, RaftCmdRequest},
@@ -49,6 +50,7 @@ use raftstore::{
 use slog::{info, o, warn, Logger};
 
 use crate::{
+    metrics::{store_registry, NodeMetrics},
     request::{outcome, write_command, Context, Modify, Pending, Snapshot},
     transport::{NodeRouter, NodeTransport},
     Error, Result,
@@ -100,6 +102,8 @@ struct Inner {
     /// Held for the whole of a stop, so every `stop()` returns only once the engines are
     /// closed (a second caller waits for the first).
     stopping: Mutex<()>,
+    registry: Registry,
+    metrics: NodeMetrics,
 }
 
 /// One store of a cluster. See the module docs.
@@ -141,6 +145,7 @@ impl Node {
             .map_err(|e| Error::Open(format!("{}: {e}", cfg.data_dir.display())))?;
         let cluster_id = pd.cluster_id();
         let store_id = identify(&kv, cluster_id, pd.as_ref())?;
+        let root = logger;
         let logger = logger.new(o!("store_id" => store_id));
         let mut store = metapb::Store::default();
         store.id = store_id;
@@ -148,9 +153,13 @@ impl Node {
         pd.put_store(store.clone())?;
         bootstrap_cluster(&kv, &raft, pd.as_ref(), store, &logger)?;
         let engines = Engines { kv, raft };
-        let services = StoreServices::new(transport.sender(store_id), pd).with_clock(clock);
+        let registry = store_registry(store_id);
+        let metrics = NodeMetrics::register(&registry)?;
+        let services = StoreServices::new(transport.sender(store_id), pd)
+            .with_clock(clock)
+            .with_registry(registry.clone());
         let store =
-            RaftStore::start(cfg.store, cluster_id, store_id, engines.clone(), services, &logger)
+            RaftStore::start(cfg.store, cluster_id, store_id, engines.clone(), services, root)
                 .map_err(|e| Error::Open(e.to_string()))?;
         transport.attach(store_id, store.router());
         let detach = Box::new(move || transport.detach(store_id));
@@ -158,7 +167,8 @@ impl Node {
             Running { store: Mutex::new(store), engines, pool: Mutex::new(Vec::new()), detach };
         info!(logger, "node open"; "cluster_id" => cluster_id);
         let running = RwLock::new(Some(running));
-        let inner = Inner { store_id, cluster_id, logger, running, stopping: Mutex::new(()) };
+        let stopping = Mutex::new(());
+        let inner = Inner { store_id, cluster_id, logger, running, stopping, registry, metrics };
         Ok(Node { inner: Arc::new(inner) })
     }
 
@@ -177,10 +187,17 @@ impl Node {
     /// not have been applied).
     pub fn async_write(&self, ctx: &Context, mods: &[Modify]) -> Pending<()> {
         let (answer, pending) = Pending::channel();
-        let ch = CmdResponseSender::callback(move |resp| answer.send(outcome(resp).map(drop)));
+        let (metrics, start) = (self.inner.metrics.clone(), Instant::now());
+        let ch = CmdResponseSender::callback(move |resp| {
+            let res = outcome(resp).map(drop);
+            metrics.answered("write", start, &res);
+            answer.send(res)
+        });
         let cmd = RaftCommand { request: write_command(ctx, mods), ch };
         if let Err(e) = self.with_router(|r| r.send_command(cmd)) {
-            return Pending::ready(Err(e));
+            let res = Err(e);
+            self.inner.metrics.answered("write", start, &res);
+            return Pending::ready(res);
         }
         pending
     }
@@ -202,12 +219,21 @@ impl Node {
             raftstore::Error::OutcomeUnknown(why) => Error::NoAnswer(why), // reads change nothing
             e => Error::Request(e),
         };
+        let (metrics, start) = (self.inner.metrics.clone(), Instant::now());
         let res = self.with_reader(|reader| {
-            reader.async_snapshot(&read_ctx, move |res| answer.send(res.map_err(read_error)))
+            reader.async_snapshot(&read_ctx, move |res| {
+                let res = res.map_err(read_error);
+                metrics.answered("snapshot", start, &res);
+                answer.send(res)
+            })
         });
         match res {
             Ok(()) => pending,
-            Err(e) => Pending::ready(Err(e)),
+            Err(e) => {
+                let res = Err(e);
+                self.inner.metrics.answered("snapshot", start, &res);
+                Pending::ready(res)
+            }
         }
     }
 
@@ -270,6 +296,12 @@ impl Node {
     /// The read-path counters (local, ReadIndex, follower reads, redirects by reason).
     pub fn read_stats(&self) -> ReadStats {
         self.with_store(|s| s.read_stats()).unwrap_or_default()
+    }
+
+    /// The node's metrics registry (names `regionstore_*`, label `store`); gather it, or
+    /// serve it with [`crate::metrics::MetricsServer`]. It outlives a stop, frozen.
+    pub fn registry(&self) -> Registry {
+        self.inner.registry.clone()
     }
 
     /// How often each safety rule fired on this node.

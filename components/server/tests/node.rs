@@ -225,3 +225,70 @@ fn a_first_region_registered_before_a_crash_is_kept() {
     assert_eq!(region.id, first.id, "the registered region was kept");
     leader.write(&leader_ctx(&region, &leader), &[put("k", "v")], WAIT).unwrap();
 }
+
+/// The value of the sample of `name` in `node`'s registry whose labels include `labels`
+/// (summed over the rest).
+fn metric(node: &Node, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let page = server::metrics::encode(&[node.registry()]);
+    let mut sum = 0.0;
+    for line in page.lines().filter(|l| l.starts_with(&format!("{name}{{"))) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        if labels.iter().all(|(k, v)| series.contains(&format!("{k}=\"{v}\""))) {
+            sum += value.parse::<f64>().unwrap();
+        }
+    }
+    sum
+}
+
+#[test]
+fn a_node_counts_its_requests_and_its_store_in_its_registry() {
+    let c = TestCluster::new(3);
+    let (region, leader) = c.wait_replicated(3);
+    let ctx = leader_ctx(&region, &leader);
+    let before = metric(&leader, "regionstore_proposals_total", &[("kind", "write")]);
+    for i in 0..5 {
+        leader.write(&ctx, &[put("k", &i.to_string())], WAIT).unwrap();
+    }
+    leader.get(&ctx, b"k", WAIT).unwrap();
+    let follower = c.nodes.iter().find(|n| n.store_id() != leader.store_id()).unwrap();
+    let refused = follower.write(&leader_ctx(&region, follower), &[put("x", "y")], WAIT);
+    assert!(refused.is_err());
+
+    let store = leader.store_id().to_string();
+    let ok_writes = [("op", "write"), ("result", "ok"), ("store", store.as_str())];
+    assert_eq!(metric(&leader, "regionstore_requests_total", &ok_writes), 5.0);
+    let after = metric(&leader, "regionstore_proposals_total", &[("kind", "write")]);
+    assert_eq!(after - before, 5.0, "one proposal per write");
+    let ok_reads = [("op", "snapshot"), ("result", "ok")];
+    assert_eq!(metric(&leader, "regionstore_requests_total", &ok_reads), 1.0);
+    let refusals = [("op", "write"), ("result", "not_leader")];
+    assert_eq!(metric(follower, "regionstore_requests_total", &refusals), 1.0);
+    let rejected = [("reason", "not_leader")];
+    assert_eq!(metric(follower, "regionstore_proposals_rejected_total", &rejected), 1.0);
+    assert!(metric(&leader, "regionstore_raft_commit_duration_seconds_count", &[]) >= 5.0);
+    assert!(metric(&leader, "regionstore_apply_duration_seconds_count", &[]) >= 1.0);
+    assert!(
+        metric(&leader, "regionstore_raft_messages_sent_total", &[("type", "MsgAppend")]) > 0.0
+    );
+    for node in &c.nodes {
+        // The third peer may still be on its way (created by the leader's first message).
+        let deadline = Instant::now() + WAIT;
+        while metric(node, "regionstore_regions", &[]) < 1.0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            metric(node, "regionstore_regions", &[]),
+            1.0,
+            "store {} {:?} {:?}",
+            node.store_id(),
+            node.regions(),
+            c.pd.regions()
+        );
+        let leads = (node.store_id() == leader.store_id()) as u8 as f64;
+        assert_eq!(metric(node, "regionstore_leaders", &[]), leads, "store {}", node.store_id());
+    }
+    let reads = metric(&leader, "regionstore_reads_total", &[]);
+    let stats = leader.read_stats();
+    let served = stats.local_hits + stats.peer_lease_reads + stats.read_index_reads;
+    assert_eq!(reads, (served + stats.follower_reads) as f64, "the report's numbers are these");
+}

@@ -1,9 +1,10 @@
 //! Command-line options.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
 use serde::Serialize;
+use server::config::LogLevel;
 
 /// region-sim: runs a cluster of stores in one process on RocksDB, drives a workload through
 /// a real client, and reports what happened.
@@ -33,7 +34,8 @@ pub struct Args {
     /// Small, so that a short run splits its key space into many regions.
     #[arg(long, default_value_t = 4096)]
     pub split_size: u64,
-    /// Draw the time series (ops/s, regions, p99 latency per second) as an SVG here.
+    /// Draw the time series (reads and writes per second, regions, p50 and p99 latency) here:
+    /// an SVG, or a PNG if the name ends in `.png`.
     #[arg(long)]
     pub chart: Option<PathBuf>,
     /// Bytes of each value.
@@ -61,6 +63,22 @@ pub struct Args {
     /// No progress bar (for logs and CI).
     #[arg(long)]
     pub quiet: bool,
+    /// A TOML configuration file (see etc/regionstore.example.toml): its `[raftstore]` and
+    /// `[rocksdb]` keys override what the options above set, its `[log]` section is the
+    /// default of --log-level and --log-file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Least severe log level written: trace, debug, info, warn, error, critical, off
+    /// [default: warn, or the config file's].
+    #[arg(long)]
+    pub log_level: Option<LogLevel>,
+    /// Append logs to this file instead of stderr.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// Serve the stores' Prometheus metrics at http://ADDR/metrics during the run (port 0
+    /// picks a free port; the address is printed on stderr).
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The key of index `i` in the key space.
@@ -75,6 +93,12 @@ impl Args {
     }
 
     /// Refuses values that cannot run.
+    /// The width of the time series' buckets: 100 ms, or wider for runs over 30 s so that a
+    /// run has at most 300 of them.
+    pub fn bucket(&self) -> Duration {
+        Duration::from_millis(100).max(Duration::from_secs_f64(self.duration / 300.0))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.stores == 0 {
             return Err("--stores must be at least 1".into());

@@ -1,108 +1,182 @@
-//! The time series as an SVG: three panels over the seconds of the run (ops/s, regions, p99
-//! latency), each a polyline with its axis range written out. Plain SVG 1.1, no scripts, so
-//! any browser or image viewer shows it.
+//! The time series as a chart (plotters): three panels over the run's time, each with ticks,
+//! a grid and a legend: reads and writes per second, regions, p50 and p99 latency. SVG, or
+//! PNG when the file name ends in `.png`. Text is drawn with an embedded font (Noto Sans), so
+//! the chart looks the same on a machine without fonts.
 
-use std::fmt::Write;
+use std::{path::Path, sync::Once};
+
+use plotters::{coord::Shift, prelude::*};
 
 use crate::report::TimePoint;
 
-const WIDTH: f64 = 720.0;
-const PANEL: f64 = 160.0;
-const MARGIN: f64 = 60.0;
+const SIZE: (u32, u32) = (960, 840);
+const FONT: &str = "sans-serif";
 
-/// A panel: its name, its unit, and the value it draws.
-type Panel = (&'static str, &'static str, fn(&TimePoint) -> f64);
+/// One line of a panel: its legend, its colour, and the value it draws.
+type Line = (&'static str, RGBColor, fn(&TimePoint) -> f64);
 
-/// The SVG document for `points`.
-pub fn svg(title: &str, points: &[TimePoint]) -> String {
-    let panels: [Panel; 3] = [
-        ("throughput", "ops/s", |p| p.ops as f64),
-        ("regions", "regions", |p| p.regions as f64),
-        ("p99 latency", "ms", |p| p.p99_us as f64 / 1000.0),
-    ];
-    let height = MARGIN + panels.len() as f64 * (PANEL + MARGIN);
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif" font-size="12">"#,
-        w = WIDTH + 2.0 * MARGIN
-    );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(out, r#"<text x="{MARGIN}" y="30" font-size="16">{}</text>"#, escape(title));
-    let seconds = points.len().max(2) as f64 - 1.0;
-    for (i, (name, unit, value)) in panels.iter().enumerate() {
-        let top = MARGIN + i as f64 * (PANEL + MARGIN);
-        let max = points.iter().map(value).fold(0.0, f64::max).max(1.0);
-        let _ = writeln!(
-            out,
-            r##"<rect x="{MARGIN}" y="{top}" width="{WIDTH}" height="{PANEL}" fill="none" stroke="#999"/>"##
-        );
-        let _ = writeln!(out, r#"<text x="{MARGIN}" y="{}">{name} ({unit})</text>"#, top - 8.0);
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            MARGIN - 6.0,
-            top + 12.0,
-            format_value(max)
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="end">0</text>"#,
-            MARGIN - 6.0,
-            top + PANEL
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="end">{} s</text>"#,
-            MARGIN + WIDTH,
-            top + PANEL + 16.0,
-            points.len()
-        );
-        let line: Vec<String> = points
-            .iter()
-            .enumerate()
-            .map(|(s, p)| {
-                let x = MARGIN + WIDTH * s as f64 / seconds;
-                let y = top + PANEL - PANEL * value(p) / max;
-                format!("{x:.1},{y:.1}")
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            r##"<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{}"/>"##,
-            line.join(" ")
-        );
+/// A panel: its caption, the unit of its y axis, and its lines.
+struct Panel {
+    caption: &'static str,
+    unit: &'static str,
+    lines: &'static [Line],
+}
+
+const BLUE: RGBColor = RGBColor(31, 111, 235);
+const ORANGE: RGBColor = RGBColor(230, 120, 20);
+const GREEN: RGBColor = RGBColor(30, 150, 70);
+
+const PANELS: [Panel; 3] = [
+    Panel {
+        caption: "throughput",
+        unit: "ops/s",
+        lines: &[("reads", BLUE, |p| p.reads_per_s), ("writes", ORANGE, |p| p.writes_per_s)],
+    },
+    Panel {
+        caption: "regions",
+        unit: "regions",
+        lines: &[("regions", GREEN, |p| p.regions as f64)],
+    },
+    Panel {
+        caption: "latency",
+        unit: "ms",
+        lines: &[
+            ("p50", BLUE, |p| p.p50_us as f64 / 1000.0),
+            ("p99", ORANGE, |p| p.p99_us as f64 / 1000.0),
+        ],
+    },
+];
+
+/// Draws `points` (buckets `bucket_s` wide) into `path`, titled `title`.
+pub fn draw(path: &Path, title: &str, points: &[TimePoint], bucket_s: f64) -> Result<(), String> {
+    register_font()?;
+    let png = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let err =
+        |e: &dyn std::fmt::Display| format!("cannot draw the chart into {}: {e}", path.display());
+    if png {
+        plot(&BitMapBackend::new(path, SIZE).into_drawing_area(), title, points, bucket_s)
+            .map_err(|e| err(&e))
+    } else {
+        plot(&SVGBackend::new(path, SIZE).into_drawing_area(), title, points, bucket_s)
+            .map_err(|e| err(&e))
     }
-    out.push_str("</svg>\n");
-    out
+}
+
+fn register_font() -> Result<(), String> {
+    static ONCE: Once = Once::new();
+    let mut res = Ok(());
+    ONCE.call_once(|| {
+        res = plotters::style::register_font(FONT, FontStyle::Normal, notosans::REGULAR_TTF)
+            .map_err(|_| "the embedded font does not load".to_string());
+    });
+    res
+}
+
+fn plot<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    points: &[TimePoint],
+    bucket_s: f64,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let body = root.titled(title, (FONT, 22))?;
+    let end = points.last().map_or(1.0, |p| p.t_s + bucket_s).max(bucket_s);
+    for (area, panel) in body.split_evenly((PANELS.len(), 1)).iter().zip(&PANELS) {
+        let top = points
+            .iter()
+            .flat_map(|p| panel.lines.iter().map(move |(_, _, value)| value(p)))
+            .fold(0.0, f64::max);
+        let mut chart = ChartBuilder::on(area)
+            .caption(panel.caption, (FONT, 16))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..end, 0.0..(top * 1.1).max(1.0))?;
+        chart
+            .configure_mesh()
+            .x_desc("time (s)")
+            .y_desc(panel.unit)
+            .x_label_formatter(&|x| format!("{x:.1}"))
+            .y_label_formatter(&|y| format_value(*y))
+            .label_style((FONT, 12))
+            .axis_desc_style((FONT, 13))
+            .draw()?;
+        for &(name, colour, value) in panel.lines {
+            // Each bucket at its middle: a rate or a percentile over the whole bucket.
+            let line = points.iter().map(|p| (p.t_s + bucket_s / 2.0, value(p)));
+            chart.draw_series(LineSeries::new(line, colour.stroke_width(2)))?.label(name).legend(
+                move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)),
+            );
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()
 }
 
 fn format_value(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
+    match v {
+        v if v >= 10_000.0 => format!("{:.0}k", v / 1000.0),
+        v if v >= 100.0 || v == v.trunc() => format!("{v:.0}"),
+        v => format!("{v:.1}"),
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn points() -> Vec<TimePoint> {
+        (0..20)
+            .map(|i| TimePoint {
+                t_s: i as f64 * 0.1,
+                reads_per_s: 1000.0 + 10.0 * i as f64,
+                writes_per_s: 900.0,
+                regions: 1 + i / 2,
+                p50_us: 700,
+                p99_us: 3000 + 100 * i,
+            })
+            .collect()
+    }
+
     #[test]
-    fn every_point_is_drawn_in_every_panel() {
-        let points: Vec<TimePoint> = (0..5)
-            .map(|s| TimePoint { second: s, ops: 100 * s, regions: 1 + s, p99_us: 900 })
-            .collect();
-        let doc = svg("run <1>", &points);
-        assert!(doc.starts_with("<svg") && doc.ends_with("</svg>\n"));
-        assert_eq!(doc.matches("<polyline").count(), 3);
-        let first = doc.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
-        assert_eq!(first.split(' ').count(), 5);
-        assert!(doc.contains("run &lt;1&gt;"));
+    fn an_svg_chart_has_every_line_and_its_legend() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.svg");
+        draw(&path, "run <1>", &points(), 0.1).unwrap();
+        let doc = std::fs::read_to_string(&path).unwrap();
+        assert!(doc.starts_with("<svg"), "{doc}");
+        assert!(doc.matches("<polyline").count() >= 5, "five lines: {doc}");
+        for label in ["reads", "writes", "regions", "p50", "p99", "time (s)", "run &lt;1&gt;"] {
+            assert!(doc.contains(label), "{label} missing");
+        }
+    }
+
+    #[test]
+    fn a_png_chart_is_a_png_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.PNG");
+        draw(&path, "run", &points(), 0.1).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000);
+    }
+
+    #[test]
+    fn an_empty_series_still_draws() {
+        let dir = tempfile::tempdir().unwrap();
+        draw(&dir.path().join("c.svg"), "empty", &[], 0.1).unwrap();
+    }
+
+    #[test]
+    fn values_read_short() {
+        assert_eq!(format_value(25_000.0), "25k");
+        assert_eq!(format_value(250.0), "250");
+        assert_eq!(format_value(3.0), "3");
+        assert_eq!(format_value(2.5), "2.5");
     }
 }

@@ -25,7 +25,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use local_reader::ReadStats;
 use pd_client::{MemPdConfig, PdClient};
 use raft::StateRole;
-use server::{local::LocalCluster, NodeConfig};
+use server::{
+    config::{FileConfig, LogConfig, LogLevel},
+    local::LocalCluster,
+    metrics::MetricsServer,
+    NodeConfig,
+};
 
 use crate::{
     args::Args,
@@ -48,35 +53,26 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Error> {
     args.validate()?;
-    let tick = Duration::from_millis(args.tick_ms);
-    let cfg = raftstore::Config {
-        sync_log: args.sync_log,
-        raft_base_tick_interval: tick,
-        raft_store_max_leader_lease: tick * 9,
-        raft_log_gc_tick_interval: tick * 5,
-        split_region_check_tick_interval: tick * 5,
-        region_split_check_diff: args.split_size / 8,
-        region_split_size: args.split_size,
-        region_max_size: args.split_size * 3 / 2,
-        ..raftstore::Config::for_tests()
-    };
+    let settings = settings(&args)?;
+    let logger = server::config::build_logger(&settings.log)
+        .map_err(|e| format!("cannot open the log: {e}"))?;
     let temp = match &args.data_dir {
         Some(_) => None,
         None => Some(tempfile::Builder::new().prefix("region-sim-").tempdir()?),
     };
     let base = args.data_dir.as_deref().or(temp.as_ref().map(|t| t.path())).expect("a dir");
     let node_cfg = NodeConfig {
-        store: cfg,
-        rocksdb: engine::rocks::RocksConfig::small(),
+        store: settings.raftstore,
+        rocksdb: settings.rocksdb,
         ..NodeConfig::new(base)
     };
     let replicas = args.stores.min(3) as usize;
     let pd_cfg = MemPdConfig { max_replicas: replicas, ..Default::default() };
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
     let cluster = LocalCluster::start(base, args.stores as usize, node_cfg, pd_cfg, &logger)?;
     cluster.wait_ready(replicas, Duration::from_secs(60))?;
     cluster.split(&args.split_keys(), 10, Duration::from_secs(120))?;
     cluster.wait_ready(replicas, Duration::from_secs(60))?;
+    let _metrics = serve_metrics(&args, &cluster)?;
     let initial = cluster.pd.regions().len();
     cluster.pd.set_balance_leaders(true);
     let reads_before = read_stats(&cluster);
@@ -128,14 +124,55 @@ fn run(args: Args) -> Result<(), Error> {
             "region-sim: {} stores, {} clients, {} → {} regions",
             args.stores, args.clients, report.regions.initial, report.regions.final_
         );
-        std::fs::write(path, chart::svg(&title, &report.time_series))?;
+        chart::draw(path, &title, &report.time_series, args.bucket().as_secs_f64())?;
     }
     cluster.stop();
     Ok(())
 }
 
+/// The stores' settings: short ticks and small regions from the options, then what the
+/// `--config` file sets, then the log flags.
+fn settings(args: &Args) -> Result<FileConfig, Error> {
+    let tick = Duration::from_millis(args.tick_ms);
+    let raftstore = raftstore::Config {
+        sync_log: args.sync_log,
+        raft_base_tick_interval: tick,
+        raft_store_max_leader_lease: tick * 9,
+        raft_log_gc_tick_interval: tick * 5,
+        split_region_check_tick_interval: tick * 5,
+        region_split_check_diff: args.split_size / 8,
+        region_split_size: args.split_size,
+        region_max_size: args.split_size * 3 / 2,
+        ..raftstore::Config::for_tests()
+    };
+    let log = LogConfig { level: LogLevel::Warn, file: None };
+    let base = FileConfig { log, raftstore, rocksdb: engine::rocks::RocksConfig::small() };
+    let mut settings = match &args.config {
+        Some(path) => FileConfig::load(path, &base)?,
+        None => base.validated()?,
+    };
+    if let Some(level) = args.log_level {
+        settings.log.level = level;
+    }
+    if let Some(file) = &args.log_file {
+        settings.log.file = Some(file.clone());
+    }
+    Ok(settings)
+}
+
+/// The `/metrics` endpoint of `--metrics-addr`: every node's registry on one page.
+fn serve_metrics(args: &Args, cluster: &LocalCluster) -> Result<Option<MetricsServer>, Error> {
+    let Some(addr) = args.metrics_addr else { return Ok(None) };
+    let registries: Vec<_> = cluster.nodes.all().iter().map(|n| n.registry()).collect();
+    let server = MetricsServer::start(addr, move || server::metrics::encode(&registries))
+        .map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
+    eprintln!("region-sim: metrics at http://{}/metrics", server.addr());
+    Ok(Some(server))
+}
+
 /// A progress bar until every client is done (hidden when stderr is not a terminal); also
-/// samples the placement driver's region count, the last sample of each second kept.
+/// samples the placement driver's region count, the last sample of each time series bucket
+/// kept.
 fn show_progress(
     args: &Args,
     start: Instant,
@@ -151,19 +188,23 @@ fn show_progress(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
             .expect("valid template"),
     );
+    let bucket = args.bucket();
     while !finished() {
         let elapsed = start.elapsed();
         let regions = cluster.pd.regions().len() as u64;
-        let second = elapsed.as_secs() as usize;
-        region_counts.resize(second + 1, regions);
-        region_counts[second] = regions;
+        let i = (elapsed.as_nanos() / bucket.as_nanos()) as usize;
+        if region_counts.len() <= i {
+            let last = region_counts.last().copied().unwrap_or(regions);
+            region_counts.resize(i + 1, last);
+        }
+        region_counts[i] = regions;
         bar.set_position((elapsed.as_millis() as u64).min(total));
         let ops = done.load(Ordering::Relaxed);
         bar.set_message(format!(
             "{ops} ops, {:.0} ops/s, {regions} regions",
             ops as f64 / elapsed.as_secs_f64().max(1e-3)
         ));
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(bucket / 4);
     }
     bar.finish_and_clear();
 }

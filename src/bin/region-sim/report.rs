@@ -70,16 +70,50 @@ pub struct Regions {
     pub splits: u64,
 }
 
-/// One second of the run.
-#[derive(Serialize, Clone, Copy, Debug)]
+/// One bucket of the run (`time_series_bucket_ms` wide). Only whole buckets are reported:
+/// the operations answered after the last whole one count in the totals, not here.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq)]
 pub struct TimePoint {
-    pub second: u64,
-    /// Operations answered in that second.
-    pub ops: u64,
+    /// When the bucket starts, in seconds from the start of the run.
+    pub t_s: f64,
+    /// Reads answered in it, per second.
+    pub reads_per_s: f64,
+    /// Writes answered in it, per second.
+    pub writes_per_s: f64,
     /// Regions the placement driver knew at its end.
     pub regions: u64,
-    /// p99 latency of the operations answered in it.
+    /// Latency percentiles of the operations answered in it.
+    pub p50_us: u64,
     pub p99_us: u64,
+}
+
+impl TimePoint {
+    /// The whole buckets of a run of `duration_s` seconds, with the region counts sampled
+    /// per bucket (the last sample stands for buckets after it).
+    pub fn series(stats: &ClientStats, duration_s: f64, region_counts: &[u64]) -> Vec<TimePoint> {
+        let width = stats.bucket.as_secs_f64();
+        let whole = ((duration_s + 1e-9) / width).floor() as usize;
+        let pct = |h: &hdrhistogram::Histogram<u64>, q| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(q)
+            }
+        };
+        (0..whole)
+            .map(|i| {
+                let b = stats.buckets.get(i).cloned().unwrap_or_default();
+                TimePoint {
+                    t_s: i as f64 * width,
+                    reads_per_s: b.reads as f64 / width,
+                    writes_per_s: b.writes as f64 / width,
+                    regions: region_counts.get(i).or(region_counts.last()).copied().unwrap_or(0),
+                    p50_us: pct(&b.latency, 0.5),
+                    p99_us: pct(&b.latency, 0.99),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Read attempts refused because their region moved (split, epoch, leader), then routed
@@ -110,6 +144,8 @@ pub struct Report {
     pub refused_reads: RefusedReads,
     /// The history checked for linearizability, key by key.
     pub linearizability: Verdict,
+    /// The width of a `time_series` bucket.
+    pub time_series_bucket_ms: u64,
     pub time_series: Vec<TimePoint>,
     pub stores: Vec<StoreReport>,
     pub history_file: Option<String>,
@@ -133,17 +169,7 @@ impl Report {
             Percentiles { p50: pct(0.5), p99: pct(0.99), p999: pct(0.999) }
         };
         let notes = vec!["region merge is not built yet: `merges` is left out".to_string()];
-        let time_series = stats
-            .per_second
-            .iter()
-            .enumerate()
-            .map(|(s, h)| TimePoint {
-                second: s as u64,
-                ops: h.len(),
-                regions: region_counts.get(s).or(region_counts.last()).copied().unwrap_or(0),
-                p99_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.99) },
-            })
-            .collect();
+        let time_series = TimePoint::series(stats, args.duration, region_counts);
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         let refused_reads = RefusedReads {
             attempts: stats.client.refused_reads,
@@ -167,6 +193,7 @@ impl Report {
             regions,
             refused_reads,
             linearizability: check(&stats.ops),
+            time_series_bucket_ms: stats.bucket.as_millis() as u64,
             time_series,
             stores,
             history_file: args.history.as_ref().map(|p| p.display().to_string()),

@@ -31,8 +31,10 @@ pub struct ClientStats {
     pub errors: BTreeMap<&'static str, u64>,
     /// Latency of acknowledged writes, in microseconds.
     pub write_latency: Histogram<u64>,
-    /// Latency of every answered operation, by second of the run.
-    pub per_second: Vec<Histogram<u64>>,
+    /// The run cut into buckets of `bucket` (from its start): what was answered in each.
+    pub buckets: Vec<Bucket>,
+    /// The width of a bucket.
+    pub bucket: Duration,
     /// The client's retries, back-offs, and read attempts refused because their region
     /// moved.
     pub client: client::ClientStats,
@@ -44,27 +46,46 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
+/// The operations answered in one bucket of the run.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    pub reads: u64,
+    pub writes: u64,
+    /// Latency of every operation answered in it, in microseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket { reads: 0, writes: 0, latency: histogram() }
+    }
+}
+
 impl ClientStats {
-    fn new() -> Self {
+    /// Empty numbers, operations counted in buckets of `bucket`.
+    pub fn new(bucket: Duration) -> Self {
         ClientStats {
             writes: 0,
             reads: 0,
             read_latency: histogram(),
             errors: BTreeMap::new(),
             write_latency: histogram(),
-            per_second: Vec::new(),
+            buckets: Vec::new(),
+            bucket,
             client: Default::default(),
             ops: Vec::new(),
         }
     }
 
-    /// Records an answered operation that took `us` and ended `at` into the run.
-    fn record_second(&mut self, at: Duration, us: u64) {
-        let second = at.as_secs() as usize;
-        if self.per_second.len() <= second {
-            self.per_second.resize_with(second + 1, histogram);
+    /// Records an answered read (or write) that took `us` and ended `at` into the run.
+    fn record_bucket(&mut self, at: Duration, us: u64, read: bool) {
+        let i = (at.as_nanos() / self.bucket.as_nanos().max(1)) as usize;
+        if self.buckets.len() <= i {
+            self.buckets.resize_with(i + 1, Bucket::default);
         }
-        let _ = self.per_second[second].record(us.max(1));
+        let b = &mut self.buckets[i];
+        (b.reads, b.writes) = (b.reads + read as u64, b.writes + !read as u64);
+        let _ = b.latency.record(us.max(1));
     }
 
     /// Adds another client's numbers.
@@ -77,11 +98,12 @@ impl ClientStats {
         }
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.write_latency.add(&other.write_latency);
-        if self.per_second.len() < other.per_second.len() {
-            self.per_second.resize_with(other.per_second.len(), histogram);
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize_with(other.buckets.len(), Bucket::default);
         }
-        for (mine, theirs) in self.per_second.iter_mut().zip(&other.per_second) {
-            let _ = mine.add(theirs);
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            (mine.reads, mine.writes) = (mine.reads + theirs.reads, mine.writes + theirs.writes);
+            let _ = mine.latency.add(&theirs.latency);
         }
         self.client.merge(&other.client);
         self.ops.extend(other.ops.iter().cloned());
@@ -110,7 +132,7 @@ fn read_once(
         Ok(value) => {
             let us = started.elapsed().as_micros() as u64;
             let _ = stats.read_latency.record(us.max(1));
-            stats.record_second(history.elapsed(), us);
+            stats.record_bucket(history.elapsed(), us, true);
             stats.reads += 1;
             let value = value.map(|v| String::from_utf8_lossy(&v).into_owned());
             let time_ns = history.now_ns();
@@ -155,7 +177,7 @@ pub fn run_client(
     done: &AtomicU64,
 ) -> ClientStats {
     let mut rng = StdRng::seed_from_u64(args.seed.wrapping_add(process as u64));
-    let mut stats = ClientStats::new();
+    let mut stats = ClientStats::new(args.bucket());
     let mut seq = 0u64;
     while Instant::now() < deadline {
         let key = crate::args::key(rng.gen_range(0..args.key_space));
@@ -190,7 +212,7 @@ pub fn run_client(
             Ok(()) => {
                 let us = started.elapsed().as_micros() as u64;
                 let _ = stats.write_latency.record(us.max(1));
-                stats.record_second(history.elapsed(), us);
+                stats.record_bucket(history.elapsed(), us, false);
                 stats.writes += 1;
                 stats.ops.push(op(Some(history.now_ns())));
                 history.record(&event("ok"));

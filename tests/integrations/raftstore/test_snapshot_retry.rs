@@ -175,3 +175,26 @@ fn a_refused_snapshot_is_sent_again_without_waiting_for_the_timeout() {
     assert!(started.elapsed() < Duration::from_secs(10), "caught up only by the timeout");
     assert!(cluster.raft_event(leader.store_id, RaftEvent::SnapshotFailed) >= 1);
 }
+
+/// The leader keeps the snapshot it generated for one new peer; a second peer added later,
+/// before the log is compacted past that snapshot, must not be sent it (its membership lacks
+/// the second peer, which refuses it): the leader generates one that holds it.
+#[test]
+fn a_peer_added_after_the_last_snapshot_gets_a_snapshot_that_holds_it() {
+    let cfg = Config {
+        raft_log_gc_threshold: 10_000,
+        raft_log_gc_count_limit: 100_000,
+        ..Config::for_tests()
+    };
+    let mut cluster = Cluster::with_config(3, cfg);
+    cluster.run_with_region_on(&[1]);
+    cluster.must_put(b"k1", b"v1");
+    let second = cluster.new_peer(2);
+    cluster.must_add_peer(FIRST_REGION, &second);
+    cluster.must_get_equal(2, b"k1", b"v1"); // through a snapshot the leader keeps
+    cluster.must_put(b"k2", b"v2");
+    let third = cluster.new_peer(3);
+    cluster.must_add_peer(FIRST_REGION, &third);
+    cluster.must_get_equal(3, b"k2", b"v2");
+    cluster.must_get_equal(3, b"k1", b"v1");
+}

@@ -20,8 +20,10 @@ pub use self::{
 };
 use crate::{Error, Result};
 
-/// Tuning of the RocksDB instances.
-#[derive(Clone, Debug, PartialEq)]
+/// Tuning of the RocksDB instances (section `[rocksdb]` of a TOML file; every field
+/// optional, sizes in bytes, unknown keys refused).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RocksConfig {
     /// Bytes of the LRU block cache shared by both instances.
     pub block_cache_size: usize,

@@ -1,6 +1,8 @@
 //! The apply batch system: `ApplyFsm`s execute committed entries, one kv write batch per
 //! round, then answer proposals and report to their peers.
 
+use std::{sync::Arc, time::Instant};
+
 use crossbeam_channel::Receiver;
 use engine::{KvEngine, RaftEngine, WriteBatch, WriteOptions};
 use router::{
@@ -10,6 +12,7 @@ use router::{
 
 use crate::{
     fsm::store::StoreRouter,
+    metrics::StoreMetrics,
     msg::{ApplyMsg, ApplyRes, PeerMsg},
     raft::apply::{Apply, PendingResponses},
     Config,
@@ -69,6 +72,7 @@ pub struct ApplyHandler<EK: KvEngine, ER: RaftEngine> {
     results: Vec<ApplyRes>,
     store: StoreRouter<EK, ER>,
     cfg: Config,
+    metrics: Arc<StoreMetrics>,
     msgs: Vec<ApplyMsg>,
     /// Regions whose apply side stopped this round, as apply left them: told once the batch
     /// is written.
@@ -81,11 +85,13 @@ impl<EK: KvEngine, ER: RaftEngine> ApplyHandler<EK, ER> {
     fn flush(&mut self) {
         fail::fail_point!("apply_before_write");
         if !self.wb.is_empty() {
+            let start = Instant::now();
             if let Err(e) = self.kv.write(&mut self.wb, WriteOptions::NO_SYNC) {
                 // The kv engine cannot take writes: applying further would diverge from the
                 // log. Stopping is the only safe answer; the raft log replays on restart.
                 panic!("kv engine write failed, the store cannot go on: {e}");
             }
+            StoreMetrics::observe_since(&self.metrics.apply_duration, start);
         }
         for (ch, resp) in self.responses.drain(..) {
             ch.respond(resp);
@@ -142,6 +148,7 @@ pub struct ApplyHandlerBuilder<EK: KvEngine, ER: RaftEngine> {
     pub(crate) kv: EK,
     pub(crate) store: StoreRouter<EK, ER>,
     pub(crate) cfg: Config,
+    pub(crate) metrics: Arc<StoreMetrics>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> HandlerBuilder<ApplyFsm<EK>, ApplyControl>
@@ -156,6 +163,7 @@ impl<EK: KvEngine, ER: RaftEngine> HandlerBuilder<ApplyFsm<EK>, ApplyControl>
             results: Vec::new(),
             store: self.store.clone(),
             cfg: self.cfg.clone(),
+            metrics: self.metrics.clone(),
             msgs: Vec::new(),
             stopped: Vec::new(),
         }

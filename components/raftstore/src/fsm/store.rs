@@ -2,7 +2,10 @@
 //! messages for each peer, then one raft-engine write for all of them, then what waited for
 //! it.
 
-use std::sync::{atomic::AtomicBool, Arc};
+use std::{
+    sync::{atomic::AtomicBool, Arc},
+    time::Instant,
+};
 
 use crossbeam_channel::Receiver;
 use engine::{KvEngine, RaftEngine};
@@ -15,7 +18,7 @@ use slog::Logger;
 
 use crate::{
     fsm::{apply::ApplyRouter, peer::PeerFsm},
-    metrics::RaftCounters,
+    metrics::StoreMetrics,
     msg::{PeerMsg, StoreMsg},
     operation::{life::maybe_create_peer, snapshot::SnapGenerator},
     store_meta::SharedStoreMeta,
@@ -79,7 +82,7 @@ pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
     /// The store's read-path counters.
     pub(crate) read_counters: Arc<ReadCounters>,
     /// The store's safety-event counters.
-    pub(crate) counters: Arc<RaftCounters>,
+    pub(crate) counters: Arc<StoreMetrics>,
     /// Clock time the store started.
     pub(crate) started_at: std::time::Duration,
 }
@@ -150,6 +153,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
         self.ctx.msgs = msgs;
         fsm.peer.collect_ready(&mut self.ctx);
         fsm.peer.sync_delegate(&self.ctx);
+        self.ctx.counters.take_proposals(&mut fsm.peer.proposals_made);
         res
     }
 
@@ -157,11 +161,13 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
         fail::fail_point!("store_before_persist");
         let ctx = &mut self.ctx;
         if !engine::RaftLogBatch::is_empty(&ctx.log_batch) {
+            let start = Instant::now();
             if let Err(e) = ctx.raft.consume(&mut ctx.log_batch, ctx.cfg.sync_log) {
                 // Raft must not act on state it could not persist: stopping is the only safe
                 // answer. Peers recover from what was persisted on restart.
                 panic!("raft engine write failed, the store cannot go on: {e}");
             }
+            StoreMetrics::observe_since(&ctx.counters.append_duration, start);
         }
         for fsm in peers.iter_mut() {
             fsm.peer.on_persisted(ctx);

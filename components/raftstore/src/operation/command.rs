@@ -19,6 +19,7 @@ use slog::debug;
 
 use crate::{
     fsm::store::StoreContext,
+    metrics::ProposalKind,
     msg::{Proposal, RaftCommand, ReadCommand, ReadResponder},
     raft::{peer::Peer, storage::PeerStorage},
     Config, Error, Result,
@@ -112,8 +113,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return self.propose_read(ctx, read);
         }
         match cmd.request.get_admin_request().get_cmd_type() {
-            AdminCmdType::TransferLeader => return self.transfer_leader(cmd),
-            AdminCmdType::ChangePeer => return self.propose_conf_change(cmd),
+            AdminCmdType::TransferLeader => return self.transfer_leader(&ctx.counters, cmd),
+            AdminCmdType::ChangePeer => return self.propose_conf_change(&ctx.counters, cmd),
             _ => {}
         }
         match self.check_and_propose(&ctx.cfg, &cmd.request) {
@@ -124,6 +125,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
             Err(e) => {
                 debug!(self.logger, "command refused"; "err" => %e);
+                ctx.counters.rejected(&e);
                 cmd.ch.respond_error(e);
             }
         }
@@ -177,7 +179,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 size: data.len() as u64,
             });
         }
-        self.propose_entry(|raft| raft.propose(vec![], data))
+        self.propose_entry(ProposalKind::Write, |raft| raft.propose(vec![], data))
     }
 
     /// Appends an entry through `propose` and returns its index. Raft drops proposals
@@ -185,6 +187,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// dropped, answered `NotLeader`.
     pub(crate) fn propose_entry(
         &mut self,
+        kind: ProposalKind,
         propose: impl FnOnce(&mut RawNode<PeerStorage<EK, ER>>) -> raft::Result<()>,
     ) -> Result<u64> {
         let last = self.raft_group.raft.raft_log.last_index();
@@ -193,6 +196,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if dropped {
             return Err(Error::NotLeader { region_id: self.region_id(), leader: self.leader() });
         }
+        self.proposals_made[kind as usize] += 1;
         Ok(self.raft_group.raft.raft_log.last_index())
     }
 }

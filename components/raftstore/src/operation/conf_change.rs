@@ -27,6 +27,7 @@ use slog::{info, warn};
 
 use crate::{
     fsm::{apply::ApplyRouter, store::StoreContext},
+    metrics::{ProposalKind, StoreMetrics},
     msg::{Proposal, RaftCommand},
     operation::{message::is_epoch_stale, transfer_leader::removes_peer},
     raft::peer::Peer,
@@ -90,13 +91,16 @@ pub fn exec_change_peer(region: &Region, req: &RaftCmdRequest) -> Result<Region>
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Proposes a membership change, or answers with the error that stopped it.
-    pub(crate) fn propose_conf_change(&mut self, cmd: RaftCommand) {
+    pub(crate) fn propose_conf_change(&mut self, metrics: &StoreMetrics, cmd: RaftCommand) {
         match self.check_and_propose_conf_change(&cmd.request) {
             Ok(index) => {
                 let term = self.term();
                 self.proposals.push_back(Proposal { index, term, ch: cmd.ch });
             }
-            Err(e) => cmd.ch.respond_error(e),
+            Err(e) => {
+                metrics.rejected(&e);
+                cmd.ch.respond_error(e);
+            }
         }
     }
 
@@ -126,7 +130,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         });
         cc.node_id = cp.get_peer().id;
         cc.context = req.write_to_bytes().map_err(|e| Error::InvalidRequest(e.to_string()))?.into();
-        self.propose_entry(|raft| raft.propose_conf_change(vec![], cc))
+        self.propose_entry(ProposalKind::ConfChange, |raft| raft.propose_conf_change(vec![], cc))
     }
 
     /// A membership change was applied.

@@ -32,7 +32,7 @@ use proto::{
     metapb::Region,
 };
 
-use crate::{fsm::store::StoreContext, raft::peer::Peer};
+use crate::{fsm::store::StoreContext, metrics::StoreMetrics, raft::peer::Peer};
 
 /// What the delegate map last heard of a peer.
 pub(crate) struct PublishedDelegate {
@@ -40,6 +40,15 @@ pub(crate) struct PublishedDelegate {
     term: u64,
     applied_term: u64,
     has_lease: bool,
+    /// Whether the store's meta counts this peer as a leader (the store's gauges).
+    leader: bool,
+}
+
+impl PublishedDelegate {
+    /// Whether the store's meta counts this peer as a leader.
+    pub(crate) fn is_leader(&self) -> bool {
+        self.leader
+    }
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -68,13 +77,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    /// Entries up to `committed` committed: renew from the latest of them this leader
-    /// proposed (once a transfer fence, if any, is gone).
-    pub(crate) fn on_committed_to(&mut self, committed: u64) {
+    /// Entries up to `committed` committed at `now`: renew from the latest of them this
+    /// leader proposed (once a transfer fence, if any, is gone), and time their commits.
+    pub(crate) fn on_committed_to(&mut self, committed: u64, now: Duration, m: &StoreMetrics) {
         self.maybe_end_transfer_fence(committed);
         let mut latest = None;
         while self.lease_evidence.front().is_some_and(|(i, _)| *i <= committed) {
             latest = self.lease_evidence.pop_front().map(|(_, t)| t);
+            if let Some(t) = latest {
+                StoreMetrics::observe(&m.commit_duration, now.saturating_sub(t));
+            }
         }
         if let Some(t) = latest {
             self.renew_lease(t);
@@ -177,6 +189,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             term: 0,
             applied_term: 0,
             has_lease: false,
+            leader: false,
         });
         let fresh = published.region.id == 0;
         if published.region != *self.raft_group.store().region() {
@@ -201,11 +214,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             published.has_lease = false;
             updates.push(DelegateUpdate::Lease(None));
         }
-        if updates.is_empty() && !fresh {
+        let role_changed = published.leader != is_leader;
+        published.leader = is_leader;
+        if updates.is_empty() && !fresh && !role_changed {
             return;
         }
         let now = ctx.clock.now();
         let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+        if role_changed {
+            meta.set_leader(self.region_id(), is_leader.then_some(0));
+        }
         let (store_id, peer_id) = (self.peer.store_id, self.peer.id);
         let delegate = meta.reader_entry(self.region_id(), peer_id, || {
             ReadDelegate::new(Arc::new(Region::default()), store_id, peer_id)

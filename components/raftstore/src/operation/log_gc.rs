@@ -15,7 +15,8 @@ use proto::{
 use slog::{debug, warn};
 
 use crate::{
-    fsm::store::StoreContext, raft::peer::Peer, transport::Transport, Config, Error, Result,
+    fsm::store::StoreContext, metrics::ProposalKind, raft::peer::Peer, transport::Transport,
+    Config, Error, Result,
 };
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -79,7 +80,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             Ok(data) => {
                 debug!(self.logger, "proposing log gc"; "compact_index" => compact_index);
                 // Nobody waits for the answer: a dropped proposal is retried next tick.
-                let _ = self.raft_group.propose(vec![], data);
+                if self.raft_group.propose(vec![], data).is_ok() {
+                    self.proposals_made[ProposalKind::CompactLog as usize] += 1;
+                }
             }
             Err(e) => warn!(self.logger, "cannot encode CompactLog"; "err" => %e),
         }

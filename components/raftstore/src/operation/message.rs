@@ -83,6 +83,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &mut StoreContext<EK, ER, T>,
     ) {
         if let Err(reason) = check_message_form(&msg) {
+            ctx.counters.dropped(msg.get_message().get_msg_type());
             warn!(self.logger, "dropping a malformed raft message"; "reason" => reason);
             return;
         }
@@ -93,6 +94,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return self.on_gc_message(&msg, ctx);
         }
         if !self.admit_sender(&msg, ctx) || !self.admit_raft_message(&msg, ctx) {
+            ctx.counters.dropped(msg.get_message().get_msg_type());
             return;
         }
         let mut msg = if msg.has_snapshot_chunk() {

@@ -32,6 +32,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 stats.pending_peers.push(peer);
             }
         }
+        let pending = stats.pending_peers.len() as u64;
+        let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+        if self.published.as_ref().is_some_and(|p| p.is_leader()) {
+            meta.set_leader(self.region_id(), Some(pending));
+        }
+        drop(meta);
         ctx.pd.schedule(PdTask::RegionHeartbeat {
             term: self.term(),
             region: self.region().clone(),
@@ -73,6 +79,6 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         admin.mut_change_peer().set_peer(peer);
         // Nobody waits: the placement driver sees the result in the next heartbeat.
         let (cmd, _) = RaftCommand::new(req);
-        self.propose_conf_change(cmd);
+        self.propose_conf_change(&ctx.counters, cmd);
     }
 }

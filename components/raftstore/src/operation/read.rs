@@ -22,7 +22,7 @@
 use std::{sync::Arc, time::Duration};
 
 use engine::{keys, KvEngine, Peekable, RaftEngine};
-use local_reader::{LeaseState, ReadCounters, RegionSnapshot};
+use local_reader::{LeaseState, RegionSnapshot};
 use proto::{
     eraftpb::{Message, MessageType},
     raft_cmdpb::{CmdType, RaftCmdRequest, RaftCmdResponse, Response},
@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use crate::{
     fsm::store::StoreContext,
+    metrics::ProposalKind,
     msg::{ReadCommand, ReadResponder},
     operation::command::{check_key_in_region, check_request},
     raft::peer::Peer,
@@ -66,6 +67,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         read: ReadCommand<EK::Snapshot>,
     ) {
         if let Err(e) = self.check_read(&read) {
+            ctx.counters.rejected(&e);
             return read.responder.respond_error(e);
         }
         let Some(read) = self.try_lease_read(ctx, read) else {
@@ -120,7 +122,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.lease.inspect(ctx.clock.now()) != LeaseState::Valid {
             return Some(read);
         }
-        ReadCounters::inc(&ctx.read_counters.peer_lease_reads);
+        ctx.read_counters.peer_lease_reads.inc();
         self.respond_read(read, &snap);
         None
     }
@@ -147,6 +149,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     ) {
         let id = Uuid::new_v4();
         self.raft_group.read_index(id.as_bytes().to_vec());
+        self.proposals_made[ProposalKind::ReadIndex as usize] += 1;
         self.reads.push_back(ReadBatch {
             id,
             index: None,
@@ -167,6 +170,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 batch.issued_tick = now;
                 let ctx = batch.id.as_bytes().to_vec();
                 self.raft_group.read_index(ctx);
+                self.proposals_made[ProposalKind::ReadIndex as usize] += 1;
             }
         }
     }
@@ -239,7 +243,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             let batch = self.reads.pop_front().expect("front exists");
             for read in batch.reads {
                 let snap = snapshot.get_or_insert_with(|| self.storage().kv_engine().snapshot());
-                ReadCounters::inc(counter);
+                counter.inc();
                 self.respond_read(read, snap);
             }
         }

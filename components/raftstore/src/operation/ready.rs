@@ -155,6 +155,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             };
             let snap_index = m.get_snapshot().get_metadata().index;
             let Some(msg) = self.wrap_message(m) else {
+                ctx.counters.dropped(msg_type);
                 warn!(self.logger, "message to a peer not in the region"; "to" => to);
                 if msg_type == MessageType::MsgSnapshot {
                     self.on_snapshot_send_failed(to, ctx);
@@ -169,12 +170,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             };
             for piece in pieces {
                 if ctx.trans.send(piece).is_err() {
+                    ctx.counters.dropped(msg_type);
                     self.raft_group.report_unreachable(to);
                     if msg_type == MessageType::MsgSnapshot {
                         self.on_snapshot_send_failed(to, ctx);
                     }
                     break;
                 }
+                ctx.counters.sent(msg_type);
             }
         }
     }
@@ -189,7 +192,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if let Some(index) = split {
             self.on_split_committed(index);
         }
-        self.on_committed_to(committed);
+        self.on_committed_to(committed, ctx.clock.now(), &ctx.counters);
         let entries = self.hold_own_removal(entries, ctx);
         self.send_to_apply(entries, &ctx.apply);
     }

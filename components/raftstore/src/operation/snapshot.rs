@@ -44,7 +44,7 @@ use slog::{info, warn, Logger};
 
 use crate::{
     fsm::store::StoreContext,
-    metrics::{RaftCounters, RaftEvent},
+    metrics::{RaftEvent, StoreMetrics},
     msg::ApplyMsg,
     raft::{peer::Peer, storage::conf_state_from_region},
     store_meta::StoreMeta,
@@ -298,7 +298,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         &mut self,
         now: std::time::Duration,
         timeout: std::time::Duration,
-        counters: &RaftCounters,
+        counters: &StoreMetrics,
     ) {
         if self.snap_sends.is_empty() {
             return;

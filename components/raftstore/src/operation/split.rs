@@ -30,6 +30,7 @@ use slog::{info, warn};
 
 use crate::{
     fsm::store::StoreContext,
+    metrics::ProposalKind,
     msg::{CmdResponseSender, PeerMsg, Proposal, ProposeSplit, SplitRegion},
     operation::{command::check_region_epoch, life::register_peer},
     raft::{peer::Peer, storage::initial_apply_state},
@@ -193,7 +194,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             req.mut_admin_request().set_cmd_type(AdminCmdType::BatchSplit);
             req.mut_admin_request().set_splits(batch);
             let data = req.write_to_bytes().map_err(|e| Error::InvalidRequest(e.to_string()))?;
-            self.propose_entry(|raft| raft.propose(SPLIT_CONTEXT.to_vec(), data))
+            self.propose_entry(ProposalKind::Split, |raft| {
+                raft.propose(SPLIT_CONTEXT.to_vec(), data)
+            })
         });
         let ch = split.ch.unwrap_or_else(|| CmdResponseSender::channel().0);
         match res {
@@ -202,7 +205,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 self.on_proposed(index, ctx.clock.now());
                 self.proposals.push_back(Proposal { index, term: self.term(), ch });
             }
-            Err(e) => ch.respond_error(e),
+            Err(e) => {
+                ctx.counters.rejected(&e);
+                ch.respond_error(e);
+            }
         }
     }
 

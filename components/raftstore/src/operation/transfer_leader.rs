@@ -29,7 +29,11 @@ use raft::GetEntriesContext;
 use slog::{info, warn};
 
 use crate::{
-    msg::RaftCommand, operation::command::check_region_epoch, raft::peer::Peer, Error, Result,
+    metrics::{ProposalKind, StoreMetrics},
+    msg::RaftCommand,
+    operation::command::check_region_epoch,
+    raft::peer::Peer,
+    Error, Result,
 };
 
 /// Whether `entry` is a membership change removing `peer_id`.
@@ -42,7 +46,7 @@ pub(crate) fn removes_peer(entry: &Entry, peer_id: u64) -> bool {
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Starts a leader transfer and answers the command.
-    pub(crate) fn transfer_leader(&mut self, cmd: RaftCommand) {
+    pub(crate) fn transfer_leader(&mut self, metrics: &StoreMetrics, cmd: RaftCommand) {
         match self.check_transfer_leader(&cmd.request) {
             Ok(target) => {
                 info!(self.logger, "transferring leadership"; "to" => target);
@@ -54,7 +58,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 resp.set_admin_response(admin);
                 cmd.ch.respond(resp);
             }
-            Err(e) => cmd.ch.respond_error(e),
+            Err(e) => {
+                metrics.rejected(&e);
+                cmd.ch.respond_error(e);
+            }
         }
     }
 
@@ -145,7 +152,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         {
             return;
         }
-        match self.propose_entry(|raft| raft.propose(vec![], vec![])) {
+        match self.propose_entry(ProposalKind::Noop, |raft| raft.propose(vec![], vec![])) {
             Ok(index) => {
                 info!(self.logger, "leader transfer given up: fencing it"; "index" => index, "fence" => fence);
                 self.on_proposed(index, now);

@@ -16,6 +16,7 @@ use proto::{
 use raft::{RawNode, Ready, StateRole};
 use slog::{o, Logger};
 
+use crate::metrics::ProposalKind;
 use crate::{
     msg::{PeerStatus, Proposal, ReadCommand},
     operation::snapshot::{SnapChunks, SnapGenerator},
@@ -84,6 +85,8 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) snap_sends: HashMap<u64, (Duration, u64)>,
     /// What the store's delegate map last heard of this peer.
     pub(crate) published: Option<PublishedDelegate>,
+    /// Proposals made since the store's metrics last took them, by `ProposalKind`.
+    pub(crate) proposals_made: [u64; ProposalKind::COUNT],
     /// Index of a committed split not applied yet (leader: no lease meanwhile).
     pub(crate) splitting: Option<u64>,
     /// Bytes written since the last split check (starts at the threshold: a new leader
@@ -164,6 +167,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             refuse_votes_until: 0,
             snap_sends: HashMap::new(),
             published: None,
+            proposals_made: [0; ProposalKind::COUNT],
             splitting: None,
             split_check_hint: cfg.region_split_check_diff,
             last_split_regions: Vec::new(),

@@ -374,9 +374,12 @@ impl<EK: KvEngine, ER: RaftEngine> ::raft::Storage for PeerStorage<EK, ER> {
         Ok(self.raft_state.last_index)
     }
 
-    /// A snapshot at least as new as `request_index`, if one is generated; otherwise asks the
-    /// generator for one and answers "temporarily unavailable" (raft asks again later).
-    fn snapshot(&self, request_index: u64, _to: u64) -> ::raft::Result<Snapshot> {
+    /// A snapshot for peer `to` at least as new as `request_index`, if one is generated;
+    /// otherwise asks the generator for one and answers "temporarily unavailable" (raft asks
+    /// again later). A generated snapshot whose membership lacks `to` is not sent: a peer
+    /// added after it was taken refuses it, and would be sent the same one for as long as
+    /// the log is not compacted past it.
+    fn snapshot(&self, request_index: u64, to: u64) -> ::raft::Result<Snapshot> {
         let unavailable = Err(::raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         let Some(generator) = &self.snap_gen else {
             return unavailable;
@@ -384,16 +387,28 @@ impl<EK: KvEngine, ER: RaftEngine> ::raft::Storage for PeerStorage<EK, ER> {
         let mut state = self.snap_state.lock().unwrap_or_else(|e| e.into_inner());
         match &*state {
             SnapState::Ready(snap)
-                if snap.get_metadata().index >= request_index.max(self.truncated_index()) =>
+                if snap.get_metadata().index >= request_index.max(self.truncated_index())
+                    && conf_state_holds(snap.get_metadata().get_conf_state(), to) =>
             {
                 return Ok(snap.clone());
             }
             SnapState::Generating => return unavailable,
             _ => {}
         }
+        if !self.region.get_peers().iter().any(|p| p.id == to) {
+            // Not applied here yet: a snapshot taken now would not hold `to` either.
+            return unavailable;
+        }
         if generator.schedule(self.region.id, self.snap_state.clone()) {
             *state = SnapState::Generating;
         }
         unavailable
     }
+}
+
+/// Whether `to` is a member (voter or learner, incoming or outgoing) in `cs`.
+fn conf_state_holds(cs: &ConfState, to: u64) -> bool {
+    [cs.get_voters(), cs.get_learners(), cs.get_voters_outgoing(), cs.get_learners_next()]
+        .iter()
+        .any(|ids| ids.contains(&to))
 }

@@ -1,0 +1,158 @@
+//! A node's Prometheus metrics and the `/metrics` endpoint.
+//!
+//! Each node has a registry of its own: every name starts with `regionstore_` and every
+//! sample carries the node's `store` label. The store registers its counters, histograms and
+//! gauges in it (see `raftstore::metrics`, and `local_reader::ReadCounters` for the read
+//! paths); the node adds its requests by operation and result. [`encode`] merges the
+//! registries of the nodes of one process into one exposition, and [`MetricsServer`] serves
+//! it over HTTP.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    sync::Arc,
+    thread::JoinHandle,
+    time::Instant,
+};
+
+use prometheus::{
+    exponential_buckets, proto::MetricFamily, Encoder, HistogramOpts, HistogramVec, IntCounterVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::{Error, Result};
+
+/// The registry of store `store_id`: names prefixed `regionstore_`, samples labelled
+/// `store="<id>"`.
+pub fn store_registry(store_id: u64) -> Registry {
+    let labels = HashMap::from([("store".to_string(), store_id.to_string())]);
+    Registry::new_custom(Some("regionstore".into()), Some(labels)).expect("valid prefix and label")
+}
+
+/// What a node counts of the requests it is given.
+#[derive(Clone)]
+pub(crate) struct NodeMetrics {
+    requests: IntCounterVec,
+    durations: HistogramVec,
+}
+
+impl NodeMetrics {
+    /// The node's request metrics, registered in `registry`.
+    pub(crate) fn register(registry: &Registry) -> Result<NodeMetrics> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "requests_total",
+                "Requests to the node by operation and result (ok, or the error's kind).",
+            ),
+            &["op", "result"],
+        )
+        .expect("valid metric");
+        let buckets = exponential_buckets(0.000_005, 2.0, 22).expect("valid buckets");
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "request_duration_seconds",
+                "From a request's call to its answer, by operation.",
+            )
+            .buckets(buckets),
+            &["op"],
+        )
+        .expect("valid metric");
+        let refused = |e: prometheus::Error| Error::Open(format!("metrics: {e}"));
+        registry.register(Box::new(requests.clone())).map_err(refused)?;
+        registry.register(Box::new(durations.clone())).map_err(refused)?;
+        Ok(NodeMetrics { requests, durations })
+    }
+
+    /// Records the answer `res` to an `op` called at `start`.
+    pub(crate) fn answered<T>(&self, op: &str, start: Instant, res: &Result<T>) {
+        let result = match res {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        self.requests.with_label_values(&[op, result]).inc();
+        self.durations.with_label_values(&[op]).observe(start.elapsed().as_secs_f64());
+    }
+}
+
+/// The text exposition of `registries` together: families of the same name are merged, so
+/// several nodes of one process make one valid page.
+pub fn encode(registries: &[Registry]) -> String {
+    let mut families: BTreeMap<String, MetricFamily> = BTreeMap::new();
+    for registry in registries {
+        for family in registry.gather() {
+            match families.get_mut(family.get_name()) {
+                Some(merged) => {
+                    for m in family.get_metric() {
+                        merged.mut_metric().push(m.clone());
+                    }
+                }
+                None => {
+                    families.insert(family.get_name().to_string(), family);
+                }
+            }
+        }
+    }
+    let families: Vec<MetricFamily> = families.into_values().collect();
+    let mut buf = Vec::new();
+    TextEncoder::new().encode(&families, &mut buf).expect("text encoding does not fail");
+    String::from_utf8(buf).expect("the text format is UTF-8")
+}
+
+/// Serves `GET /metrics` on a thread until dropped.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` (port 0 picks a free port) and answers `/metrics` with what `page`
+    /// returns at that moment.
+    pub fn start(
+        addr: SocketAddr,
+        page: impl Fn() -> String + Send + 'static,
+    ) -> std::io::Result<MetricsServer> {
+        let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
+        let server = Arc::new(server);
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| std::io::Error::other("not an IP listener"))?;
+        let serving = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("metrics-http".into())
+            .spawn(move || serve(&serving, page))?;
+        Ok(MetricsServer { server, addr, thread: Some(thread) })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+fn serve(server: &tiny_http::Server, page: impl Fn() -> String) {
+    let content_type = tiny_http::Header::from_bytes(
+        &b"Content-Type"[..],
+        &b"text/plain; version=0.0.4; charset=utf-8"[..],
+    )
+    .expect("a valid header");
+    while let Ok(request) = server.recv() {
+        let response = if request.url() == "/metrics" {
+            tiny_http::Response::from_string(page()).with_header(content_type.clone())
+        } else {
+            tiny_http::Response::from_string("not found: try /metrics\n").with_status_code(404)
+        };
+        // A client that went away is its own business.
+        let _ = request.respond(response);
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
