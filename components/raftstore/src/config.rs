@@ -146,6 +146,11 @@ fn refuse(field: &'static str, reason: impl Into<String>) -> Result<(), ConfigEr
     Err(ConfigError { field, reason: reason.into() })
 }
 
+/// The longest duration any setting takes.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// The most ticks any tick count takes.
+pub const MAX_TICKS: usize = 100_000;
+
 impl Config {
     /// Short ticks for tests and simulations: elections in tens of milliseconds, a small log
     /// GC threshold so that log GC and snapshots happen.
@@ -174,6 +179,31 @@ impl Config {
 
     /// Checks every field and the relations between them.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // Bounds far beyond any useful value, so that products of durations and tick counts
+        // cannot overflow anywhere.
+        let durations = [
+            ("raft_base_tick_interval", self.raft_base_tick_interval),
+            ("raft_store_max_leader_lease", self.raft_store_max_leader_lease),
+            ("lease_check_interval", self.lease_check_interval),
+            ("raft_log_gc_tick_interval", self.raft_log_gc_tick_interval),
+            ("snap_send_timeout", self.snap_send_timeout),
+            ("pd_heartbeat_tick_interval", self.pd_heartbeat_tick_interval),
+            ("max_peer_down_duration", self.max_peer_down_duration),
+            ("split_region_check_tick_interval", self.split_region_check_tick_interval),
+        ];
+        for (field, value) in durations {
+            if value > MAX_DURATION {
+                return refuse(field, format!("must be at most {MAX_DURATION:?} (one day)"));
+            }
+        }
+        for (field, ticks) in [
+            ("raft_heartbeat_ticks", self.raft_heartbeat_ticks),
+            ("raft_election_timeout_ticks", self.raft_election_timeout_ticks),
+        ] {
+            if ticks > MAX_TICKS {
+                return refuse(field, format!("must be at most {MAX_TICKS}"));
+            }
+        }
         if self.raft_base_tick_interval.is_zero() {
             return refuse("raft_base_tick_interval", "must be positive");
         }
@@ -334,5 +364,18 @@ mod tests {
         );
         assert_eq!(field(lease(9_001)), "raft_store_max_leader_lease", "within the last tick");
         lease(9_000).validate().unwrap();
+    }
+
+    #[test]
+    fn values_whose_products_would_overflow_are_refused() {
+        let field = |c: Config| c.validate().unwrap_err().field;
+        let d = Config::default;
+        let years = Duration::from_secs(1 << 40);
+        let huge =
+            Config { raft_base_tick_interval: years, raft_election_timeout_ticks: 1000, ..d() };
+        assert_eq!(field(huge), "raft_base_tick_interval");
+        assert_eq!(field(Config { lease_check_interval: years, ..d() }), "lease_check_interval");
+        let ticks = Config { raft_election_timeout_ticks: 1 << 33, ..d() };
+        assert_eq!(field(ticks), "raft_election_timeout_ticks");
     }
 }

@@ -120,7 +120,8 @@ pub struct StoreMetrics {
     dropped: Vec<IntCounter>,
     /// Writing a round's raft log batch (entries and raft states of every peer).
     pub append_duration: Histogram,
-    /// From a leader's proposal of a write to its commit.
+    /// From a leader's append of an entry it proposed (a write, a split, a no-op) to its
+    /// commit, on the store's clock.
     pub commit_duration: Histogram,
     /// Writing an apply round's kv write batch.
     pub apply_duration: Histogram,
@@ -146,7 +147,8 @@ impl Default for StoreMetrics {
         );
         let proposals = counter_vec(
             "proposals_total",
-            "Entries a leader proposed and ReadIndex rounds it started, by kind.",
+            "Entries a leader proposed and ReadIndex rounds a peer started (a follower's go to \
+             its leader), by kind.",
             "kind",
         );
         let rejected = counter_vec(
@@ -154,7 +156,11 @@ impl Default for StoreMetrics {
             "Commands and reads a peer refused before proposing them, by the error's kind.",
             "reason",
         );
-        let sent = counter_vec("raft_messages_sent_total", "Raft messages sent, by type.", "type");
+        let sent = counter_vec(
+            "raft_messages_sent_total",
+            "Raft messages sent, by type (a snapshot once per piece).",
+            "type",
+        );
         let dropped = counter_vec(
             "raft_messages_dropped_total",
             "Raft messages dropped (unsendable, or refused on arrival), by type.",
@@ -176,7 +182,8 @@ impl Default for StoreMetrics {
             ),
             commit_duration: histogram(
                 "raft_commit_duration_seconds",
-                "From a leader's proposal of a write to its commit.",
+                "From a leader's append of an entry it proposed (a write, a split, a no-op) to \
+                 its commit, on the store's clock.",
             ),
             apply_duration: histogram(
                 "apply_duration_seconds",

@@ -10,7 +10,10 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     thread::JoinHandle,
     time::Instant,
 };
@@ -98,10 +101,13 @@ pub fn encode(registries: &[Registry]) -> String {
     String::from_utf8(buf).expect("the text format is UTF-8")
 }
 
-/// Serves `GET /metrics` on a thread until dropped.
+/// Serves `GET /metrics` until dropped: one thread takes requests, each answered on a
+/// thread of its own, so a client that reads slowly (or never) holds neither the others nor
+/// the drop.
 pub struct MetricsServer {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -110,7 +116,7 @@ impl MetricsServer {
     /// returns at that moment.
     pub fn start(
         addr: SocketAddr,
-        page: impl Fn() -> String + Send + 'static,
+        page: impl Fn() -> String + Send + Sync + 'static,
     ) -> std::io::Result<MetricsServer> {
         let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
         let server = Arc::new(server);
@@ -118,11 +124,13 @@ impl MetricsServer {
             .server_addr()
             .to_ip()
             .ok_or_else(|| std::io::Error::other("not an IP listener"))?;
-        let serving = server.clone();
+        let (serving, stopping) = (server.clone(), Arc::new(AtomicBool::new(false)));
+        let stop = stopping.clone();
+        let page = Arc::new(page);
         let thread = std::thread::Builder::new()
             .name("metrics-http".into())
-            .spawn(move || serve(&serving, page))?;
-        Ok(MetricsServer { server, addr, thread: Some(thread) })
+            .spawn(move || serve(&serving, page, &stop))?;
+        Ok(MetricsServer { server, addr, stopping, thread: Some(thread) })
     }
 
     /// The address it listens on.
@@ -131,25 +139,49 @@ impl MetricsServer {
     }
 }
 
-fn serve(server: &tiny_http::Server, page: impl Fn() -> String) {
+fn serve<F: Fn() -> String + Send + Sync + 'static>(
+    server: &tiny_http::Server,
+    page: Arc<F>,
+    stopping: &AtomicBool,
+) {
+    loop {
+        match server.recv() {
+            Ok(request) => {
+                let page = page.clone();
+                let answer = move || respond(request, &*page);
+                if let Err(e) = std::thread::Builder::new().name("metrics-req".into()).spawn(answer)
+                {
+                    eprintln!("metrics endpoint: cannot answer a request: {e}");
+                }
+            }
+            Err(e) => {
+                if !stopping.load(Ordering::Acquire) {
+                    eprintln!("metrics endpoint: no longer serving: {e}");
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn respond(request: tiny_http::Request, page: &dyn Fn() -> String) {
     let content_type = tiny_http::Header::from_bytes(
         &b"Content-Type"[..],
         &b"text/plain; version=0.0.4; charset=utf-8"[..],
     )
     .expect("a valid header");
-    while let Ok(request) = server.recv() {
-        let response = if request.url() == "/metrics" {
-            tiny_http::Response::from_string(page()).with_header(content_type.clone())
-        } else {
-            tiny_http::Response::from_string("not found: try /metrics\n").with_status_code(404)
-        };
-        // A client that went away is its own business.
-        let _ = request.respond(response);
-    }
+    let response = if request.url() == "/metrics" {
+        tiny_http::Response::from_string(page()).with_header(content_type)
+    } else {
+        tiny_http::Response::from_string("not found: try /metrics\n").with_status_code(404)
+    };
+    // A client that went away is its own business.
+    let _ = request.respond(response);
 }
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
         self.server.unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();

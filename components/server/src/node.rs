@@ -188,13 +188,18 @@ impl Node {
     pub fn async_write(&self, ctx: &Context, mods: &[Modify]) -> Pending<()> {
         let (answer, pending) = Pending::channel();
         let (metrics, start) = (self.inner.metrics.clone(), Instant::now());
-        let ch = CmdResponseSender::callback(move |resp| {
-            let res = outcome(resp).map(drop);
-            metrics.answered("write", start, &res);
-            answer.send(res)
+        let request = write_command(ctx, mods);
+        // The command is built only once the router is there: a command dropped unsent would
+        // answer (and count) itself as undetermined, though a stopped node applied nothing.
+        let sent = self.with_router(move |r| {
+            let ch = CmdResponseSender::callback(move |resp| {
+                let res = outcome(resp).map(drop);
+                metrics.answered("write", start, &res);
+                answer.send(res)
+            });
+            r.send_command(RaftCommand { request, ch })
         });
-        let cmd = RaftCommand { request: write_command(ctx, mods), ch };
-        if let Err(e) = self.with_router(|r| r.send_command(cmd)) {
+        if let Err(e) = sent {
             let res = Err(e);
             self.inner.metrics.answered("write", start, &res);
             return Pending::ready(res);
@@ -462,7 +467,13 @@ fn bootstrap_cluster(
     let won = match pd.bootstrap_cluster(store, region.clone()) {
         Ok(()) => true,
         // Lost the race, or won it with a call whose answer was lost: the PD knows.
-        Err(pd_client::Error::AlreadyBootstrapped) => pd.get_region_by_id(region.id).is_ok(),
+        // Only a definite "not found" means another store won; any other answer keeps the
+        // marker, so a region the PD registered is never deleted on a passing error.
+        Err(pd_client::Error::AlreadyBootstrapped) => match pd.get_region_by_id(region.id) {
+            Ok(_) => true,
+            Err(pd_client::Error::RegionNotFound(_)) => false,
+            Err(e) => return Err(e.into()),
+        },
         Err(e) => return Err(e.into()), // the marker stays: settled on the next open
     };
     if won {

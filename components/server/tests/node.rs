@@ -142,6 +142,10 @@ fn a_stopped_node_answers_stopped_and_its_directory_reopens_with_every_write() {
     }
     assert!(matches!(handle.write(&ctx, &[put("z", "z")], WAIT), Err(Error::Stopped)));
     assert!(matches!(handle.snapshot(&ctx, WAIT), Err(Error::Stopped)));
+    let stopped = [("op", "write"), ("result", "stopped")];
+    assert_eq!(metric(&handle, "regionstore_requests_total", &stopped), 1.0);
+    let undetermined = [("op", "write"), ("result", "undetermined")];
+    assert_eq!(metric(&handle, "regionstore_requests_total", &undetermined), 0.0, "counted once");
     c.nodes = (0..3).map(|i| c.open(i).unwrap()).collect(); // engines closed: reopen works
     let (region, leader) = c.wait_replicated(3);
     let ctx = leader_ctx(&region, &leader);

@@ -86,19 +86,22 @@ pub fn key(i: u64) -> String {
     format!("key{i:08}")
 }
 
+/// The longest run: a week.
+const MAX_DURATION_S: f64 = 7.0 * 24.0 * 3600.0;
+
 impl Args {
     /// Keys that cut the key space into `regions` even parts.
     pub fn split_keys(&self) -> Vec<Vec<u8>> {
         (1..self.regions).map(|i| key(self.key_space * i / self.regions).into_bytes()).collect()
     }
 
-    /// Refuses values that cannot run.
     /// The width of the time series' buckets: 100 ms, or wider for runs over 30 s so that a
     /// run has at most 300 of them.
     pub fn bucket(&self) -> Duration {
         Duration::from_millis(100).max(Duration::from_secs_f64(self.duration / 300.0))
     }
 
+    /// Refuses values that cannot run.
     pub fn validate(&self) -> Result<(), String> {
         if self.stores == 0 {
             return Err("--stores must be at least 1".into());
@@ -106,8 +109,10 @@ impl Args {
         if self.clients == 0 {
             return Err("--clients must be at least 1".into());
         }
-        if !(self.duration > 0.0 && self.duration.is_finite()) {
-            return Err("--duration must be a positive number of seconds".into());
+        if !(self.duration > 0.0 && self.duration <= MAX_DURATION_S) {
+            return Err(format!(
+                "--duration must be a positive number of seconds, at most {MAX_DURATION_S}"
+            ));
         }
         if !(0.0..=1.0).contains(&self.read_ratio) {
             return Err("--read-ratio must be within 0..=1".into());

@@ -124,7 +124,12 @@ fn run(args: Args) -> Result<(), Error> {
             "region-sim: {} stores, {} clients, {} → {} regions",
             args.stores, args.clients, report.regions.initial, report.regions.final_
         );
-        chart::draw(path, &title, &report.time_series, args.bucket().as_secs_f64())?;
+        let series = chart::Series {
+            points: &report.time_series,
+            bucket_s: args.bucket().as_secs_f64(),
+            initial_regions: report.regions.initial as u64,
+        };
+        chart::draw(path, &title, &series)?;
     }
     cluster.stop();
     Ok(())

@@ -82,9 +82,10 @@ pub struct TimePoint {
     pub writes_per_s: f64,
     /// Regions the placement driver knew at its end.
     pub regions: u64,
-    /// Latency percentiles of the operations answered in it.
-    pub p50_us: u64,
-    pub p99_us: u64,
+    /// Latency percentiles of the writes and the reads answered in it (0 if none).
+    pub write_p50_us: u64,
+    pub write_p99_us: u64,
+    pub read_p99_us: u64,
 }
 
 impl TimePoint {
@@ -93,7 +94,7 @@ impl TimePoint {
     pub fn series(stats: &ClientStats, duration_s: f64, region_counts: &[u64]) -> Vec<TimePoint> {
         let width = stats.bucket.as_secs_f64();
         let whole = ((duration_s + 1e-9) / width).floor() as usize;
-        let pct = |h: &hdrhistogram::Histogram<u64>, q| {
+        let pct = |h: &hdrhistogram::Histogram<u32>, q| {
             if h.is_empty() {
                 0
             } else {
@@ -108,8 +109,9 @@ impl TimePoint {
                     reads_per_s: b.reads as f64 / width,
                     writes_per_s: b.writes as f64 / width,
                     regions: region_counts.get(i).or(region_counts.last()).copied().unwrap_or(0),
-                    p50_us: pct(&b.latency, 0.5),
-                    p99_us: pct(&b.latency, 0.99),
+                    write_p50_us: pct(&b.write_latency, 0.5),
+                    write_p99_us: pct(&b.write_latency, 0.99),
+                    read_p99_us: pct(&b.read_latency, 0.99),
                 }
             })
             .collect()
@@ -145,7 +147,7 @@ pub struct Report {
     /// The history checked for linearizability, key by key.
     pub linearizability: Verdict,
     /// The width of a `time_series` bucket.
-    pub time_series_bucket_ms: u64,
+    pub time_series_bucket_ms: f64,
     pub time_series: Vec<TimePoint>,
     pub stores: Vec<StoreReport>,
     pub history_file: Option<String>,
@@ -193,7 +195,7 @@ impl Report {
             regions,
             refused_reads,
             linearizability: check(&stats.ops),
-            time_series_bucket_ms: stats.bucket.as_millis() as u64,
+            time_series_bucket_ms: stats.bucket.as_secs_f64() * 1000.0,
             time_series,
             stores,
             history_file: args.history.as_ref().map(|p| p.display().to_string()),

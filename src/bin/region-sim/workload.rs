@@ -51,13 +51,17 @@ fn histogram() -> Histogram<u64> {
 pub struct Bucket {
     pub reads: u64,
     pub writes: u64,
-    /// Latency of every operation answered in it, in microseconds.
-    pub latency: Histogram<u64>,
+    /// Latency of the reads and of the writes answered in it, in microseconds: two
+    /// significant digits and growing only as far as the values do, as a run has many
+    /// buckets per client.
+    pub read_latency: Histogram<u32>,
+    pub write_latency: Histogram<u32>,
 }
 
 impl Default for Bucket {
     fn default() -> Self {
-        Bucket { reads: 0, writes: 0, latency: histogram() }
+        let small = || Histogram::new(2).expect("valid precision");
+        Bucket { reads: 0, writes: 0, read_latency: small(), write_latency: small() }
     }
 }
 
@@ -84,8 +88,12 @@ impl ClientStats {
             self.buckets.resize_with(i + 1, Bucket::default);
         }
         let b = &mut self.buckets[i];
-        (b.reads, b.writes) = (b.reads + read as u64, b.writes + !read as u64);
-        let _ = b.latency.record(us.max(1));
+        let (count, latency) = match read {
+            true => (&mut b.reads, &mut b.read_latency),
+            false => (&mut b.writes, &mut b.write_latency),
+        };
+        *count += 1;
+        let _ = latency.record(us.max(1));
     }
 
     /// Adds another client's numbers.
@@ -103,7 +111,8 @@ impl ClientStats {
         }
         for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
             (mine.reads, mine.writes) = (mine.reads + theirs.reads, mine.writes + theirs.writes);
-            let _ = mine.latency.add(&theirs.latency);
+            let _ = mine.read_latency.add(&theirs.read_latency);
+            let _ = mine.write_latency.add(&theirs.write_latency);
         }
         self.client.merge(&other.client);
         self.ops.extend(other.ops.iter().cloned());
