@@ -5,10 +5,12 @@
 //! - `Node::write` / `Node::get`: the embedding API (a `Pending` answer, metrics recorded);
 //! - `Client::put` / `Client::get`: routing through the region cache, retries, deadlines.
 //!
-//! Prints one table: ops/s, p50, p99 and p99.9 per path. Depends on the product crates only.
+//! The paths take turns in rounds. Prints one table: ops/s, p50, p99 and p99.9 per path.
+//! Depends on the product crates only.
 //! `make bench BENCH=node`.
 
 use std::{
+    cell::RefCell,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -16,14 +18,15 @@ use std::{
 use hdrhistogram::Histogram;
 use regionstore::{
     client::{Client, ClientConfig},
-    pd_client::{MemPdConfig, PdClient},
+    pd_client::PdClient,
     proto::raft_cmdpb::{CmdType, RaftCmdRequest, RaftRequestHeader, Request},
-    raftstore::{msg::RaftCommand, Config, ReadContext},
-    server::local::LocalCluster,
-    Context, Modify, Node, NodeConfig,
+    raftstore::{msg::RaftCommand, ReadContext},
+    Context, Modify, Node,
 };
 
-const OPS: u64 = 5_000;
+mod common;
+
+const OPS: u64 = 10_000;
 const KEYS: u64 = 1_000;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -31,22 +34,41 @@ fn key(i: u64) -> Vec<u8> {
     format!("key{:06}", i % KEYS).into_bytes()
 }
 
-/// ops/s, then p50, p99 and p99.9 latency in µs.
-type Row = (f64, f64, f64, f64);
+/// Rounds each path's operations are cut into: the paths take turns, round by round, so
+/// that a drift of the machine over the run weighs on all of them alike.
+const ROUNDS: u64 = 10;
 
-/// Runs `f(i)` `OPS` times after `OPS / 10` warm-up calls.
-fn measure(mut f: impl FnMut(u64)) -> Row {
-    (0..OPS / 10).for_each(&mut f);
-    let mut hist = Histogram::<u64>::new(3).unwrap();
-    let start = Instant::now();
-    for i in 0..OPS {
-        let t = Instant::now();
-        f(i);
-        hist.record(t.elapsed().as_nanos() as u64).unwrap();
+/// One path: its name, the operation, and what its operations took.
+struct Path<'a> {
+    name: &'static str,
+    op: Box<dyn FnMut(u64) + 'a>,
+    latency: Histogram<u64>,
+    busy: Duration,
+}
+
+impl<'a> Path<'a> {
+    fn new(name: &'static str, op: impl FnMut(u64) + 'a) -> Self {
+        let latency = Histogram::new(3).unwrap();
+        Path { name, op: Box::new(op), latency, busy: Duration::ZERO }
     }
-    let rate = OPS as f64 / start.elapsed().as_secs_f64();
-    let us = |q| hist.value_at_quantile(q) as f64 / 1000.0;
-    (rate, us(0.5), us(0.99), us(0.999))
+
+    /// Runs `n` operations starting at key `first`, timing each.
+    fn run(&mut self, first: u64, n: u64) {
+        for i in first..first + n {
+            let t = Instant::now();
+            (self.op)(i);
+            let took = t.elapsed();
+            self.latency.record(took.as_nanos() as u64).unwrap();
+            self.busy += took;
+        }
+    }
+
+    fn print(&self) {
+        let us = |q| self.latency.value_at_quantile(q) as f64 / 1000.0;
+        let rate = self.latency.len() as f64 / self.busy.as_secs_f64();
+        let (p50, p99, p999) = (us(0.5), us(0.99), us(0.999));
+        println!("{:<24} {rate:>10.0} {p50:>10.1} {p99:>10.1} {p999:>10.1}", self.name);
+    }
 }
 
 fn header(ctx: &Context) -> RaftRequestHeader {
@@ -72,50 +94,52 @@ fn raw_write(node: &Node, ctx: &Context, i: u64) {
 }
 
 fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let template = NodeConfig { store: Config::for_tests(), ..NodeConfig::new(dir.path()) };
-    let pd_cfg = MemPdConfig { max_replicas: 3, ..Default::default() };
-    let cluster = LocalCluster::start(dir.path(), 3, template, pd_cfg, &logger).unwrap();
-    cluster.wait_ready(3, Duration::from_secs(30)).unwrap();
+    let (_dir, cluster) = common::three_nodes();
     let region = cluster.pd.regions().pop().unwrap();
     let (leader, status) = cluster.leader_of(region.id).unwrap();
     let ctx = Context::new(&status.region, &status.peer);
     let pd: Arc<dyn PdClient> = cluster.pd.clone();
-    let mut client = Client::new(pd, cluster.nodes.clone(), ClientConfig::default(), 7);
+    let client = RefCell::new(Client::new(pd, cluster.nodes.clone(), ClientConfig::default(), 7));
     let mut reader = leader.reader().unwrap();
     let read_ctx = ReadContext { header: header(&ctx), read_id: None };
     let put = |i: u64| [Modify::Put(key(i), b"value".to_vec())];
+    let deadline = || Instant::now() + TIMEOUT;
 
-    let rows: Vec<(&str, Row)> = vec![
-        ("write: raw router", measure(|i| raw_write(&leader, &ctx, i))),
-        ("write: Node::write", measure(|i| leader.write(&ctx, &put(i), TIMEOUT).unwrap())),
-        (
-            "write: Client::put",
-            measure(|i| client.put(&key(i), b"value", Instant::now() + TIMEOUT).unwrap()),
-        ),
-        (
-            "read: raw StoreReader",
-            measure(|i| {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                reader.async_snapshot(&read_ctx, move |res| tx.send(res).unwrap());
-                let snap = rx.recv_timeout(TIMEOUT).unwrap().unwrap();
-                assert!(snap.get(&key(i)).unwrap().is_some());
-            }),
-        ),
-        (
-            "read: Node::get",
-            measure(|i| assert!(leader.get(&ctx, &key(i), TIMEOUT).unwrap().is_some())),
-        ),
-        (
-            "read: Client::get",
-            measure(|i| assert!(client.get(&key(i), Instant::now() + TIMEOUT).unwrap().is_some())),
-        ),
+    let mut writes = [
+        Path::new("write: raw router", |i| raw_write(&leader, &ctx, i)),
+        Path::new("write: Node::write", |i| leader.write(&ctx, &put(i), TIMEOUT).unwrap()),
+        Path::new("write: Client::put", |i| {
+            client.borrow_mut().put(&key(i), b"value", deadline()).unwrap()
+        }),
     ];
-    println!("\n{OPS} operations per path, one at a time, 3 nodes in one process, one region");
-    println!("{:<24} {:>10} {:>10} {:>10} {:>10}", "path", "ops/s", "p50 µs", "p99 µs", "p99.9 µs");
-    for (name, (rate, p50, p99, p999)) in rows {
-        println!("{name:<24} {rate:>10.0} {p50:>10.1} {p99:>10.1} {p999:>10.1}");
+    let mut reads = [
+        Path::new("read: raw StoreReader", |i| {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            reader.async_snapshot(&read_ctx, move |res| tx.send(res).unwrap());
+            let snap = rx.recv_timeout(TIMEOUT).unwrap().unwrap();
+            assert!(snap.get(&key(i)).unwrap().is_some());
+        }),
+        Path::new("read: Node::get", |i| {
+            assert!(leader.get(&ctx, &key(i), TIMEOUT).unwrap().is_some())
+        }),
+        Path::new("read: Client::get", |i| {
+            assert!(client.borrow_mut().get(&key(i), deadline()).unwrap().is_some())
+        }),
+    ];
+    for paths in [&mut writes, &mut reads] {
+        for p in paths.iter_mut() {
+            (0..OPS / 10).for_each(&mut p.op); // warm up
+            p.latency.reset();
+        }
+        let per_round = OPS / ROUNDS;
+        for round in 0..ROUNDS {
+            paths.iter_mut().for_each(|p| p.run(round * per_round, per_round));
+        }
     }
+    println!("\n{OPS} operations per path in {ROUNDS} interleaved rounds, one at a time,");
+    println!("3 nodes in one process, one region (ops/s: of the time spent in the path)");
+    println!("{:<24} {:>10} {:>10} {:>10} {:>10}", "path", "ops/s", "p50 µs", "p99 µs", "p99.9 µs");
+    writes.iter().chain(reads.iter()).for_each(Path::print);
+    drop((writes, reads));
     cluster.stop();
 }

@@ -23,15 +23,13 @@ use hdrhistogram::Histogram;
 use regionstore::{
     engine::{keys, Peekable},
     local_reader::ThreadReadId,
-    pd_client::MemPdConfig,
     proto::raft_serverpb::RaftMessage,
-    raftstore::{transport::TransportError, Config, ReadContext, StoreReader},
-    server::{
-        local::LocalCluster,
-        transport::{Intercept, LocalNetwork},
-    },
-    Context, Modify, NodeConfig,
+    raftstore::{transport::TransportError, ReadContext, StoreReader},
+    server::transport::{Intercept, LocalNetwork},
+    Context, Modify,
 };
+
+mod common;
 
 type TestReader = StoreReader<
     regionstore::engine::rocks::RocksEngine,
@@ -114,12 +112,7 @@ fn measure(ops: u64, per_call: u64, mut f: impl FnMut()) -> (f64, f64, f64) {
 }
 
 fn bench_reads(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let template = NodeConfig { store: Config::for_tests(), ..NodeConfig::new(dir.path()) };
-    let pd_cfg = MemPdConfig { max_replicas: 3, ..Default::default() };
-    let cluster = LocalCluster::start(dir.path(), 3, template, pd_cfg, &logger).unwrap();
-    cluster.wait_ready(3, Duration::from_secs(30)).unwrap();
+    let (_dir, cluster) = common::three_nodes();
     let region_id = cluster.pd.regions()[0].id;
     let (node, status) = cluster.leader_of(region_id).unwrap();
     let (region, leader) = (status.region, status.peer);
