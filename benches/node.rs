@@ -26,7 +26,15 @@ use regionstore::{
 
 mod common;
 
-const OPS: u64 = 10_000;
+/// Operations per path under `cargo bench`; `cargo test` (which runs this without `--bench`)
+/// does a short smoke run.
+fn ops() -> u64 {
+    if std::env::args().any(|a| a == "--bench") {
+        10_000
+    } else {
+        500
+    }
+}
 const KEYS: u64 = 1_000;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -126,17 +134,18 @@ fn main() {
             assert!(client.borrow_mut().get(&key(i), deadline()).unwrap().is_some())
         }),
     ];
+    let ops = ops();
     for paths in [&mut writes, &mut reads] {
         for p in paths.iter_mut() {
-            (0..OPS / 10).for_each(&mut p.op); // warm up
+            (0..ops / 10).for_each(&mut p.op); // warm up
             p.latency.reset();
         }
-        let per_round = OPS / ROUNDS;
+        let per_round = ops / ROUNDS;
         for round in 0..ROUNDS {
             paths.iter_mut().for_each(|p| p.run(round * per_round, per_round));
         }
     }
-    println!("\n{OPS} operations per path in {ROUNDS} interleaved rounds, one at a time,");
+    println!("\n{ops} operations per path in {ROUNDS} interleaved rounds, one at a time,");
     println!("3 nodes in one process, one region (ops/s: of the time spent in the path)");
     println!("{:<24} {:>10} {:>10} {:>10} {:>10}", "path", "ops/s", "p50 µs", "p99 µs", "p99.9 µs");
     writes.iter().chain(reads.iter()).for_each(Path::print);
