@@ -32,6 +32,7 @@ use crate::{
     reader::StoreReader,
     store_meta::{MetaDelegates, SharedStoreMeta, StoreMeta},
     transport::{Transport, TransportError},
+    worker::{self, pd::PdRunner, split_check::SplitCheckRunner},
     Config, Error, Result,
 };
 
@@ -293,12 +294,12 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
                 },
             )
             .map_err(unavailable)?;
+        let pd_runner = PdRunner::new(pd, router.clone(), logger.clone());
         let (pd_scheduler, pd_worker) =
-            crate::worker::pd::start(store_id, pd, router.clone(), logger.clone())
-                .map_err(unavailable)?;
+            worker::start(format!("pd-worker-{store_id}"), pd_runner).map_err(unavailable)?;
+        let split_runner = SplitCheckRunner::new(kv.clone(), router.clone(), logger.clone());
         let (split_check, split_worker) =
-            crate::worker::split_check::start(store_id, kv.clone(), router.clone(), logger.clone())
-                .map_err(unavailable)?;
+            worker::start(format!("split-check-{store_id}"), split_runner).map_err(unavailable)?;
         let ctx = StoreContext {
             cfg: cfg.clone(),
             trans,

@@ -1,5 +1,6 @@
-//! Ticks, and raft log GC: the leader proposes `CompactLog` on a tick; every peer applies it by moving
-//! its truncated state, then deletes the compacted entries from its raft engine.
+//! Raft log GC: the leader proposes `CompactLog` on its tick (`operation/tick.rs`); every peer
+//! applies it by moving its truncated state, then deletes the compacted entries from its raft
+//! engine.
 //!
 //! The leader compacts applied entries that every peer already has. When more than
 //! `raft_log_gc_count_limit` applied entries pile up it compacts past lagging peers too; they
@@ -14,42 +15,12 @@ use proto::{
 };
 use slog::{debug, warn};
 
-use crate::{
-    fsm::store::StoreContext, metrics::ProposalKind, raft::peer::Peer, transport::Transport,
-    Config, Error, Result,
-};
+use crate::{metrics::ProposalKind, raft::peer::Peer, Config, Error, Result};
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
-    /// One base tick: raft's clock, and the periodic log GC, placement-driver heartbeat and
-    /// lease check.
-    pub(crate) fn on_tick<T: Transport>(&mut self, ctx: &StoreContext<EK, ER, T>) {
-        let cfg = &ctx.cfg;
-        self.raft_group.tick();
-        self.ticks += 1;
-        let every = |interval: std::time::Duration| {
-            (interval.as_millis() / cfg.raft_base_tick_interval.as_millis().max(1)).max(1) as u64
-        };
-        if self.ticks.is_multiple_of(every(cfg.raft_log_gc_tick_interval)) {
-            self.propose_log_gc(cfg);
-        }
-        if self.ticks.is_multiple_of(every(cfg.pd_heartbeat_tick_interval)) {
-            self.heartbeat_pd(ctx);
-        }
-        if self.ticks.is_multiple_of(every(cfg.lease_check_interval)) {
-            self.on_lease_check(ctx);
-        }
-        if self.ticks.is_multiple_of(every(cfg.split_region_check_tick_interval)) {
-            self.on_split_check_tick(ctx);
-        }
-        self.retry_lost_reads(cfg.raft_election_timeout_ticks as u64);
-        self.fail_reads_stuck_behind_split(cfg.raft_election_timeout_ticks as u64);
-        let now = ctx.clock.now();
-        self.maybe_fence_transfer(now);
-        self.drive_hand_over(ctx);
-        self.check_snapshot_sends(now, cfg.snap_send_timeout, &ctx.counters);
-    }
-
-    fn propose_log_gc(&mut self, cfg: &Config) {
+    /// The log GC tick: a leader compacts what every peer has applied (or, past
+    /// `raft_log_gc_count_limit`, what it applied itself).
+    pub(crate) fn propose_log_gc(&mut self, cfg: &Config) {
         if !self.is_leader() {
             return;
         }

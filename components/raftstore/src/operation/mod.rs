@@ -5,6 +5,7 @@
 //!   apply, and take apply results back;
 //! - `message`: raft messages from other peers;
 //! - `transfer_leader`: handing leadership to another peer;
+//! - `tick`: the peer's periodic work, by kind, dispatched from one place;
 //! - `log_gc`: compacting the raft log (CompactLog), proposed on a tick, applied by every peer;
 //! - `conf_change`: membership changes (ChangePeer);
 //! - `snapshot`: generating, checking and applying snapshots;
@@ -25,4 +26,5 @@ pub mod read;
 pub mod ready;
 pub mod snapshot;
 pub mod split;
+pub mod tick;
 pub mod transfer_leader;

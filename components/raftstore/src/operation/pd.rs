@@ -38,7 +38,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             meta.set_leader(self.region_id(), Some(pending));
         }
         drop(meta);
-        ctx.pd.schedule(PdTask::RegionHeartbeat {
+        // Nobody waits on a heartbeat: one the stopping store cannot send is dropped.
+        let _ = ctx.pd.schedule(PdTask::RegionHeartbeat {
             term: self.term(),
             region: self.region().clone(),
             leader: self.peer.clone(),

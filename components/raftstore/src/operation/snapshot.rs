@@ -26,7 +26,6 @@ use std::{
     thread::JoinHandle,
 };
 
-use crossbeam_channel::{Receiver, Sender};
 use engine::{
     keys, Iterable, KvEngine, Mutable, Peekable, RaftEngine, RaftLogBatch, WriteOptions,
     CF_DEFAULT, CF_META,
@@ -49,6 +48,7 @@ use crate::{
     raft::{peer::Peer, storage::conf_state_from_region},
     store_meta::StoreMeta,
     transport::Transport,
+    worker::{self, Runnable, Scheduler},
     Error, Result,
 };
 
@@ -66,53 +66,60 @@ pub enum SnapState {
     Failed,
 }
 
-struct GenTask {
+/// A snapshot to generate: of `region_id`, into `slot`.
+pub struct GenTask {
     region_id: u64,
     slot: Arc<Mutex<SnapState>>,
 }
 
+/// The store's snapshot worker: builds snapshots from the kv engine, off the store threads.
+pub struct SnapGenRunner<EK> {
+    kv: EK,
+    logger: Logger,
+}
+
+impl<EK: KvEngine> Runnable for SnapGenRunner<EK> {
+    type Task = GenTask;
+
+    fn run(&mut self, task: GenTask) {
+        let state = match generate(&self.kv, task.region_id) {
+            Ok(snap) => {
+                info!(self.logger, "snapshot generated"; "region_id" => task.region_id,
+                    "index" => snap.get_metadata().index, "bytes" => snap.data.len());
+                SnapState::Ready(snap)
+            }
+            Err(e) => {
+                warn!(self.logger, "snapshot generation failed"; "region_id" => task.region_id, "err" => %e);
+                SnapState::Failed
+            }
+        };
+        *task.slot.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+}
+
 /// A handle to the store's snapshot worker.
 pub struct SnapGenerator<EK: KvEngine> {
-    tx: Sender<GenTask>,
+    scheduler: Scheduler<GenTask>,
     _engine: std::marker::PhantomData<EK>,
 }
 
 impl<EK: KvEngine> Clone for SnapGenerator<EK> {
     fn clone(&self) -> Self {
-        SnapGenerator { tx: self.tx.clone(), _engine: std::marker::PhantomData }
+        SnapGenerator { scheduler: self.scheduler.clone(), _engine: std::marker::PhantomData }
     }
 }
 
 impl<EK: KvEngine> SnapGenerator<EK> {
     /// Starts the worker. It exits once every handle is dropped.
     pub fn start(kv: EK, store_id: u64, logger: Logger) -> std::io::Result<(Self, JoinHandle<()>)> {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let worker = std::thread::Builder::new()
-            .name(format!("snap-gen-{store_id}"))
-            .spawn(move || run_worker(kv, rx, logger))?;
-        Ok((SnapGenerator { tx, _engine: std::marker::PhantomData }, worker))
+        let runner = SnapGenRunner { kv, logger };
+        let (scheduler, thread) = worker::start(format!("snap-gen-{store_id}"), runner)?;
+        Ok((SnapGenerator { scheduler, _engine: std::marker::PhantomData }, thread))
     }
 
     /// Asks for a snapshot of `region_id`, to be put in `slot`. False if the worker is gone.
     pub(crate) fn schedule(&self, region_id: u64, slot: Arc<Mutex<SnapState>>) -> bool {
-        self.tx.send(GenTask { region_id, slot }).is_ok()
-    }
-}
-
-fn run_worker<EK: KvEngine>(kv: EK, rx: Receiver<GenTask>, logger: Logger) {
-    while let Ok(task) = rx.recv() {
-        let state = match generate(&kv, task.region_id) {
-            Ok(snap) => {
-                info!(logger, "snapshot generated"; "region_id" => task.region_id,
-                    "index" => snap.get_metadata().index, "bytes" => snap.data.len());
-                SnapState::Ready(snap)
-            }
-            Err(e) => {
-                warn!(logger, "snapshot generation failed"; "region_id" => task.region_id, "err" => %e);
-                SnapState::Failed
-            }
-        };
-        *task.slot.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        self.scheduler.schedule(GenTask { region_id, slot }).is_ok()
     }
 }
 

@@ -137,7 +137,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return;
         }
         self.split_check_hint = 0;
-        ctx.split_check.schedule(SplitCheckTask {
+        let _ = ctx.split_check.schedule(SplitCheckTask {
             region: self.region().clone(),
             max_size: cfg.region_max_size,
             split_size: cfg.region_split_size,
@@ -156,7 +156,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
             return;
         }
-        ctx.pd.schedule(PdTask::AskBatchSplit { region: self.region().clone(), split });
+        let ask = PdTask::AskBatchSplit { region: self.region().clone(), split };
+        if let Err(PdTask::AskBatchSplit { split, .. }) = ctx.pd.schedule(ask) {
+            if let Some(ch) = split.ch {
+                ch.respond_error(Error::Unavailable("the placement driver worker is gone".into()));
+            }
+        }
     }
 
     fn check_split(&self, split: &SplitRegion) -> Result<()> {
@@ -270,7 +275,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
         }
         if was_leader {
-            ctx.pd.schedule(PdTask::ReportBatchSplit { regions });
+            let _ = ctx.pd.schedule(PdTask::ReportBatchSplit { regions });
             self.heartbeat_pd(ctx);
         }
     }

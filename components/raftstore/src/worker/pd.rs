@@ -1,17 +1,15 @@
 //! The placement-driver worker: sends region heartbeats for the store's leaders and hands the
 //! operators in the answers back to the peers.
 
-use std::{sync::Arc, thread::JoinHandle};
+use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
-use engine::{KvEngine, RaftEngine};
 use pd_client::{PdClient, RegionStats};
 use proto::metapb;
 use slog::{debug, Logger};
 
 use crate::{
-    fsm::store::StoreRouter,
     msg::{PeerMsg, ProposeSplit, SplitRegion},
+    worker::{PeerNotifier, Runnable, Scheduler},
     Error,
 };
 
@@ -42,75 +40,166 @@ pub enum PdTask {
     },
 }
 
-/// Queues tasks for the worker. The worker exits once every scheduler is dropped.
-#[derive(Clone)]
-pub struct PdScheduler {
-    tx: Sender<PdTask>,
+/// Queues tasks for the placement-driver worker.
+pub type PdScheduler = Scheduler<PdTask>;
+
+/// The placement-driver worker: calls the placement driver and hands its answers to the
+/// peers through `peers`.
+pub struct PdRunner<N> {
+    pd: Arc<dyn PdClient>,
+    peers: N,
+    logger: Logger,
 }
 
-impl PdScheduler {
-    /// Queues a task; dropped if the worker is gone (shutdown).
-    pub fn schedule(&self, task: PdTask) {
-        let _ = self.tx.send(task);
+impl<N: PeerNotifier> PdRunner<N> {
+    /// A runner asking `pd` and answering `peers`.
+    pub fn new(pd: Arc<dyn PdClient>, peers: N, logger: Logger) -> Self {
+        PdRunner { pd, peers, logger }
     }
-}
 
-/// Starts the worker of `store_id`.
-pub fn start<EK: KvEngine, ER: RaftEngine>(
-    store_id: u64,
-    pd: Arc<dyn PdClient>,
-    router: StoreRouter<EK, ER>,
-    logger: Logger,
-) -> std::io::Result<(PdScheduler, JoinHandle<()>)> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let worker = std::thread::Builder::new()
-        .name(format!("pd-worker-{store_id}"))
-        .spawn(move || run(rx, pd, router, logger))?;
-    Ok((PdScheduler { tx }, worker))
-}
+    fn region_heartbeat(
+        &self,
+        term: u64,
+        region: metapb::Region,
+        leader: metapb::Peer,
+        stats: RegionStats,
+    ) {
+        let region_id = region.id;
+        match self.pd.region_heartbeat(term, region, leader, stats) {
+            // A peer that is gone gets nothing: the operator comes again with the next
+            // heartbeat of whoever leads then.
+            Ok(Some(op)) => {
+                let _ = self.peers.notify(region_id, PeerMsg::Operator(op));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                debug!(self.logger, "region heartbeat refused"; "region_id" => region_id, "err" => %e)
+            }
+        }
+    }
 
-fn run<EK: KvEngine, ER: RaftEngine>(
-    rx: Receiver<PdTask>,
-    pd: Arc<dyn PdClient>,
-    router: StoreRouter<EK, ER>,
-    logger: Logger,
-) {
-    while let Ok(task) = rx.recv() {
-        match task {
-            PdTask::RegionHeartbeat { term, region, leader, stats } => {
-                let region_id = region.id;
-                match pd.region_heartbeat(term, region, leader, stats) {
-                    Ok(Some(op)) => {
-                        // Fails only when the peer is gone; the operator comes again with the
-                        // next heartbeat of whoever leads then.
-                        let _ = router.force_send(region_id, PeerMsg::Operator(op));
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        debug!(logger, "region heartbeat refused"; "region_id" => region_id, "err" => %e)
-                    }
-                }
+    fn ask_batch_split(&self, region: metapb::Region, split: SplitRegion) {
+        match self.pd.ask_batch_split(&region, split.split_keys.len()) {
+            Ok(ids) => {
+                let msg = PeerMsg::ProposeSplit(Box::new(ProposeSplit { split, ids }));
+                // A peer that is gone gets nothing: its successor asks again.
+                let _ = self.peers.notify(region.id, msg);
             }
-            PdTask::AskBatchSplit { region, split } => {
-                match pd.ask_batch_split(&region, split.split_keys.len()) {
-                    Ok(ids) => {
-                        let msg = PeerMsg::ProposeSplit(Box::new(ProposeSplit { split, ids }));
-                        // Fails only when the peer is gone: the split is asked for again.
-                        let _ = router.force_send(region.id, msg);
-                    }
-                    Err(e) => {
-                        debug!(logger, "no ids for a split"; "region_id" => region.id, "err" => %e);
-                        if let Some(ch) = split.ch {
-                            ch.respond_error(Error::Unavailable(format!("placement driver: {e}")));
-                        }
-                    }
-                }
-            }
-            PdTask::ReportBatchSplit { regions } => {
-                if let Err(e) = pd.report_batch_split(regions) {
-                    debug!(logger, "split report refused"; "err" => %e);
+            Err(e) => {
+                debug!(self.logger, "no ids for a split"; "region_id" => region.id, "err" => %e);
+                if let Some(ch) = split.ch {
+                    ch.respond_error(Error::Unavailable(format!("placement driver: {e}")));
                 }
             }
         }
+    }
+}
+
+impl<N: PeerNotifier> Runnable for PdRunner<N> {
+    type Task = PdTask;
+
+    fn run(&mut self, task: Self::Task) {
+        match task {
+            PdTask::RegionHeartbeat { term, region, leader, stats } => {
+                self.region_heartbeat(term, region, leader, stats)
+            }
+            PdTask::AskBatchSplit { region, split } => self.ask_batch_split(region, split),
+            PdTask::ReportBatchSplit { regions } => {
+                if let Err(e) = self.pd.report_batch_split(regions) {
+                    debug!(self.logger, "split report refused"; "err" => %e);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use engine::rocks::RocksSnapshot;
+    use pd_client::{MemPd, MemPdConfig, Operator};
+
+    use super::*;
+    use crate::msg::CmdResponseSender;
+
+    /// A message for the peer of a region.
+    type Handed = (u64, PeerMsg<RocksSnapshot>);
+
+    /// Keeps what the worker hands to peers.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Handed>>>);
+
+    impl PeerNotifier for Recorder {
+        type Snapshot = RocksSnapshot;
+
+        fn notify(&self, region_id: u64, msg: PeerMsg<RocksSnapshot>) -> bool {
+            self.0.lock().unwrap().push((region_id, msg));
+            true
+        }
+    }
+
+    fn store(id: u64) -> metapb::Store {
+        metapb::Store { id, ..Default::default() }
+    }
+
+    /// A placement driver that wants 3 replicas, 3 stores, and a first region with one peer.
+    fn pd_with_region() -> (Arc<MemPd>, metapb::Region) {
+        let pd = Arc::new(MemPd::new(MemPdConfig { max_replicas: 3, ..Default::default() }));
+        let mut region = metapb::Region { id: 10, ..Default::default() };
+        region.mut_region_epoch().conf_ver = 1;
+        region.mut_region_epoch().version = 1;
+        region.mut_peers().push(metapb::Peer { id: 11, store_id: 1, ..Default::default() });
+        pd.bootstrap_cluster(store(1), region.clone()).unwrap();
+        pd.put_store(store(2)).unwrap();
+        pd.put_store(store(3)).unwrap();
+        (pd, region)
+    }
+
+    fn runner(pd: Arc<MemPd>) -> (PdRunner<Recorder>, Recorder) {
+        let peers = Recorder::default();
+        let logger = Logger::root(slog::Discard, slog::o!());
+        (PdRunner::new(pd, peers.clone(), logger), peers)
+    }
+
+    #[test]
+    fn a_heartbeat_answered_with_an_operator_hands_it_to_the_peer() {
+        let (pd, region) = pd_with_region();
+        let (mut runner, peers) = runner(pd);
+        let leader = region.get_peers()[0].clone();
+        let stats = RegionStats::default();
+        runner.run(PdTask::RegionHeartbeat { term: 5, region, leader, stats });
+        let got = peers.0.lock().unwrap();
+        assert!(
+            matches!(got.as_slice(), [(10, PeerMsg::Operator(Operator::AddPeer(p)))] if p.store_id != 1),
+            "one AddPeer for region 10 on another store"
+        );
+    }
+
+    #[test]
+    fn ids_for_a_split_go_to_the_peer_and_a_refusal_to_whoever_waits() {
+        let (pd, region) = pd_with_region();
+        let (mut runner, peers) = runner(pd);
+        let split = |keys: Vec<Vec<u8>>, ch| SplitRegion {
+            region_epoch: region.get_region_epoch().clone(),
+            split_keys: keys,
+            ch,
+        };
+        let keys = vec![b"b".to_vec(), b"c".to_vec()];
+        runner.run(PdTask::AskBatchSplit { region: region.clone(), split: split(keys, None) });
+        match peers.0.lock().unwrap().as_slice() {
+            [(10, PeerMsg::ProposeSplit(p))] => {
+                assert_eq!(p.ids.len(), 2);
+                assert!(p.ids.iter().all(|ids| ids.new_peer_ids.len() == 1));
+            }
+            _ => panic!("no ProposeSplit for region 10"),
+        }
+
+        let (ch, rx) = CmdResponseSender::channel();
+        let refused = split(vec![], Some(ch));
+        runner.run(PdTask::AskBatchSplit { region: region.clone(), split: refused });
+        let resp = rx.try_recv().expect("the caller is answered at once");
+        assert!(resp.get_header().has_error(), "a split the placement driver refused");
+        assert_eq!(peers.0.lock().unwrap().len(), 1, "nothing more for the peer");
     }
 }

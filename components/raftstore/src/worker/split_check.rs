@@ -5,16 +5,13 @@
 //! the last check, stops once it has `limit` keys and knows the region is over the limit, and
 //! does not fill the block cache. A region under both limits is left alone.
 
-use std::thread::JoinHandle;
-
-use crossbeam_channel::{Receiver, Sender};
-use engine::{keys, Iterable, KvEngine, RaftEngine, CF_DEFAULT};
+use engine::{keys, Iterable, KvEngine, CF_DEFAULT};
 use proto::metapb::Region;
 use slog::{debug, warn, Logger};
 
 use crate::{
-    fsm::store::StoreRouter,
     msg::{PeerMsg, SplitRegion},
+    worker::{PeerNotifier, Runnable, Scheduler},
 };
 
 /// A region to check, with the thresholds to check it against.
@@ -33,54 +30,44 @@ pub struct SplitCheckTask {
     pub limit: usize,
 }
 
-/// Queues tasks for the worker; it exits once every scheduler is dropped.
-#[derive(Clone)]
-pub struct SplitCheckScheduler {
-    tx: Sender<SplitCheckTask>,
+/// Queues checks for the split-check worker.
+pub type SplitCheckScheduler = Scheduler<SplitCheckTask>;
+
+/// The split-check worker: scans regions in `kv` and asks their peers (through `peers`) to
+/// split.
+pub struct SplitCheckRunner<EK, N> {
+    kv: EK,
+    peers: N,
+    logger: Logger,
 }
 
-impl SplitCheckScheduler {
-    /// Queues a check; dropped if the worker is gone (shutdown).
-    pub fn schedule(&self, task: SplitCheckTask) {
-        let _ = self.tx.send(task);
+impl<EK: KvEngine, N: PeerNotifier<Snapshot = EK::Snapshot>> SplitCheckRunner<EK, N> {
+    /// A runner scanning `kv` and asking `peers` to split.
+    pub fn new(kv: EK, peers: N, logger: Logger) -> Self {
+        SplitCheckRunner { kv, peers, logger }
     }
 }
 
-/// Starts the worker of `store_id`.
-pub fn start<EK: KvEngine, ER: RaftEngine>(
-    store_id: u64,
-    kv: EK,
-    router: StoreRouter<EK, ER>,
-    logger: Logger,
-) -> std::io::Result<(SplitCheckScheduler, JoinHandle<()>)> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let worker = std::thread::Builder::new()
-        .name(format!("split-check-{store_id}"))
-        .spawn(move || run(rx, kv, router, logger))?;
-    Ok((SplitCheckScheduler { tx }, worker))
-}
+impl<EK: KvEngine, N: PeerNotifier<Snapshot = EK::Snapshot>> Runnable for SplitCheckRunner<EK, N> {
+    type Task = SplitCheckTask;
 
-fn run<EK: KvEngine, ER: RaftEngine>(
-    rx: Receiver<SplitCheckTask>,
-    kv: EK,
-    router: StoreRouter<EK, ER>,
-    logger: Logger,
-) {
-    while let Ok(task) = rx.recv() {
+    fn run(&mut self, task: SplitCheckTask) {
         let region_id = task.region.id;
-        match find_split_keys(&kv.snapshot(), &task) {
+        match find_split_keys(&self.kv.snapshot(), &task) {
             Ok(keys) if keys.is_empty() => {}
             Ok(split_keys) => {
-                debug!(logger, "region should split"; "region_id" => region_id, "keys" => split_keys.len());
+                debug!(self.logger, "region should split"; "region_id" => region_id, "keys" => split_keys.len());
                 let split = SplitRegion {
                     region_epoch: task.region.get_region_epoch().clone(),
                     split_keys,
                     ch: None,
                 };
-                // Fails only if the peer is gone; the next leader checks again.
-                let _ = router.force_send(region_id, PeerMsg::SplitRegion(Box::new(split)));
+                // A peer that is gone gets nothing: the next leader checks again.
+                let _ = self.peers.notify(region_id, PeerMsg::SplitRegion(Box::new(split)));
             }
-            Err(e) => warn!(logger, "split check failed"; "region_id" => region_id, "err" => %e),
+            Err(e) => {
+                warn!(self.logger, "split check failed"; "region_id" => region_id, "err" => %e)
+            }
         }
     }
 }
