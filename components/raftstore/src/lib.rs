@@ -29,6 +29,7 @@
 #[cfg(all(feature = "failpoints", not(debug_assertions)))]
 compile_error!("the failpoints feature is for tests; build release binaries without it");
 
+pub mod batch;
 pub mod bootstrap;
 mod config;
 mod errors;

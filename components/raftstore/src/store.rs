@@ -19,11 +19,12 @@ use router::{create_system, BasicMailbox, BatchSystem, SendError};
 use slog::{info, o, warn, Logger};
 
 use crate::{
+    batch::{ApplyHandlerBuilder, StoreContext, StoreHandlerBuilder},
     bootstrap::{check_store_ident, load_region_states},
     fsm::{
-        apply::{ApplyControl, ApplyFsm, ApplyHandlerBuilder, ApplyRouter},
+        apply::{ApplyControl, ApplyFsm, ApplyRouter},
         peer::PeerFsm,
-        store::{StoreContext, StoreFsm, StoreHandlerBuilder, StoreRouter},
+        store::{StoreFsm, StoreRouter},
     },
     metrics::{StoreGauges, StoreMetrics},
     msg::{PeerMsg, PeerStatus, RaftCommand, ReadCommand, StoreMsg},

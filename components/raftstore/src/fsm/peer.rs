@@ -5,7 +5,7 @@ use engine::{KvEngine, RaftEngine};
 use router::{mailbox_channel, Fsm, LooseBoundedSender};
 
 use crate::{
-    fsm::store::StoreContext,
+    batch::StoreContext,
     msg::PeerMsg,
     raft::peer::{Life, Peer},
     transport::Transport,

@@ -18,7 +18,7 @@ use raft::RawNode;
 use slog::debug;
 
 use crate::{
-    fsm::store::StoreContext,
+    batch::StoreContext,
     metrics::ProposalKind,
     msg::{Proposal, RaftCommand, ReadCommand, ReadResponder},
     raft::{peer::Peer, storage::PeerStorage},

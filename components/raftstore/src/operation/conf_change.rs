@@ -26,7 +26,8 @@ use proto::{
 use slog::{info, warn};
 
 use crate::{
-    fsm::{apply::ApplyRouter, store::StoreContext},
+    batch::StoreContext,
+    fsm::apply::ApplyRouter,
     metrics::{ProposalKind, StoreMetrics},
     msg::{Proposal, RaftCommand},
     operation::{message::is_epoch_stale, transfer_leader::removes_peer},

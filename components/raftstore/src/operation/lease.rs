@@ -32,7 +32,7 @@ use proto::{
     metapb::Region,
 };
 
-use crate::{fsm::store::StoreContext, metrics::StoreMetrics, raft::peer::Peer};
+use crate::{batch::StoreContext, metrics::StoreMetrics, raft::peer::Peer};
 
 /// What the delegate map last heard of a peer.
 pub(crate) struct PublishedDelegate {

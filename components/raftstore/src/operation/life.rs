@@ -13,7 +13,8 @@ use router::BasicMailbox;
 use slog::{debug, error, info};
 
 use crate::{
-    fsm::{apply::ApplyFsm, peer::PeerFsm, store::StoreContext},
+    batch::StoreContext,
+    fsm::{apply::ApplyFsm, peer::PeerFsm},
     msg::{ApplyMsg, PeerMsg},
     operation::message::check_message_form,
     raft::{

@@ -24,8 +24,8 @@ use proto::{
 use slog::{debug, info, warn};
 
 use crate::{
-    fsm::store::StoreContext, metrics::RaftEvent, operation::snapshot::check_snapshot,
-    raft::peer::Peer, transport::Transport,
+    batch::StoreContext, metrics::RaftEvent, operation::snapshot::check_snapshot, raft::peer::Peer,
+    transport::Transport,
 };
 
 /// Checks what every raft message must hold, whoever it is for: ids, a sender and a receiver

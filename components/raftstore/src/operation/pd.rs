@@ -6,7 +6,7 @@ use pd_client::{Operator, RegionStats};
 use proto::raft_cmdpb::{AdminCmdType, ConfChangeType, RaftCmdRequest};
 use slog::info;
 
-use crate::{fsm::store::StoreContext, msg::RaftCommand, raft::peer::Peer, worker::pd::PdTask};
+use crate::{batch::StoreContext, msg::RaftCommand, raft::peer::Peer, worker::pd::PdTask};
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// A leader reports its region, term and the health of its peers.

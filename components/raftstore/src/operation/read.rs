@@ -31,7 +31,7 @@ use slog::debug;
 use uuid::Uuid;
 
 use crate::{
-    fsm::store::StoreContext,
+    batch::StoreContext,
     metrics::ProposalKind,
     msg::{ReadCommand, ReadResponder},
     operation::command::{check_key_in_region, check_request},

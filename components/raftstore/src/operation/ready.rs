@@ -17,7 +17,8 @@ use raft::StateRole;
 use slog::{error, info, warn};
 
 use crate::{
-    fsm::{apply::ApplyRouter, store::StoreContext},
+    batch::StoreContext,
+    fsm::apply::ApplyRouter,
     msg::{ApplyMsg, ApplyRes, ApplyTask, ExecResult},
     operation::{snapshot::split_snapshot, split::SPLIT_CONTEXT},
     raft::peer::{Life, Peer},

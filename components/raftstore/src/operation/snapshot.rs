@@ -42,7 +42,7 @@ use raft::{ProgressState, SnapshotStatus};
 use slog::{info, warn, Logger};
 
 use crate::{
-    fsm::store::StoreContext,
+    batch::StoreContext,
     metrics::{RaftEvent, StoreMetrics},
     msg::ApplyMsg,
     raft::{peer::Peer, storage::conf_state_from_region},

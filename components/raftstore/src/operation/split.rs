@@ -29,7 +29,7 @@ use proto::{
 use slog::{info, warn};
 
 use crate::{
-    fsm::store::StoreContext,
+    batch::StoreContext,
     metrics::ProposalKind,
     msg::{CmdResponseSender, PeerMsg, Proposal, ProposeSplit, SplitRegion},
     operation::{command::check_region_epoch, life::register_peer},

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use engine::{KvEngine, RaftEngine};
 
-use crate::{fsm::store::StoreContext, raft::peer::Peer, transport::Transport, Config};
+use crate::{batch::StoreContext, raft::peer::Peer, transport::Transport, Config};
 
 /// A kind of periodic work of a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
