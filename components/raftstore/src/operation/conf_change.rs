@@ -16,22 +16,23 @@
 //! apply once this peer is a follower. Its pending proposals are then answered by apply, not
 //! by a destroyed peer guessing.
 
-use engine::{KvEngine, RaftEngine};
+use engine::{keys, KvEngine, Mutable, RaftEngine, CF_META};
 use proto::{
     eraftpb::{ConfChange, ConfChangeType as RaftChangeType, Entry},
     metapb::{PeerRole, Region},
-    raft_cmdpb::{ConfChangeType, RaftCmdRequest},
+    raft_cmdpb::{AdminCmdType, ConfChangeType, RaftCmdRequest, RaftCmdResponse},
+    raft_serverpb::{PeerState, RegionLocalState},
     Message,
 };
-use slog::{info, warn};
+use slog::{error, info, warn};
 
 use crate::{
     batch::StoreContext,
     fsm::apply::ApplyRouter,
     metrics::{ProposalKind, StoreMetrics},
-    msg::{Proposal, RaftCommand},
+    msg::{error_response, ExecResult, Proposal, RaftCommand},
     operation::{message::is_epoch_stale, transfer_leader::removes_peer},
-    raft::peer::Peer,
+    raft::{apply::Apply, peer::Peer},
     transport::Transport,
     Error, Result,
 };
@@ -257,4 +258,47 @@ pub(crate) struct RemovalHold {
     target: Option<u64>,
     /// Whether it was sent once more.
     resent: bool,
+}
+
+impl<EK: KvEngine> Apply<EK> {
+    /// Applies a membership change: checked against the region as apply has it, then the new
+    /// region (conf_ver + 1) into `wb`.
+    pub(crate) fn apply_conf_change(
+        &mut self,
+        entry: &Entry,
+        wb: &mut EK::WriteBatch,
+        results: &mut Vec<ExecResult>,
+    ) -> RaftCmdResponse {
+        let decoded = ConfChange::parse_from_bytes(&entry.data).and_then(|cc| {
+            let req = RaftCmdRequest::parse_from_bytes(&cc.context)?;
+            Ok((cc, req))
+        });
+        let (cc, req) = match decoded {
+            Ok(pair) => pair,
+            Err(e) => {
+                error!(self.logger, "undecodable conf change skipped"; "index" => entry.index, "err" => %e);
+                return error_response(&Error::InvalidRequest(format!(
+                    "undecodable conf change: {e}"
+                )));
+            }
+        };
+        let region = match check_conf_epoch(&req, &self.region)
+            .and_then(|_| exec_change_peer(&self.region, &req))
+        {
+            Ok(region) => region,
+            Err(e) => return error_response(&e),
+        };
+        let mut state = RegionLocalState::default();
+        state.set_state(PeerState::Normal);
+        state.set_region(region.clone());
+        if let Err(e) = wb.put_msg_cf(CF_META, &keys::region_state_key(region.id), &state) {
+            return error_response(&Error::Engine(e));
+        }
+        self.region = region.clone();
+        results.push(ExecResult::ChangePeer { cc, region: region.clone() });
+        let mut resp = RaftCmdResponse::default();
+        resp.mut_admin_response().set_cmd_type(AdminCmdType::ChangePeer);
+        resp.mut_admin_response().mut_change_peer().set_region(region);
+        resp
+    }
 }

@@ -9,13 +9,17 @@
 
 use engine::{KvEngine, RaftEngine};
 use proto::{
-    raft_cmdpb::{AdminCmdType, AdminRequest, RaftCmdRequest},
+    raft_cmdpb::{AdminCmdType, AdminRequest, RaftCmdRequest, RaftCmdResponse},
     raft_serverpb::RaftApplyState,
     Message,
 };
 use slog::{debug, warn};
 
-use crate::{metrics::ProposalKind, raft::peer::Peer, Config, Error, Result};
+use crate::{
+    metrics::ProposalKind,
+    raft::{apply::Apply, peer::Peer},
+    Config, Error, Result,
+};
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// The log GC tick: a leader compacts what every peer has applied (or, past
@@ -78,7 +82,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
 /// Applies `CompactLog`: moves the truncated state forward, never past what was applied
 /// before this entry. An older compaction than the current one is a no-op.
-pub(crate) fn exec_compact_log(req: &AdminRequest, state: &mut RaftApplyState) -> Result<()> {
+fn exec_compact_log(req: &AdminRequest, state: &mut RaftApplyState) -> Result<()> {
     let c = req.get_compact_log();
     if c.compact_index <= state.get_truncated_state().index {
         return Ok(());
@@ -92,4 +96,14 @@ pub(crate) fn exec_compact_log(req: &AdminRequest, state: &mut RaftApplyState) -
     state.mut_truncated_state().index = c.compact_index;
     state.mut_truncated_state().term = c.compact_term;
     Ok(())
+}
+
+impl<EK: KvEngine> Apply<EK> {
+    /// Applies `CompactLog` to the apply state (written with it at the end of the task).
+    pub(crate) fn apply_compact_log(&mut self, req: &AdminRequest) -> Result<RaftCmdResponse> {
+        exec_compact_log(req, &mut self.apply_state)?;
+        let mut resp = RaftCmdResponse::default();
+        resp.mut_admin_response().set_cmd_type(AdminCmdType::CompactLog);
+        Ok(resp)
+    }
 }

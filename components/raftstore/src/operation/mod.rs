@@ -1,6 +1,6 @@
 //! Operations on a peer, one module per feature with its whole life cycle.
 //!
-//! - `command`: writes: checks, propose, and the checks the apply side repeats;
+//! - `command`: writes: checks, propose, and executing committed entries on the apply side;
 //! - `ready`: raft readies: persist in the round's batch, send, hand committed entries to
 //!   apply, and take apply results back;
 //! - `message`: raft messages from other peers;

@@ -22,7 +22,7 @@ use engine::{keys, KvEngine, Mutable, RaftEngine, CF_META};
 use local_reader::DelegateUpdate;
 use proto::{
     metapb::Region,
-    raft_cmdpb::{AdminCmdType, BatchSplitRequest, RaftCmdRequest, SplitRequest},
+    raft_cmdpb::{AdminCmdType, BatchSplitRequest, RaftCmdRequest, RaftCmdResponse, SplitRequest},
     raft_serverpb::{PeerState, RegionLocalState},
     Message,
 };
@@ -31,9 +31,9 @@ use slog::{info, warn};
 use crate::{
     batch::StoreContext,
     metrics::ProposalKind,
-    msg::{CmdResponseSender, PeerMsg, Proposal, ProposeSplit, SplitRegion},
+    msg::{CmdResponseSender, ExecResult, PeerMsg, Proposal, ProposeSplit, SplitRegion},
     operation::{command::check_region_epoch, life::register_peer},
-    raft::{peer::Peer, storage::initial_apply_state},
+    raft::{apply::Apply, peer::Peer, storage::initial_apply_state},
     worker::{pd::PdTask, split_check::SplitCheckTask},
     Error, Result,
 };
@@ -67,7 +67,7 @@ pub fn check_split_keys(region: &Region, split_keys: &[Vec<u8>]) -> Result<()> {
 /// Applies BatchSplit to `region`: the regions it becomes, in key order, and the parent's
 /// part. Region states go into `wb`; a new region this store already knows (created by a
 /// snapshot, or destroyed) keeps its state.
-pub(crate) fn exec_batch_split<EK: KvEngine>(
+fn exec_batch_split<EK: KvEngine>(
     kv: &EK,
     wb: &mut EK::WriteBatch,
     region: &Region,
@@ -320,5 +320,23 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             Error::EpochNotMatch { msg, .. } => self.epoch_not_match(&msg),
             e => e,
         })
+    }
+}
+
+impl<EK: KvEngine> Apply<EK> {
+    /// Applies `BatchSplit`: the new regions' states into `wb`, this side keeps its part.
+    pub(crate) fn apply_batch_split(
+        &mut self,
+        req: &RaftCmdRequest,
+        wb: &mut EK::WriteBatch,
+        results: &mut Vec<ExecResult>,
+    ) -> Result<RaftCmdResponse> {
+        let (regions, derived) = exec_batch_split(&self.kv, wb, &self.region, req)?;
+        self.region = derived.clone();
+        let mut resp = RaftCmdResponse::default();
+        resp.mut_admin_response().set_cmd_type(AdminCmdType::BatchSplit);
+        resp.mut_admin_response().mut_splits().set_regions(regions.clone().into());
+        results.push(ExecResult::Split { regions, derived });
+        Ok(resp)
     }
 }
