@@ -23,7 +23,7 @@
 //! After every round the peer publishes what changed (region, term, applied term, a new
 //! remote lease) to its `ReadDelegate` in `StoreMeta`, which bumps the delegate's `TrackVer`.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use engine::{KvEngine, RaftEngine};
 use local_reader::{DelegateUpdate, LeaseState, ReadDelegate};
@@ -51,13 +51,54 @@ impl PublishedDelegate {
     }
 }
 
+/// Entries a leader proposed in its term with the clock time of each proposal, in index
+/// order: when one commits, the lease renews from its proposal time (the quorum that
+/// acknowledged it heard from the leader no earlier than that).
+#[derive(Debug, Default)]
+pub struct LeaseEvidence(VecDeque<(u64, Duration)>);
+
+impl LeaseEvidence {
+    /// Entries up to `index` were appended at `now`. A batch noted at an index already
+    /// covered keeps the earlier time: the safe one.
+    pub fn proposed(&mut self, index: u64, now: Duration) {
+        match self.0.back() {
+            Some((last, _)) if *last >= index => {}
+            _ => self.0.push_back((index, now)),
+        }
+    }
+
+    /// Entries up to `committed` committed: each one's proposal time goes to `each`, oldest
+    /// first, and is forgotten; the latest is returned.
+    pub fn take_committed(
+        &mut self,
+        committed: u64,
+        mut each: impl FnMut(Duration),
+    ) -> Option<Duration> {
+        let mut latest = None;
+        while let Some(&(index, at)) = self.0.front() {
+            if index > committed {
+                break;
+            }
+            self.0.pop_front();
+            each(at);
+            latest = Some(at);
+        }
+        latest
+    }
+
+    /// Forgets everything (a new term).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Quorum evidence sent at `send_ts`. Ignored while a transfer is not fenced off.
     pub(crate) fn renew_lease(&mut self, send_ts: Duration) {
         let holding_own_removal = !self.removal.entries.is_empty();
         if self.is_leader()
-            && self.transfer_fence.is_none()
-            && self.splitting.is_none()
+            && !self.transfer_fence.is_up()
+            && self.split.pending().is_none()
             && !holding_own_removal
         {
             self.lease.renew(send_ts);
@@ -70,25 +111,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if !self.is_leader() {
             return;
         }
-        match self.lease_evidence.back_mut() {
-            // Same index again (a batch): the earlier time is the safe one.
-            Some((last, _)) if *last >= index => {}
-            _ => self.lease_evidence.push_back((index, now)),
-        }
+        self.lease_evidence.proposed(index, now);
     }
 
     /// Entries up to `committed` committed at `now`: renew from the latest of them this
     /// leader proposed (once a transfer fence, if any, is gone), and time their commits.
     pub(crate) fn on_committed_to(&mut self, committed: u64, now: Duration, m: &StoreMetrics) {
         self.maybe_end_transfer_fence(committed);
-        let mut latest = None;
-        while self.lease_evidence.front().is_some_and(|(i, _)| *i <= committed) {
-            latest = self.lease_evidence.pop_front().map(|(_, t)| t);
-            if let Some(t) = latest {
-                StoreMetrics::observe(&m.commit_duration, now.saturating_sub(t));
-            }
-        }
-        if let Some(t) = latest {
+        let commit_time =
+            |t: Duration| StoreMetrics::observe(&m.commit_duration, now.saturating_sub(t));
+        if let Some(t) = self.lease_evidence.take_committed(committed, commit_time) {
             self.renew_lease(t);
         }
     }
@@ -98,7 +130,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     pub(crate) fn on_role_changed(&mut self, now: Duration) {
         self.lease.expire();
         self.lease_evidence.clear();
-        self.transfer_fence = None;
+        self.transfer_fence.clear();
         if self.is_leader() {
             let last = self.raft_group.raft.raft_log.last_index();
             self.on_proposed(last, now);
@@ -127,8 +159,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     fn start_renewal_round(&mut self, now: Duration) -> bool {
         if !self.is_leader()
             || !self.raft_group.raft.commit_to_current_term()
-            || self.transfer_fence.is_some()
-            || self.splitting.is_some()
+            || self.transfer_fence.is_up()
+            || self.split.pending().is_some()
         {
             return false;
         }
@@ -231,5 +263,29 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         for update in updates {
             delegate.update(update, now);
         }
+    }
+}
+
+#[cfg(test)]
+mod evidence_tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_commit_renews_from_the_latest_proposal_it_covers() {
+        let mut e = LeaseEvidence::default();
+        e.proposed(5, 10 * MS);
+        e.proposed(5, 12 * MS); // same index again: the earlier time stays
+        e.proposed(4, 13 * MS); // below what is noted: covered already
+        e.proposed(8, 20 * MS);
+        e.proposed(9, 30 * MS);
+        let mut seen = Vec::new();
+        assert_eq!(e.take_committed(4, |t| seen.push(t)), None, "nothing committed yet");
+        assert_eq!(e.take_committed(8, |t| seen.push(t)), Some(20 * MS));
+        assert_eq!(seen, [10 * MS, 20 * MS], "each commit timed once, oldest first");
+        assert_eq!(e.take_committed(8, |_| {}), None, "forgotten once taken");
+        e.clear();
+        assert_eq!(e.take_committed(100, |_| {}), None);
     }
 }

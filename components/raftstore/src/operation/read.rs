@@ -179,7 +179,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// (retryable) is better than holding them for as long as a slow apply takes (TiKV
     /// #10169). Their clients route again, to the split's regions once it applied.
     pub(crate) fn fail_reads_stuck_behind_split(&mut self, election_ticks: u64) {
-        let (Some(split), now) = (self.splitting, self.ticks) else { return };
+        let (Some(split), now) = (self.split.pending(), self.ticks) else { return };
         let stuck = |b: &ReadBatch<EK::Snapshot>| {
             b.index.is_some_and(|i| i >= split) && now >= b.issued_tick + election_ticks
         };

@@ -164,7 +164,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 continue;
             };
             let pieces = if msg_type == MessageType::MsgSnapshot {
-                self.snap_sends.insert(to, (now, snap_index));
+                self.snap_sends.sent(to, now, snap_index);
                 split_snapshot(msg, ctx.cfg.snap_chunk_size)
             } else {
                 vec![msg]
@@ -226,10 +226,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         self.applied_term = res.applied_term;
         let applied = res.apply_state.applied_index;
-        self.split_check_hint += res.written_bytes;
-        if self.splitting.is_some_and(|i| i <= applied) {
-            self.splitting = None; // applied, or refused by apply
-        }
+        self.split.on_applied(applied, res.written_bytes);
         let old_truncated = self.storage().truncated_index();
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);

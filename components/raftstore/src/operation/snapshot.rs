@@ -22,8 +22,10 @@
 //! snapshot; `PeerStorage::new` raises it to the snapshot's index on restart.
 
 use std::{
+    collections::HashMap,
     sync::{Arc, Mutex},
     thread::JoinHandle,
+    time::Duration,
 };
 
 use engine::{
@@ -217,6 +219,67 @@ pub(crate) struct SnapChunks {
     received: usize,
 }
 
+/// Snapshots a leader sent and has not settled with raft, by follower: when each was sent and
+/// its index. Every send ends settled: by the follower's word, a send error, or a timeout.
+#[derive(Debug, Default)]
+pub struct SnapSends(HashMap<u64, (Duration, u64)>);
+
+impl SnapSends {
+    /// Snapshot `index` went to `to` at `at` (replacing an earlier one to it).
+    pub fn sent(&mut self, to: u64, at: Duration, index: u64) {
+        self.0.insert(to, (at, index));
+    }
+
+    /// A follower's word on snapshot `index`: true, and settled, if it is about the last one
+    /// sent to it; a word on an older one is stale.
+    pub fn settle(&mut self, from: u64, index: u64) -> bool {
+        let last = self.0.get(&from).is_some_and(|(_, i)| *i == index);
+        if last {
+            self.0.remove(&from);
+        }
+        last
+    }
+
+    /// Forgets the send to `to` (its failure is reported by the caller).
+    pub fn forget(&mut self, to: u64) {
+        self.0.remove(&to);
+    }
+
+    /// Forgets every send (no longer leader: raft forgot them too).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Whether no send is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The sends at least `timeout` old at `now`, forgotten and returned, to report as
+    /// failed; sends to peers that no longer wait for a snapshot (`waiting` says) are
+    /// forgotten too.
+    pub fn take_expired(
+        &mut self,
+        now: Duration,
+        timeout: Duration,
+        waiting: impl Fn(u64) -> bool,
+    ) -> Vec<u64> {
+        let mut expired = Vec::new();
+        self.0.retain(|&id, (sent_at, _)| {
+            if !waiting(id) {
+                return false;
+            }
+            let late = now.saturating_sub(*sent_at) >= timeout;
+            if late {
+                expired.push(id);
+            }
+            !late
+        });
+        expired.sort_unstable();
+        expired
+    }
+}
+
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Takes one piece of a snapshot; returns the whole snapshot message once every piece has
     /// arrived (in any order). Pieces of another snapshot start over; malformed ones are
@@ -278,10 +341,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// A follower's word on a snapshot this leader sent it (`index`: which one; a word on an
     /// older one than the last sent is stale).
     pub(crate) fn on_snapshot_status<T>(&mut self, m: &RaftMsg, ctx: &StoreContext<EK, ER, T>) {
-        if !self.is_leader() || self.snap_sends.get(&m.from).is_none_or(|(_, i)| *i != m.index) {
+        if !self.is_leader() || !self.snap_sends.settle(m.from, m.index) {
             return;
         }
-        self.snap_sends.remove(&m.from);
         let status = if m.reject {
             ctx.counters.inc(RaftEvent::SnapshotFailed);
             warn!(self.logger, "follower refused a snapshot"; "peer" => m.from);
@@ -294,7 +356,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// The transport could not take a snapshot for `to`.
     pub(crate) fn on_snapshot_send_failed<T>(&mut self, to: u64, ctx: &StoreContext<EK, ER, T>) {
-        self.snap_sends.remove(&to);
+        self.snap_sends.forget(to);
         ctx.counters.inc(RaftEvent::SnapshotFailed);
         self.raft_group.report_snapshot(to, SnapshotStatus::Failure);
     }
@@ -315,17 +377,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return;
         }
         let prs = self.raft_group.raft.prs();
-        let mut failed = Vec::new();
-        self.snap_sends.retain(|id, (sent_at, _)| {
-            if prs.get(*id).is_none_or(|pr| pr.state != ProgressState::Snapshot) {
-                return false;
-            }
-            let expired = now.saturating_sub(*sent_at) >= timeout;
-            if expired {
-                failed.push(*id);
-            }
-            !expired
-        });
+        let waiting = |id| prs.get(id).is_some_and(|pr| pr.state == ProgressState::Snapshot);
+        let failed = self.snap_sends.take_expired(now, timeout, waiting);
         for id in failed {
             warn!(self.logger, "snapshot not applied in time: sending another"; "peer" => id);
             counters.inc(RaftEvent::SnapshotFailed);
@@ -390,5 +443,43 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         // Fails only at shutdown; the apply side then never runs again.
         let _ = apply.force_send(region.id, ApplyMsg::Reset { region, apply_state });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod sends_tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn only_a_word_on_the_last_snapshot_sent_settles_it() {
+        let mut s = SnapSends::default();
+        s.sent(2, MS, 10);
+        s.sent(2, 5 * MS, 20); // a newer one replaces it
+        assert!(!s.settle(2, 10), "a word on the older one is stale");
+        assert!(!s.settle(3, 20), "nothing went to 3");
+        assert!(s.settle(2, 20));
+        assert!(s.is_empty());
+        assert!(!s.settle(2, 20), "settled once");
+    }
+
+    #[test]
+    fn late_sends_are_reported_once_and_sends_nobody_waits_for_are_dropped() {
+        let mut s = SnapSends::default();
+        s.sent(2, Duration::ZERO, 10);
+        s.sent(3, 50 * MS, 10);
+        s.sent(4, Duration::ZERO, 10);
+        let waiting = |id| id != 4;
+        assert_eq!(s.take_expired(99 * MS, 100 * MS, waiting), Vec::<u64>::new());
+        assert_eq!(s.take_expired(100 * MS, 100 * MS, waiting), vec![2]);
+        assert_eq!(s.take_expired(100 * MS, 100 * MS, waiting), Vec::<u64>::new(), "once");
+        assert_eq!(s.take_expired(150 * MS, 100 * MS, waiting), vec![3]);
+        assert!(s.is_empty(), "4 was dropped: it no longer waits");
+        s.sent(5, Duration::ZERO, 1);
+        s.forget(5);
+        s.sent(6, Duration::ZERO, 1);
+        s.clear();
+        assert!(s.is_empty());
     }
 }

@@ -125,18 +125,76 @@ fn exec_batch_split<EK: KvEngine>(
     Ok((regions, derived))
 }
 
+/// What a peer keeps of splits: a committed split not applied yet, the writes since the last
+/// split check, and the regions of the last split applied.
+#[derive(Debug)]
+pub struct SplitState {
+    /// Index of a committed split not applied yet (a leader takes no lease meanwhile).
+    pending: Option<u64>,
+    /// Bytes written since the last split check.
+    written: u64,
+    /// The regions of the last split applied, for `EpochNotMatch` answers.
+    last_regions: Vec<Region>,
+}
+
+impl SplitState {
+    /// A new peer's: no split pending, and a check due (`check_diff` counts as written), so a
+    /// new leader checks once.
+    pub fn new(check_diff: u64) -> Self {
+        SplitState { pending: None, written: check_diff, last_regions: Vec::new() }
+    }
+
+    /// The index of a committed split that has not applied yet.
+    pub fn pending(&self) -> Option<u64> {
+        self.pending
+    }
+
+    /// A split entry at `index` committed.
+    pub fn on_committed(&mut self, index: u64) {
+        self.pending = Some(self.pending.map_or(index, |i| i.max(index)));
+    }
+
+    /// Apply reached `applied` and wrote `bytes`: a pending split at or below it is done
+    /// (applied, or refused by apply).
+    pub fn on_applied(&mut self, applied: u64, bytes: u64) {
+        self.written += bytes;
+        if self.pending.is_some_and(|i| i <= applied) {
+            self.pending = None;
+        }
+    }
+
+    /// Whether a split check is due (at least `check_diff` bytes written since the last):
+    /// if so, the count starts over.
+    pub fn take_check(&mut self, check_diff: u64) -> bool {
+        let due = self.written >= check_diff;
+        if due {
+            self.written = 0;
+        }
+        due
+    }
+
+    /// A split applied into `regions`.
+    pub fn on_split(&mut self, regions: Vec<Region>) {
+        self.last_regions = regions;
+    }
+
+    /// The regions of the last split applied.
+    pub fn last_regions(&self) -> &[Region] {
+        &self.last_regions
+    }
+}
+
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// The split-check tick: a leader whose region took enough writes since the last check
     /// asks the split-check worker to look.
     pub(crate) fn on_split_check_tick<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
         let cfg = &ctx.cfg;
-        if !self.is_leader() || self.splitting.is_some() {
+        if !self.is_leader() || self.split.pending().is_some() {
             return;
         }
-        if self.split_check_hint < cfg.region_split_check_diff {
+        if !self.split.take_check(cfg.region_split_check_diff) {
             return;
         }
-        self.split_check_hint = 0;
         let _ = ctx.split_check.schedule(SplitCheckTask {
             region: self.region().clone(),
             max_size: cfg.region_max_size,
@@ -171,7 +229,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if split.region_epoch.version != self.region().get_region_epoch().version {
             return Err(self.epoch_not_match("the split was asked for in another version"));
         }
-        if self.splitting.is_some() {
+        if self.split.pending().is_some() {
             return Err(Error::ServerIsBusy("a split is in progress".into()));
         }
         check_split_keys(self.region(), &split.split_keys)
@@ -221,7 +279,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// more (the new regions may soon have leaders of their own), and nothing renews it until
     /// the split applies.
     pub(crate) fn on_split_committed(&mut self, index: u64) {
-        self.splitting = Some(self.splitting.map_or(index, |i| i.max(index)));
+        self.split.on_committed(index);
         self.lease.expire();
     }
 
@@ -236,7 +294,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let now = ctx.clock.now();
         self.raft_group.mut_store().set_region(derived.clone());
         self.lease.expire_remote_lease();
-        self.last_split_regions = regions.clone();
+        self.split.on_split(regions.clone());
         let mut created = Vec::new();
         {
             let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
@@ -310,7 +368,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     pub(crate) fn epoch_not_match(&self, msg: &str) -> Error {
         let mut regions = vec![self.region().clone()];
         regions
-            .extend(self.last_split_regions.iter().filter(|r| r.id != self.region_id()).cloned());
+            .extend(self.split.last_regions().iter().filter(|r| r.id != self.region_id()).cloned());
         Error::EpochNotMatch { msg: msg.to_string(), regions }
     }
 
@@ -338,5 +396,44 @@ impl<EK: KvEngine> Apply<EK> {
         resp.mut_admin_response().mut_splits().set_regions(regions.clone().into());
         results.push(ExecResult::Split { regions, derived });
         Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn a_split_is_pending_from_its_commit_until_apply_passes_it() {
+        let mut s = SplitState::new(100);
+        assert_eq!(s.pending(), None);
+        s.on_committed(7);
+        s.on_committed(5); // an older one committing later does not move it back
+        assert_eq!(s.pending(), Some(7));
+        s.on_applied(6, 0);
+        assert_eq!(s.pending(), Some(7), "apply has not reached it");
+        s.on_applied(7, 0);
+        assert_eq!(s.pending(), None);
+    }
+
+    #[test]
+    fn a_check_is_due_once_enough_was_written_since_the_last() {
+        let mut s = SplitState::new(100);
+        assert!(s.take_check(100), "a new peer checks once");
+        assert!(!s.take_check(100));
+        s.on_applied(1, 60);
+        assert!(!s.take_check(100));
+        s.on_applied(2, 40);
+        assert!(s.take_check(100));
+        assert!(!s.take_check(100), "the count started over");
+    }
+
+    #[test]
+    fn the_last_split_is_remembered() {
+        let mut s = SplitState::new(1);
+        let regions =
+            vec![Region { id: 1, ..Default::default() }, Region { id: 2, ..Default::default() }];
+        s.on_split(regions.clone());
+        assert_eq!(s.last_regions(), regions.as_slice());
     }
 }

@@ -44,6 +44,39 @@ pub(crate) fn removes_peer(entry: &Entry, peer_id: u64) -> bool {
         })
 }
 
+/// The fence a leader puts up when it sends `MsgTimeoutNow`: the last index of its log then.
+/// It takes no lease until an entry above the fence commits (see the module docs).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TransferFence(Option<u64>);
+
+impl TransferFence {
+    /// A `MsgTimeoutNow` goes out with the log ending at `last`: the fence is at least there.
+    pub fn raise(&mut self, last: u64) {
+        self.0 = Some(self.0.map_or(last, |f| f.max(last)));
+    }
+
+    /// Where the fence is, if up.
+    pub fn get(&self) -> Option<u64> {
+        self.0
+    }
+
+    /// Whether a fence is up.
+    pub fn is_up(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Entries up to `committed` committed: if one is above the fence, the fence comes down
+    /// and its index is returned.
+    pub fn end_if_passed(&mut self, committed: u64) -> Option<u64> {
+        self.0.filter(|fence| committed > *fence).inspect(|_| self.0 = None)
+    }
+
+    /// Takes the fence down (a new term).
+    pub fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Starts a leader transfer and answers the command.
     pub(crate) fn transfer_leader(&mut self, metrics: &StoreMetrics, cmd: RaftCommand) {
@@ -133,7 +166,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let last = self.raft_group.raft.raft_log.last_index();
         m.index = last;
         self.lease.suspect(now);
-        self.transfer_fence = Some(self.transfer_fence.map_or(last, |f| f.max(last)));
+        self.transfer_fence.raise(last);
     }
 
     /// Whether `m`, a `MsgTimeoutNow`, was sent before entries this peer has: its leader gave
@@ -145,7 +178,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Each tick while a transfer is fenced: once raft gave it up, propose the no-op whose
     /// commit ends the fence (unless an entry above the fence is in the log already).
     pub(crate) fn maybe_fence_transfer(&mut self, now: std::time::Duration) {
-        let Some(fence) = self.transfer_fence else { return };
+        let Some(fence) = self.transfer_fence.get() else { return };
         if !self.is_leader()
             || self.raft_group.raft.lead_transferee.is_some()
             || self.raft_group.raft.raft_log.last_index() > fence
@@ -163,11 +196,31 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// Entries up to `committed` committed: an entry above the fence ends it.
     pub(crate) fn maybe_end_transfer_fence(&mut self, committed: u64) {
-        let Some(fence) = self.transfer_fence else { return };
-        if committed > fence {
-            self.transfer_fence = None;
+        if let Some(fence) = self.transfer_fence.end_if_passed(committed) {
             self.lease.expire(); // the suspicion ends; evidence from here on renews
             info!(self.logger, "leader transfer fenced off"; "fence" => fence, "committed" => committed);
         }
+    }
+}
+
+#[cfg(test)]
+mod fence_tests {
+    use super::*;
+
+    #[test]
+    fn the_fence_comes_down_only_past_its_highest_raise() {
+        let mut f = TransferFence::default();
+        assert!(!f.is_up());
+        assert_eq!(f.end_if_passed(100), None);
+        f.raise(10);
+        f.raise(7); // a later send with a shorter log cannot lower it
+        assert_eq!(f.get(), Some(10));
+        assert_eq!(f.end_if_passed(10), None, "an entry at the fence is not above it");
+        assert!(f.is_up());
+        assert_eq!(f.end_if_passed(11), Some(10));
+        assert!(!f.is_up());
+        f.raise(3);
+        f.clear();
+        assert!(!f.is_up());
     }
 }

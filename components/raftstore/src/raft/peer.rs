@@ -19,8 +19,14 @@ use slog::{o, Logger};
 use crate::metrics::ProposalKind;
 use crate::{
     msg::{PeerStatus, Proposal, ReadCommand},
-    operation::snapshot::{SnapChunks, SnapGenerator},
-    operation::{conf_change::RemovalHold, lease::PublishedDelegate, read::ReadBatch},
+    operation::snapshot::{SnapChunks, SnapGenerator, SnapSends},
+    operation::{
+        conf_change::RemovalHold,
+        lease::{LeaseEvidence, PublishedDelegate},
+        read::ReadBatch,
+        split::SplitState,
+        transfer_leader::TransferFence,
+    },
     raft::storage::PeerStorage,
     Config, Error, Result,
 };
@@ -72,28 +78,23 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) lease: Lease,
     /// Entries this leader proposed in its term and the clock time of each proposal, in
     /// index order: when one commits, the lease is renewed from its proposal time.
-    pub(crate) lease_evidence: VecDeque<(u64, Duration)>,
+    pub(crate) lease_evidence: LeaseEvidence,
     /// Set when a `MsgTimeoutNow` is sent: the log's last index then. No lease until an
     /// entry above it commits (see `operation::transfer_leader`).
-    pub(crate) transfer_fence: Option<u64>,
+    pub(crate) transfer_fence: TransferFence,
     /// A leader's own removal, held back from apply until it has handed over.
     pub(crate) removal: RemovalHold,
     /// Vote and pre-vote requests are dropped until `ticks` reaches this (a restart).
     pub(crate) refuse_votes_until: u64,
     /// Snapshots sent and not yet settled: follower peer id → (clock time of the send, the
     /// snapshot's index).
-    pub(crate) snap_sends: HashMap<u64, (Duration, u64)>,
+    pub(crate) snap_sends: SnapSends,
     /// What the store's delegate map last heard of this peer.
     pub(crate) published: Option<PublishedDelegate>,
     /// Proposals made since the store's metrics last took them, by `ProposalKind`.
     pub(crate) proposals_made: [u64; ProposalKind::COUNT],
-    /// Index of a committed split not applied yet (leader: no lease meanwhile).
-    pub(crate) splitting: Option<u64>,
-    /// Bytes written since the last split check (starts at the threshold: a new leader
-    /// checks once).
-    pub(crate) split_check_hint: u64,
-    /// The regions of the last split applied, for `EpochNotMatch` answers.
-    pub(crate) last_split_regions: Vec<Region>,
+    /// Splits: pending, writes since the last check, the last applied.
+    pub(crate) split: SplitState,
     /// Clock time of the last message from each peer (down-peer reports).
     pub(crate) last_heard: HashMap<u64, Duration>,
     /// Clock time this peer last became leader.
@@ -161,16 +162,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             held_reads: Vec::new(),
             read_index_answers: Vec::new(),
             lease: Lease::new(cfg.raft_store_max_leader_lease, cfg.max_lease_drift()),
-            lease_evidence: VecDeque::new(),
-            transfer_fence: None,
+            lease_evidence: LeaseEvidence::default(),
+            transfer_fence: TransferFence::default(),
             removal: RemovalHold::default(),
             refuse_votes_until: 0,
-            snap_sends: HashMap::new(),
+            snap_sends: SnapSends::default(),
             published: None,
             proposals_made: [0; ProposalKind::COUNT],
-            splitting: None,
-            split_check_hint: cfg.region_split_check_diff,
-            last_split_regions: Vec::new(),
+            split: SplitState::new(cfg.region_split_check_diff),
             last_heard: HashMap::new(),
             became_leader_at: Duration::ZERO,
         })
