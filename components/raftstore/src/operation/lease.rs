@@ -164,7 +164,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         {
             return false;
         }
-        if !self.reads.iter().any(|b| b.reads.is_empty()) {
+        if !self.reads.renewal_in_flight() {
             self.issue_read_batch(Vec::new(), now);
         }
         true

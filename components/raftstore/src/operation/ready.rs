@@ -46,7 +46,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if let Some(ss) = ready.ss() {
             if ss.raft_state != StateRole::Leader {
                 self.release_held_entries(&ctx.apply);
-                self.read_index_answers.clear(); // their followers ask again
+                self.reads.clear_answers(); // their followers ask again
                 self.on_leadership_lost();
             }
             self.on_role_changed(now);

@@ -18,12 +18,12 @@ use slog::{o, Logger};
 
 use crate::metrics::ProposalKind;
 use crate::{
-    msg::{PeerStatus, Proposal, ReadCommand},
+    msg::{PeerStatus, Proposal},
     operation::snapshot::{SnapChunks, SnapGenerator, SnapSends},
     operation::{
         conf_change::RemovalHold,
         lease::{LeaseEvidence, PublishedDelegate},
-        read::ReadBatch,
+        read::ReadQueue,
         split::SplitState,
         transfer_leader::TransferFence,
     },
@@ -65,15 +65,9 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) peer_cache: HashMap<u64, metapb::Peer>,
     /// Pieces of a snapshot being received.
     pub(crate) snap_chunks: Option<SnapChunks>,
-    /// Read batches issued to raft, in order.
-    pub(crate) reads: VecDeque<ReadBatch<EK::Snapshot>>,
-    /// Reads that arrived in this round, issued together as one batch when it ends.
-    pub(crate) new_reads: Vec<ReadCommand<EK::Snapshot>>,
-    /// Reads waiting for the leader to commit an entry of its term.
-    pub(crate) held_reads: Vec<ReadCommand<EK::Snapshot>>,
-    /// A leader's answers to followers' ReadIndex requests, waiting until it has applied up to
-    /// their index.
-    pub(crate) read_index_answers: Vec<eraftpb::Message>,
+    /// Reads waiting on raft: rounds sent, reads of this round, reads held, and a leader's
+    /// held answers to followers' ReadIndex.
+    pub(crate) reads: ReadQueue<EK::Snapshot>,
     /// The leader lease.
     pub(crate) lease: Lease,
     /// Entries this leader proposed in its term and the clock time of each proposal, in
@@ -157,10 +151,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             life: Life::Alive,
             peer_cache: HashMap::new(),
             snap_chunks: None,
-            reads: VecDeque::new(),
-            new_reads: Vec::new(),
-            held_reads: Vec::new(),
-            read_index_answers: Vec::new(),
+            reads: ReadQueue::default(),
             lease: Lease::new(cfg.raft_store_max_leader_lease, cfg.max_lease_drift()),
             lease_evidence: LeaseEvidence::default(),
             transfer_fence: TransferFence::default(),
