@@ -77,14 +77,20 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// One base tick: every kind of periodic work that is due.
     pub(crate) fn on_tick<T: Transport>(&mut self, ctx: &StoreContext<EK, ER, T>) {
         self.ticks += 1;
+        let now = ctx.clock.now(); // one reading for the whole tick
         for tick in PeerTick::ALL {
             if self.ticks.is_multiple_of(tick.every(&ctx.cfg)) {
-                self.on_peer_tick(tick, ctx);
+                self.on_peer_tick(tick, ctx, now);
             }
         }
     }
 
-    fn on_peer_tick<T: Transport>(&mut self, tick: PeerTick, ctx: &StoreContext<EK, ER, T>) {
+    fn on_peer_tick<T: Transport>(
+        &mut self,
+        tick: PeerTick,
+        ctx: &StoreContext<EK, ER, T>,
+        now: Duration,
+    ) {
         let (cfg, election_ticks) = (&ctx.cfg, ctx.cfg.raft_election_timeout_ticks as u64);
         match tick {
             PeerTick::Raft => {
@@ -95,9 +101,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             PeerTick::LeaseCheck => self.on_lease_check(ctx),
             PeerTick::SplitCheck => self.on_split_check_tick(ctx),
             PeerTick::ReadRetry => self.on_read_retry_tick(election_ticks),
-            PeerTick::TransferCheck => self.on_transfer_check_tick(ctx),
+            PeerTick::TransferCheck => self.on_transfer_check_tick(ctx, now),
             PeerTick::SnapshotSendCheck => {
-                self.check_snapshot_sends(ctx.clock.now(), cfg.snap_send_timeout, &ctx.counters)
+                self.check_snapshot_sends(now, cfg.snap_send_timeout, &ctx.counters)
             }
         }
     }
@@ -107,8 +113,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.fail_reads_stuck_behind_split(election_ticks);
     }
 
-    fn on_transfer_check_tick<T: Transport>(&mut self, ctx: &StoreContext<EK, ER, T>) {
-        self.maybe_fence_transfer(ctx.clock.now());
+    fn on_transfer_check_tick<T: Transport>(
+        &mut self,
+        ctx: &StoreContext<EK, ER, T>,
+        now: Duration,
+    ) {
+        self.maybe_fence_transfer(now);
         self.drive_hand_over(ctx);
     }
 }
