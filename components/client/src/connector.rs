@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use local_reader::region_snapshot::KvPairs;
 use server::{local::LocalNodes, Context, Error, Modify, Result};
 
 /// Requests to the store of a given id.
@@ -25,6 +26,18 @@ pub trait StoreConnector: Send + Sync {
         key: &[u8],
         timeout: Duration,
     ) -> Result<Option<Vec<u8>>>;
+
+    /// Scans `[start, end)` (an empty `end`: to the region's end) within the region of `ctx`
+    /// on the store's peer named in it, at most `limit` pairs, in key order; with the
+    /// region's end key, where the next region starts (empty: the last region).
+    fn scan(
+        &self,
+        store_id: u64,
+        ctx: &Context,
+        range: (&[u8], &[u8]),
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<(KvPairs, Vec<u8>)>;
 }
 
 impl StoreConnector for LocalNodes {
@@ -46,5 +59,18 @@ impl StoreConnector for LocalNodes {
         timeout: Duration,
     ) -> Result<Option<Vec<u8>>> {
         self.get(store_id).ok_or(Error::Stopped)?.get(ctx, key, timeout)
+    }
+
+    fn scan(
+        &self,
+        store_id: u64,
+        ctx: &Context,
+        (start, end): (&[u8], &[u8]),
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<(KvPairs, Vec<u8>)> {
+        let snap = self.get(store_id).ok_or(Error::Stopped)?.snapshot(ctx, timeout)?;
+        let pairs = snap.scan(start, end, limit).map_err(|e| Error::Request(e.into()))?;
+        Ok((pairs, snap.region().end_key.clone()))
     }
 }

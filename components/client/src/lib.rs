@@ -31,6 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use local_reader::region_snapshot::KvPairs;
 use pd_client::PdClient;
 use proto::metapb;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -206,6 +207,33 @@ impl Client {
         deadline: Instant,
     ) -> Result<Option<Vec<u8>>, Error> {
         self.read(key, deadline, true)
+    }
+
+    /// The pairs of `[start, end)` (an empty `end`: to the end of the key space) in key
+    /// order, at most `limit`, read region by region from each region's leader as
+    /// [`Self::get`] reads. Each region's part is one consistent view; the whole is not one
+    /// snapshot (a write to a later region may land between two parts).
+    pub fn scan(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<KvPairs, Error> {
+        let (mut out, mut from) = (KvPairs::new(), start.to_vec());
+        while out.len() < limit && (end.is_empty() || from.as_slice() < end) {
+            let (key, left) = (from.clone(), limit - out.len());
+            let attempt = move |stores: &dyn StoreConnector, store, ctx: &Context, timeout| {
+                stores.scan(store, ctx, (&key, end), left, timeout)
+            };
+            let (pairs, region_end) = self.call_as(&from, None, deadline, true, false, attempt)?;
+            out.extend(pairs);
+            if region_end.is_empty() {
+                break; // the last region
+            }
+            from = region_end;
+        }
+        Ok(out)
     }
 
     /// Retries, back-offs and refused reads so far.

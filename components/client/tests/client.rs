@@ -140,3 +140,32 @@ fn a_write_whose_keys_span_regions_is_refused_at_once() {
     cl.write(b"n", &[server::Modify::DeleteRange(b"n".to_vec(), Vec::new())], soon()).unwrap();
     assert_eq!(cl.get(b"a", soon()).unwrap(), None, "nothing of the refused write applied");
 }
+
+#[test]
+fn a_scan_crosses_regions_in_key_order_up_to_its_limit_and_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(&dir);
+    let mut writer = client(&c);
+    let keys: Vec<String> = (0..30).map(|i| format!("k{i:02}")).collect();
+    for k in &keys {
+        writer.put(k.as_bytes(), k.as_bytes(), soon()).unwrap();
+    }
+    c.split(&[b"k10".to_vec(), b"k20".to_vec()], 10, WAIT).unwrap();
+    c.wait_ready(3, WAIT).unwrap();
+    let got = |start: &str, end: &str, limit| -> Vec<String> {
+        let pairs = client(&c).scan(start.as_bytes(), end.as_bytes(), limit, soon()).unwrap();
+        assert!(pairs.iter().all(|(k, v)| k == v), "values go with their keys");
+        pairs.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect()
+    };
+    assert_eq!(got("", "", 100), keys, "the whole key space, over three regions");
+    assert_eq!(got("k05", "k25", 100), keys[5..25], "bounded at both ends");
+    assert_eq!(got("k08", "", 5), keys[8..13], "the limit stops it inside the second region");
+    assert_eq!(got("k10", "k10", 100), Vec::<String>::new(), "an empty range");
+    assert_eq!(got("k29", "", 0), Vec::<String>::new(), "a zero limit");
+    // A cache that predates the split is corrected on the way.
+    let mut stale = client(&c);
+    stale.get(b"k12", soon()).unwrap(); // caches [k10, k20)
+    c.split(&[b"k15".to_vec()], 10, WAIT).unwrap();
+    let all = stale.scan(b"", b"", 100, soon()).unwrap();
+    assert_eq!(all.len(), 30, "nothing lost or repeated across a split the cache missed");
+}
