@@ -212,7 +212,8 @@ impl Client {
     /// The pairs of `[start, end)` (an empty `end`: to the end of the key space) in key
     /// order, at most `limit`, read region by region from each region's leader as
     /// [`Self::get`] reads. Each region's part is one consistent view; the whole is not one
-    /// snapshot (a write to a later region may land between two parts).
+    /// snapshot (a write to a later region may land between two parts). A limit of 0 reads
+    /// nothing; a call that runs out of time part way returns the error, not the parts read.
     pub fn scan(
         &mut self,
         start: &[u8],

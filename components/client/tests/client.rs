@@ -166,6 +166,7 @@ fn a_scan_crosses_regions_in_key_order_up_to_its_limit_and_end() {
     let mut stale = client(&c);
     stale.get(b"k12", soon()).unwrap(); // caches [k10, k20)
     c.split(&[b"k15".to_vec()], 10, WAIT).unwrap();
+    c.wait_ready(3, WAIT).unwrap();
     let all = stale.scan(b"", b"", 100, soon()).unwrap();
     assert_eq!(all.len(), 30, "nothing lost or repeated across a split the cache missed");
 }
