@@ -208,8 +208,15 @@ fn bench_reads(c: &mut Criterion) {
     set_lease_reads(true);
     cluster.net.set_interceptor(None);
 
+    print_summary(&rows);
+    println!("read-path counters of the leader's store: {:?}", node.read_stats());
+    cluster.stop();
+}
+
+/// The table, and the ratios we aim at.
+fn print_summary(rows: &[(&str, (f64, f64, f64))]) {
     println!("\n{:<32} {:>12} {:>10} {:>10}", "path", "ops/s", "p50 µs", "p99 µs");
-    for (name, (rate, p50, p99)) in &rows {
+    for (name, (rate, p50, p99)) in rows {
         println!("{name:<32} {rate:>12.0} {p50:>10.2} {p99:>10.2}");
     }
     let rate = |name: &str| rows.iter().find(|(n, _)| *n == name).unwrap().1 .0;
@@ -227,8 +234,6 @@ fn bench_reads(c: &mut Criterion) {
         "ReadIndex / lease read at 1 ms network (p50 latency): {:.0}x (aim ≥ 10x)",
         p50("read_index_leader_1ms_network") / p50("lease_read_1ms_network"),
     );
-    println!("read-path counters of the leader's store: {:?}", node.read_stats());
-    cluster.stop();
 }
 
 criterion_group!(benches, bench_reads);

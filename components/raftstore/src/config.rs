@@ -179,8 +179,13 @@ impl Config {
 
     /// Checks every field and the relations between them.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        // Bounds far beyond any useful value, so that products of durations and tick counts
-        // cannot overflow anywhere.
+        self.check_bounds()?;
+        self.check_values()
+    }
+
+    /// Bounds far beyond any useful value, so that products of durations and tick counts
+    /// cannot overflow anywhere.
+    fn check_bounds(&self) -> Result<(), ConfigError> {
         let durations = [
             ("raft_base_tick_interval", self.raft_base_tick_interval),
             ("raft_store_max_leader_lease", self.raft_store_max_leader_lease),
@@ -204,6 +209,10 @@ impl Config {
                 return refuse(field, format!("must be at most {MAX_TICKS}"));
             }
         }
+        Ok(())
+    }
+
+    fn check_values(&self) -> Result<(), ConfigError> {
         if self.raft_base_tick_interval.is_zero() {
             return refuse("raft_base_tick_interval", "must be positive");
         }

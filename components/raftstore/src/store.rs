@@ -15,7 +15,7 @@ use local_reader::{Clock, LocalReader, MonotonicRawClock, ReadCounters, ReadStat
 use pd_client::PdClient;
 use prometheus::Registry;
 use proto::raft_serverpb::{PeerState, RaftMessage};
-use router::{create_system, BasicMailbox, BatchSystem, SendError};
+use router::{create_system, BasicMailbox, BatchSystem, RouterAndSystem, SendError};
 use slog::{info, o, warn, Logger};
 
 use crate::{
@@ -251,19 +251,8 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
         let Engines { kv, raft } = engines;
         check_store_ident(&kv, cluster_id, store_id)?;
         let logger = logger.new(o!("store_id" => store_id));
-        let store_cfg = router::Config {
-            pool_size: cfg.store_pool_size,
-            messages_per_tick: cfg.messages_per_tick,
-            mailbox_capacity: cfg.mailbox_capacity,
-            ..Default::default()
-        };
-        let apply_cfg = router::Config { pool_size: cfg.apply_pool_size, ..store_cfg.clone() };
-        let (store_tx, store_fsm) = StoreFsm::create();
-        let (router, mut store_system) = create_system(&store_cfg, store_tx, store_fsm)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let (ctl_tx, ctl_fsm) = ApplyControl::create();
-        let (apply_router, mut apply_system) = create_system(&apply_cfg, ctl_tx, ctl_fsm)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let (router, mut store_system) = store_system(&cfg)?;
+        let (apply_router, mut apply_system) = apply_system(&cfg)?;
         let meta = Arc::new(Mutex::new(StoreMeta::new(store_id)));
         let (read_counters, counters) = register_metrics(&registry, &meta, &clock)?;
         let unavailable =
@@ -417,6 +406,31 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
 impl<EK: KvEngine, ER: RaftEngine> Drop for RaftStore<EK, ER> {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// The store batch system of `cfg`, not started.
+fn store_system<EK: KvEngine, ER: RaftEngine>(
+    cfg: &Config,
+) -> Result<RouterAndSystem<PeerFsm<EK, ER>, StoreFsm>> {
+    let (tx, fsm) = StoreFsm::create();
+    create_system(&batch_config(cfg, cfg.store_pool_size), tx, fsm)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
+/// The apply batch system of `cfg`, not started.
+fn apply_system<EK: KvEngine>(cfg: &Config) -> Result<RouterAndSystem<ApplyFsm<EK>, ApplyControl>> {
+    let (tx, fsm) = ApplyControl::create();
+    create_system(&batch_config(cfg, cfg.apply_pool_size), tx, fsm)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
+fn batch_config(cfg: &Config, pool_size: usize) -> router::Config {
+    router::Config {
+        pool_size,
+        messages_per_tick: cfg.messages_per_tick,
+        mailbox_capacity: cfg.mailbox_capacity,
+        ..Default::default()
     }
 }
 
