@@ -134,7 +134,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.is_leader() {
             let last = self.raft_group.raft.raft_log.last_index();
             self.on_proposed(last, now);
-            self.became_leader_at = now;
+            self.health.became_leader(now);
         }
     }
 

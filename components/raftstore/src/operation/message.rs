@@ -107,7 +107,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         };
         let from = msg.get_from_peer().id;
         self.peer_cache.insert(from, msg.get_from_peer().clone());
-        self.last_heard.insert(from, ctx.clock.now());
+        self.health.heard_from(from, ctx.clock.now());
         if msg.get_message().get_msg_type() == MessageType::MsgSnapshot {
             let meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(reason) = check_snapshot(&msg, self.region_id(), self.peer_id(), &meta) {

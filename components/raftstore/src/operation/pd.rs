@@ -1,12 +1,46 @@
 //! Talking to the placement driver: region heartbeats from leaders, and the operators the
 //! placement driver answers with.
 
+use std::{collections::HashMap, time::Duration};
+
 use engine::{KvEngine, RaftEngine};
 use pd_client::{Operator, RegionStats};
 use proto::raft_cmdpb::{AdminCmdType, ConfChangeType, RaftCmdRequest};
 use slog::info;
 
 use crate::{batch::StoreContext, msg::RaftCommand, raft::peer::Peer, worker::pd::PdTask};
+
+/// What a peer knows of the other peers' health: when it last heard from each, and when it
+/// last became leader (a peer not heard from since counts from then).
+#[derive(Debug, Default)]
+pub struct PeerHealth {
+    last_heard: HashMap<u64, Duration>,
+    became_leader_at: Duration,
+}
+
+impl PeerHealth {
+    /// A message from peer `id` arrived at `now`.
+    pub fn heard_from(&mut self, id: u64, now: Duration) {
+        self.last_heard.insert(id, now);
+    }
+
+    /// This peer became leader at `now`.
+    pub fn became_leader(&mut self, now: Duration) {
+        self.became_leader_at = now;
+    }
+
+    /// Whether peer `id` has been silent for more than `max_down` at `now` (counted from
+    /// this peer's leadership if it was never heard from since).
+    pub fn is_down(&self, id: u64, now: Duration, max_down: Duration) -> bool {
+        let heard = self.last_heard.get(&id).copied().unwrap_or(self.became_leader_at);
+        now.saturating_sub(heard) > max_down
+    }
+
+    /// Whether peer `id` was heard from within `recent` of `now`.
+    pub fn heard_recently(&self, id: u64, now: Duration, recent: Duration) -> bool {
+        self.last_heard.get(&id).is_some_and(|t| now.saturating_sub(*t) <= recent)
+    }
+}
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// A leader reports its region, term and the health of its peers.
@@ -24,8 +58,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             let Some(peer) = self.peer_by_id(*id) else { continue };
             // Not raft's `recent_active`: check-quorum clears it every election timeout, so a
             // heartbeat sent just after would report every follower down.
-            let heard = self.last_heard.get(id).copied().unwrap_or(self.became_leader_at);
-            if now.saturating_sub(heard) > ctx.cfg.max_peer_down_duration {
+            if self.health.is_down(*id, now, ctx.cfg.max_peer_down_duration) {
                 stats.down_peers.push(peer.clone());
             }
             if pr.matched < truncated {
@@ -81,5 +114,32 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         // Nobody waits: the placement driver sees the result in the next heartbeat.
         let (cmd, _) = RaftCommand::new(req);
         self.propose_conf_change(&ctx.counters, cmd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_peer_is_down_once_silent_longer_than_allowed_counting_from_the_leadership() {
+        let mut h = PeerHealth::default();
+        h.became_leader(100 * MS);
+        assert!(!h.is_down(2, 150 * MS, 50 * MS), "never heard, but leading only 50 ms");
+        assert!(h.is_down(2, 151 * MS, 50 * MS));
+        h.heard_from(2, 140 * MS);
+        assert!(!h.is_down(2, 190 * MS, 50 * MS));
+        assert!(h.is_down(2, 191 * MS, 50 * MS));
+    }
+
+    #[test]
+    fn heard_recently_needs_a_message() {
+        let mut h = PeerHealth::default();
+        assert!(!h.heard_recently(3, MS, 10 * MS), "never heard");
+        h.heard_from(3, 5 * MS);
+        assert!(h.heard_recently(3, 15 * MS, 10 * MS));
+        assert!(!h.heard_recently(3, 16 * MS, 10 * MS));
     }
 }

@@ -142,8 +142,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let me = self.peer_id();
         let raft = &self.raft_group.raft;
         let voters = raft.prs().conf().voters();
-        let heard =
-            |id: u64| self.last_heard.get(&id).is_some_and(|t| now.saturating_sub(*t) <= recent);
+        let heard = |id: u64| self.health.heard_recently(id, now, recent);
         let mut candidates: Vec<(u64, u64)> = raft
             .prs()
             .iter()

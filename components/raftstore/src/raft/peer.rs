@@ -1,10 +1,7 @@
 //! `Peer`: one region's raft group on this store. State only; the operations on it live in
 //! `operation/`.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    time::Duration,
-};
+use std::collections::{HashMap, VecDeque};
 
 use engine::{KvEngine, RaftEngine};
 use local_reader::Lease;
@@ -23,6 +20,7 @@ use crate::{
     operation::{
         conf_change::RemovalHold,
         lease::{LeaseEvidence, PublishedDelegate},
+        pd::PeerHealth,
         read::ReadQueue,
         split::SplitState,
         transfer_leader::TransferFence,
@@ -89,10 +87,8 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) proposals_made: [u64; ProposalKind::COUNT],
     /// Splits: pending, writes since the last check, the last applied.
     pub(crate) split: SplitState,
-    /// Clock time of the last message from each peer (down-peer reports).
-    pub(crate) last_heard: HashMap<u64, Duration>,
-    /// Clock time this peer last became leader.
-    pub(crate) became_leader_at: Duration,
+    /// When each other peer was last heard from, and when this one last led.
+    pub(crate) health: PeerHealth,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -161,8 +157,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             published: None,
             proposals_made: [0; ProposalKind::COUNT],
             split: SplitState::new(cfg.region_split_check_diff),
-            last_heard: HashMap::new(),
-            became_leader_at: Duration::ZERO,
+            health: PeerHealth::default(),
         })
     }
 
