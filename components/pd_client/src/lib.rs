@@ -58,6 +58,12 @@ pub enum Operator {
     RemovePeer(metapb::Peer),
     /// Hand leadership to this peer.
     TransferLeader(metapb::Peer),
+    /// Merge this region into `target`, an adjacent region with peers on the same stores
+    /// (given to the source's leader).
+    Merge {
+        /// The target as the placement driver knows it.
+        target: metapb::Region,
+    },
 }
 
 /// Ids for one new region of a split.

@@ -7,6 +7,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Mutex, MutexGuard,
     },
+    time::{Duration, Instant},
 };
 
 use proto::metapb::{self, PeerRole};
@@ -25,6 +26,17 @@ pub struct MemPdConfig {
     /// Add voters (one at a time) to regions with fewer, on the stores holding the fewest
     /// peers; 0 leaves membership to the caller.
     pub max_replicas: usize,
+    /// Merge small regions into their neighbours.
+    pub enable_merge: bool,
+    /// A region (source or target) of at most this many bytes may be merged...
+    pub max_merge_region_size: u64,
+    /// ...and of at most this many keys.
+    pub max_merge_region_keys: u64,
+    /// A region split less than this long ago is not merged (nor merged into).
+    pub split_merge_interval: Duration,
+    /// A merge not done this long after it was handed out is given up (it may be tried
+    /// again).
+    pub merge_timeout: Duration,
 }
 
 impl Default for MemPdConfig {
@@ -34,6 +46,11 @@ impl Default for MemPdConfig {
             balance_leaders: false,
             leader_balance_threshold: 2,
             max_replicas: 0,
+            enable_merge: false,
+            max_merge_region_size: 20 << 20,
+            max_merge_region_keys: 200_000,
+            split_merge_interval: Duration::from_secs(3600),
+            merge_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -65,6 +82,16 @@ struct Inner {
     ranges: BTreeMap<EndKey, u64>,
     leaders: HashMap<u64, (metapb::Peer, u64)>,
     operators: HashMap<u64, Operator>,
+    /// Approximate (bytes, keys) of regions, from their heartbeats.
+    sizes: HashMap<u64, (u64, u64)>,
+    /// When each region was last born from or cut by a split.
+    split_at: HashMap<u64, Instant>,
+    /// Merges handed out: source region → (target region, when).
+    merges: HashMap<u64, (u64, Instant)>,
+    /// Merges seen done (a target's report took its source's range), and how long each took
+    /// from being handed out.
+    merged: u64,
+    merge_durations: Vec<Duration>,
 }
 
 /// An in-memory placement driver. See the crate docs.
@@ -97,6 +124,21 @@ impl MemPd {
     /// Splits reported so far (`report_batch_split` calls accepted).
     pub fn split_count(&self) -> u64 {
         self.splits.load(Ordering::Relaxed)
+    }
+
+    /// Merges seen done so far.
+    pub fn merge_count(&self) -> u64 {
+        self.inner().merged
+    }
+
+    /// How long each merge seen done took, from being handed out to the target's report.
+    pub fn merge_durations(&self) -> Vec<Duration> {
+        self.inner().merge_durations.clone()
+    }
+
+    /// Merges handed out and not yet done or given up: (source, target) region ids.
+    pub fn merges_in_flight(&self) -> Vec<(u64, u64)> {
+        self.inner().merges.iter().map(|(s, (t, _))| (*s, *t)).collect()
     }
 
     /// Turns leader balancing on or off.
@@ -201,6 +243,14 @@ impl Inner {
                 self.ranges.remove(&EndKey::of(&old));
                 self.leaders.remove(&id);
                 self.operators.remove(&id);
+                self.sizes.remove(&id);
+                self.split_at.remove(&id);
+                if let Some((target, since)) = self.merges.remove(&id) {
+                    if target == region.id {
+                        self.merged += 1;
+                        self.merge_durations.push(since.elapsed());
+                    }
+                }
             }
         }
         if let Some(old) = self.regions.remove(&region.id) {
@@ -278,6 +328,93 @@ impl Inner {
     }
 }
 
+/// The merge checker.
+impl Inner {
+    /// Whether `region_id` is the source or the target of a merge handed out.
+    fn in_merge(&self, region_id: u64) -> bool {
+        self.merges.contains_key(&region_id) || self.merges.values().any(|(t, _)| *t == region_id)
+    }
+
+    /// The merge handed out to `source` again while it is not done and not timed out (the
+    /// leader refuses it while it is under way; a refused one, for a log gap say, is tried
+    /// again this way).
+    fn merge_in_flight(
+        &mut self,
+        cfg: &MemPdConfig,
+        source: u64,
+        now: Instant,
+    ) -> Option<Operator> {
+        let (target, since) = *self.merges.get(&source)?;
+        if now.duration_since(since) > cfg.merge_timeout || !self.regions.contains_key(&target) {
+            self.merges.remove(&source);
+            return None;
+        }
+        Some(Operator::Merge { target: self.regions[&target].clone() })
+    }
+
+    /// Whether `region_id` may take part in a merge now: small, measured, not split lately,
+    /// no operator, not in another merge.
+    fn mergeable(&self, cfg: &MemPdConfig, region_id: u64, now: Instant) -> Option<u64> {
+        let (size, keys) = *self.sizes.get(&region_id)?;
+        let split_lately = self
+            .split_at
+            .get(&region_id)
+            .is_some_and(|t| now.duration_since(*t) < cfg.split_merge_interval);
+        let free = !self.operators.contains_key(&region_id) && !self.in_merge(region_id);
+        (size <= cfg.max_merge_region_size
+            && keys <= cfg.max_merge_region_keys
+            && !split_lately
+            && free
+            && self.leaders.contains_key(&region_id))
+        .then_some(size)
+    }
+
+    /// A merge of `region` into its smaller mergeable neighbour with peers on the same
+    /// stores, if there is one; recorded as handed out.
+    fn check_merge(
+        &mut self,
+        cfg: &MemPdConfig,
+        region: &metapb::Region,
+        stats: &RegionStats,
+        now: Instant,
+    ) -> Option<Operator> {
+        if !stats.down_peers.is_empty() || !stats.pending_peers.is_empty() {
+            return None;
+        }
+        self.mergeable(cfg, region.id, now)?;
+        let left = (!region.start_key.is_empty())
+            .then(|| self.ranges.get(&EndKey::Key(region.start_key.clone())).copied())
+            .flatten();
+        let right = (!region.end_key.is_empty())
+            .then(|| {
+                let after = (Excluded(EndKey::Key(region.end_key.clone())), Unbounded);
+                let (_, id) = self.ranges.range(after).next()?;
+                (self.regions[id].start_key == region.end_key).then_some(*id)
+            })
+            .flatten();
+        let target = [left, right]
+            .into_iter()
+            .flatten()
+            .filter(|id| same_stores(region, &self.regions[id]))
+            .filter_map(|id| self.mergeable(cfg, id, now).map(|size| (size, id)))
+            .min()?
+            .1;
+        self.merges.insert(region.id, (target, now));
+        Some(Operator::Merge { target: self.regions[&target].clone() })
+    }
+}
+
+/// Whether two regions have their peers on the same stores, all voters.
+fn same_stores(a: &metapb::Region, b: &metapb::Region) -> bool {
+    let stores = |r: &metapb::Region| {
+        let mut s: Vec<u64> = r.get_peers().iter().map(|p| p.store_id).collect();
+        s.sort_unstable();
+        s
+    };
+    let voters = |r: &metapb::Region| r.get_peers().iter().all(|p| p.get_role() == PeerRole::Voter);
+    voters(a) && voters(b) && stores(a) == stores(b)
+}
+
 /// Whether `op` shows as done in `region` led by `leader`; `None` if it can no longer apply.
 fn operator_done(op: &Operator, region: &metapb::Region, leader: &metapb::Peer) -> Option<bool> {
     let find = |id: u64| region.get_peers().iter().find(|p| p.id == id);
@@ -286,6 +423,7 @@ fn operator_done(op: &Operator, region: &metapb::Region, leader: &metapb::Peer) 
         Operator::AddLearner(p) => Some(find(p.id).is_some()),
         Operator::RemovePeer(p) => Some(find(p.id).is_none()),
         Operator::TransferLeader(p) => find(p.id).map(|_| leader.id == p.id),
+        Operator::Merge { .. } => None, // merges are tracked on their own
     }
 }
 
@@ -376,6 +514,15 @@ impl PdClient for MemPd {
         }
         inner.put_region(region.clone());
         inner.leaders.insert(region_id, (leader.clone(), term));
+        if let (Some(size), Some(keys)) = (stats.approximate_size, stats.approximate_keys) {
+            inner.sizes.insert(region_id, (size, keys));
+        }
+        if self.cfg.enable_merge {
+            let now = Instant::now();
+            if let Some(op) = inner.merge_in_flight(&self.cfg, region_id, now) {
+                return Ok(Some(op));
+            }
+        }
         if let Some(op) = inner.operators.get(&region_id).cloned() {
             match operator_done(&op, &region, &leader) {
                 Some(false) => return Ok(Some(op)),
@@ -383,6 +530,9 @@ impl PdClient for MemPd {
                     inner.operators.remove(&region_id);
                 }
             }
+        }
+        if inner.in_merge(region_id) {
+            return Ok(None); // no other change to a region being merged
         }
         if let Some(store_id) = inner.missing_replica_store(&region, self.cfg.max_replicas, &stats)
         {
@@ -398,6 +548,9 @@ impl PdClient for MemPd {
                 inner.operators.insert(region_id, op.clone());
                 return Ok(Some(op));
             }
+        }
+        if self.cfg.enable_merge {
+            return Ok(inner.check_merge(&self.cfg, &region, &stats, Instant::now()));
         }
         Ok(None)
     }
@@ -432,7 +585,9 @@ impl PdClient for MemPd {
         for region in &regions {
             inner.check_stale(region)?;
         }
+        let now = Instant::now();
         for region in regions {
+            inner.split_at.insert(region.id, now);
             inner.put_region(region);
         }
         self.splits.fetch_add(1, Ordering::Relaxed);

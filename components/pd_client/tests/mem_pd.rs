@@ -181,3 +181,75 @@ fn leaders_are_balanced_when_asked() {
     }
     assert_eq!(pd.leader_counts().get(&1), Some(&4));
 }
+
+fn merging(max_size: u64) -> MemPd {
+    let cfg = MemPdConfig {
+        enable_merge: true,
+        max_merge_region_size: max_size,
+        max_merge_region_keys: 10,
+        split_merge_interval: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    let pd = bootstrapped(cfg);
+    let left = region(1, b"", b"m", 2, PEERS);
+    let right = region(2, b"m", b"", 2, &[(21, 1), (22, 2), (23, 3)]);
+    pd.report_batch_split(vec![left, right]).unwrap();
+    pd
+}
+
+fn sized(size: u64, keys: u64) -> RegionStats {
+    RegionStats { approximate_size: Some(size), approximate_keys: Some(keys), ..Default::default() }
+}
+
+#[test]
+fn a_small_region_is_merged_into_a_small_neighbour_once_both_are_measured() {
+    let pd = merging(100);
+    let (left, right) = (region(1, b"", b"m", 2, PEERS), pd.get_region_by_id(2).unwrap().0);
+    let hb =
+        |r: &metapb::Region, stats| pd.region_heartbeat(1, r.clone(), r.peers[0].clone(), stats);
+    assert_eq!(hb(&left, sized(10, 1)).unwrap(), None, "the neighbour is not measured yet");
+    assert_eq!(hb(&right, sized(500, 5)).unwrap(), None, "too big to merge or merge into");
+    assert_eq!(hb(&left, sized(10, 1)).unwrap(), None);
+    assert_eq!(hb(&right, sized(50, 20)).unwrap(), None, "too many keys");
+    assert_eq!(hb(&right, sized(50, 5)).unwrap(), Some(Operator::Merge { target: left.clone() }));
+    assert_eq!(pd.merges_in_flight(), vec![(2, 1)]);
+    // The target gets no operator of its own meanwhile, the source the merge again.
+    assert_eq!(hb(&left, sized(10, 1)).unwrap(), None);
+    let again = hb(&right, sized(50, 5)).unwrap();
+    assert!(matches!(again, Some(Operator::Merge { target }) if target.id == 1));
+    // The target reports the merged range: the merge is done.
+    let mut merged = region(1, b"", b"", 4, PEERS);
+    merged.mut_region_epoch().conf_ver = 1;
+    hb(&merged, sized(60, 6)).unwrap();
+    assert_eq!(pd.merge_count(), 1);
+    assert!(pd.merges_in_flight().is_empty());
+    assert_eq!(pd.merge_durations().len(), 1);
+    assert_eq!(pd.regions().len(), 1);
+}
+
+#[test]
+fn regions_on_other_stores_or_split_lately_are_not_merged() {
+    let pd = merging(100);
+    let left = region(1, b"", b"m", 2, PEERS);
+    let right = region(2, b"m", b"", 2, &[(21, 1), (22, 2), (24, 4)]);
+    pd.put_store(store(4)).unwrap();
+    let hb =
+        |r: &metapb::Region| pd.region_heartbeat(1, r.clone(), r.peers[0].clone(), sized(1, 1));
+    hb(&left).unwrap();
+    hb(&right).unwrap();
+    assert_eq!(hb(&left).unwrap(), None, "peers on other stores");
+    assert_eq!(hb(&right).unwrap(), None);
+
+    let cfg = MemPdConfig {
+        enable_merge: true,
+        split_merge_interval: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let pd = bootstrapped(cfg);
+    let (left, right) = (region(1, b"", b"m", 2, PEERS), region(2, b"m", b"", 2, PEERS));
+    pd.report_batch_split(vec![left.clone(), right.clone()]).unwrap();
+    for r in [&left, &right, &left] {
+        let op = pd.region_heartbeat(1, r.clone(), r.peers[0].clone(), sized(1, 1)).unwrap();
+        assert_eq!(op, None, "split a moment ago");
+    }
+}

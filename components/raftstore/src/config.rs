@@ -83,6 +83,13 @@ pub struct Config {
     pub region_split_keys: u64,
     /// Most split keys of one split (the region becomes at most this many plus one).
     pub batch_split_limit: u64,
+    /// A merge is refused when the slowest follower of the source lacks more than this many
+    /// entries (they travel with the merge, to let a lagging source peer catch up).
+    pub merge_max_log_gap: u64,
+    /// How often a merging source peer asks its target to commit the merge (or, when the
+    /// target cannot, votes to roll it back).
+    #[serde(with = "humantime_serde")]
+    pub merge_check_tick_interval: Duration,
     /// Most entries the apply side writes in one kv write batch.
     pub apply_batch_max_entries: usize,
     /// Poller threads of the store batch system.
@@ -121,6 +128,8 @@ impl Default for Config {
             region_max_keys: 1_440_000,
             region_split_keys: 960_000,
             batch_split_limit: 10,
+            merge_max_log_gap: 10,
+            merge_check_tick_interval: Duration::from_secs(2),
             snap_chunk_size: 1 << 20,
             snap_send_timeout: Duration::from_secs(60),
             apply_batch_max_entries: 256,
@@ -168,6 +177,7 @@ impl Config {
             pd_heartbeat_tick_interval: Duration::from_millis(100),
             max_peer_down_duration: Duration::from_secs(2),
             split_region_check_tick_interval: Duration::from_millis(50),
+            merge_check_tick_interval: Duration::from_millis(50),
             snap_chunk_size: 16 << 10,
             snap_send_timeout: Duration::from_secs(1),
             sync_log: false,
@@ -195,6 +205,7 @@ impl Config {
             ("pd_heartbeat_tick_interval", self.pd_heartbeat_tick_interval),
             ("max_peer_down_duration", self.max_peer_down_duration),
             ("split_region_check_tick_interval", self.split_region_check_tick_interval),
+            ("merge_check_tick_interval", self.merge_check_tick_interval),
         ];
         for (field, value) in durations {
             if value > MAX_DURATION {
@@ -279,6 +290,9 @@ impl Config {
         }
         if self.split_region_check_tick_interval.is_zero() {
             return refuse("split_region_check_tick_interval", "must be positive");
+        }
+        if self.merge_check_tick_interval.is_zero() {
+            return refuse("merge_check_tick_interval", "must be positive");
         }
         if self.region_split_size > self.region_max_size {
             return refuse("region_split_size", "must not exceed region_max_size");

@@ -40,17 +40,23 @@ pub enum RaftEvent {
     StaleTimeoutNowDropped,
     /// A snapshot send reported failed to raft, which then sends another.
     SnapshotFailed,
+    /// A merge target applied CommitMerge (each store counts its own peer).
+    MergeCommitted,
+    /// A merge source applied RollbackMerge.
+    MergeRolledBack,
 }
 
 impl RaftEvent {
     /// Every event, in a fixed order.
-    pub const ALL: [RaftEvent; 6] = [
+    pub const ALL: [RaftEvent; 8] = [
         RaftEvent::VoteDroppedAfterStart,
         RaftEvent::StaleMessageDropped,
         RaftEvent::GcMessageSent,
         RaftEvent::StalePeerDestroyed,
         RaftEvent::StaleTimeoutNowDropped,
         RaftEvent::SnapshotFailed,
+        RaftEvent::MergeCommitted,
+        RaftEvent::MergeRolledBack,
     ];
 
     /// A short stable name, for reports and the `event` label.
@@ -62,6 +68,8 @@ impl RaftEvent {
             RaftEvent::StalePeerDestroyed => "stale_peer_destroyed",
             RaftEvent::StaleTimeoutNowDropped => "stale_timeout_now_dropped",
             RaftEvent::SnapshotFailed => "snapshot_failed",
+            RaftEvent::MergeCommitted => "merge_committed",
+            RaftEvent::MergeRolledBack => "merge_rolled_back",
         }
     }
 }
@@ -81,11 +89,13 @@ pub enum ProposalKind {
     Noop,
     /// A log compaction.
     CompactLog,
+    /// A merge command (PrepareMerge, CommitMerge, RollbackMerge).
+    Merge,
 }
 
 impl ProposalKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     const ALL: [ProposalKind; Self::COUNT] = [
         ProposalKind::Write,
@@ -94,6 +104,7 @@ impl ProposalKind {
         ProposalKind::ConfChange,
         ProposalKind::Noop,
         ProposalKind::CompactLog,
+        ProposalKind::Merge,
     ];
 
     fn name(self) -> &'static str {
@@ -104,6 +115,7 @@ impl ProposalKind {
             ProposalKind::ConfChange => "conf_change",
             ProposalKind::Noop => "noop",
             ProposalKind::CompactLog => "compact_log",
+            ProposalKind::Merge => "merge",
         }
     }
 }
@@ -360,7 +372,7 @@ mod tests {
             }
         }
         let counts: Vec<u64> = c.all().into_iter().map(|(_, n)| n).collect();
-        assert_eq!(counts, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(counts, (1..=RaftEvent::ALL.len() as u64).collect::<Vec<_>>());
         let mut names: Vec<_> = RaftEvent::ALL.iter().map(|e| e.name()).collect();
         names.dedup();
         assert_eq!(names.len(), RaftEvent::ALL.len());

@@ -6,8 +6,8 @@ use local_reader::RegionSnapshot;
 use proto::{
     eraftpb::{ConfChange, Entry},
     metapb,
-    raft_cmdpb::{RaftCmdRequest, RaftCmdResponse},
-    raft_serverpb::{RaftApplyState, RaftMessage},
+    raft_cmdpb::{CommitMergeRequest, RaftCmdRequest, RaftCmdResponse},
+    raft_serverpb::{MergeState, RaftApplyState, RaftMessage},
 };
 use raft::StateRole;
 
@@ -198,6 +198,28 @@ pub enum PeerMsg<S: Snapshot> {
     /// The apply side stopped after a destroy (everything before it is written); the region
     /// as apply left it, whose range the clean-up deletes.
     ApplyDestroyed(metapb::Region),
+    /// The split checker measured the region: about this many bytes and keys (a lower bound
+    /// when the region is over the split limits).
+    ApproximateSize {
+        /// Bytes of keys and values.
+        size: u64,
+        /// Keys.
+        keys: u64,
+    },
+    /// To a merge source: the target's apply waits at CommitMerge until this peer has applied
+    /// its PrepareMerge (appending the carried entries if it lags).
+    CatchUpLogs(Box<CatchUpLogs>),
+    /// To a merge source: the target (this region now) took its range in; destroy this peer,
+    /// keeping the data, which the target owns.
+    MergedInto(Box<metapb::Region>),
+}
+
+/// A merge target's request to its local source peer: catch up to the PrepareMerge.
+pub struct CatchUpLogs {
+    /// The target region, whose apply waits.
+    pub target_region_id: u64,
+    /// The CommitMerge being applied, with the source's entries.
+    pub merge: CommitMergeRequest,
 }
 
 /// A request to split a region.
@@ -250,6 +272,9 @@ pub enum ApplyMsg {
     /// The peer is being destroyed: finish what came before, then stop and answer
     /// `PeerMsg::ApplyDestroyed` once it is written.
     Destroy,
+    /// The merge source on this store has applied its PrepareMerge: go on with the
+    /// CommitMerge that waited for it.
+    ResumeMerge,
     /// The peer applied a snapshot: start over from this region and apply state.
     Reset {
         /// The region the snapshot holds.
@@ -275,6 +300,25 @@ pub enum ExecResult {
         /// The parent's new range.
         derived: metapb::Region,
     },
+    /// PrepareMerge was applied: this region is a merge source from now on.
+    PrepareMerge {
+        /// The region after it (version and conf_ver bumped).
+        region: metapb::Region,
+        /// The merge: target, first entry carried, the PrepareMerge's index.
+        state: MergeState,
+    },
+    /// CommitMerge was applied: this region took in `source`.
+    CommitMerge {
+        /// The region after it, its range extended.
+        region: metapb::Region,
+        /// The source as it was merged.
+        source: metapb::Region,
+    },
+    /// RollbackMerge was applied: the region serves again.
+    RollbackMerge {
+        /// The region after it.
+        region: metapb::Region,
+    },
 }
 
 /// What the apply side reports back to the peer.
@@ -291,4 +335,7 @@ pub struct ApplyRes {
     pub written_bytes: u64,
     /// Keys this batch wrote.
     pub written_keys: u64,
+    /// Set when apply stopped at a CommitMerge whose source has not caught up here: sent to
+    /// the source peer once the batch is written.
+    pub catch_up: Option<CatchUpLogs>,
 }

@@ -28,7 +28,11 @@ use crate::{
     },
     metrics::{StoreGauges, StoreMetrics},
     msg::{PeerMsg, PeerStatus, RaftCommand, ReadCommand, StoreMsg},
-    operation::{life::tombstone_region, snapshot::SnapGenerator},
+    operation::{
+        life::{delete_raft_log, tombstone_region},
+        merge::MergeFlow,
+        snapshot::SnapGenerator,
+    },
     raft::{apply::Apply, peer::Peer},
     reader::StoreReader,
     store_meta::{MetaDelegates, SharedStoreMeta, StoreMeta},
@@ -451,8 +455,16 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
     let mut count = 0;
     for state in load_region_states(kv)? {
         let region = state.get_region();
-        if state.get_state() != PeerState::Normal {
-            continue;
+        match state.get_state() {
+            PeerState::Normal | PeerState::Merging => {}
+            PeerState::Tombstone => {
+                // Merged away (or destroyed) before its log was deleted: delete it now.
+                if let Some(raft_state) = raft.get_raft_state(region.id)? {
+                    delete_raft_log(raft, region.id, raft_state.last_index)?;
+                }
+                continue;
+            }
+            PeerState::Applying => continue,
         }
         if !region.get_peers().iter().any(|p| p.store_id == store_id) {
             // The peer applied its own removal and the store stopped before it was cleaned
@@ -474,12 +486,19 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
         if cfg.refuse_votes_after_start {
             peer.refuse_votes_until = cfg.raft_election_timeout_ticks as u64;
         }
-        let apply = Apply::new(
+        let merging = (state.get_state() == PeerState::Merging).then(|| state.get_merge_state());
+        if let Some(merge) = merging {
+            info!(logger, "a merge source restarts merging"; "region_id" => region.id,
+                "target" => merge.get_target().id, "commit" => merge.commit);
+            peer.merge = MergeFlow::restore(merge.clone());
+        }
+        let mut apply = Apply::new(
             region.clone(),
             kv.clone(),
             peer.storage().apply_state().clone(),
             peer.logger.clone(),
         );
+        apply.set_merging(merging.cloned());
         let (apply_tx, apply_fsm) = ApplyFsm::create(apply, cfg.mailbox_capacity);
         apply_router.register(region.id, BasicMailbox::new(apply_tx, apply_fsm));
         let (tx, fsm) = PeerFsm::create(peer, cfg.mailbox_capacity);

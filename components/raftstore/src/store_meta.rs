@@ -129,6 +129,14 @@ impl StoreMeta {
         }
     }
 
+    /// Marks the delegate of `region_id` pending removal (merged away): readers refresh and
+    /// serve nothing from it, and it stays until its peer is destroyed (TiKV #11852).
+    pub fn mark_reader_pending_remove(&mut self, region_id: u64) {
+        if let Some(d) = self.readers.get_mut(&region_id) {
+            d.mark_removed();
+        }
+    }
+
     /// Records whether the peer of `region_id` here leads, with the pending peers it last
     /// reported (`None`: it does not lead).
     pub fn set_leader(&mut self, region_id: u64, pending_peers: Option<u64>) {
@@ -236,5 +244,21 @@ mod tests {
         assert_eq!(meta.remove_region(2).unwrap().id, 2);
         assert_eq!(meta.len(), 1);
         assert!(meta.region_by_key(b"x").is_none());
+    }
+
+    #[test]
+    fn a_merged_source_delegate_stays_pending_remove_until_removed() {
+        let mut meta = StoreMeta::new(1);
+        meta.set_region(region(1, b"", b"m"));
+        let d =
+            meta.reader_entry(1, 11, || ReadDelegate::new(Arc::new(region(1, b"", b"m")), 1, 11));
+        let cached = d.clone();
+        meta.mark_reader_pending_remove(1);
+        let d = meta.reader(1).expect("still there");
+        assert!(d.pending_remove && d.leader_lease.is_none());
+        assert!(cached.is_stale(), "cached copies refresh");
+        meta.remove_reader(1, 11);
+        assert!(meta.reader(1).is_none());
+        meta.mark_reader_pending_remove(1); // nothing to mark: no panic
     }
 }

@@ -91,7 +91,13 @@ impl Cluster {
 
     /// `count` stores with `cfg`, not started.
     pub fn with_config(count: u64, cfg: Config) -> Self {
-        let pd = Arc::new(MemPd::new(MemPdConfig { cluster_id: CLUSTER_ID, ..Default::default() }));
+        Self::with_pd_config(count, cfg, MemPdConfig::default())
+    }
+
+    /// `count` stores with `cfg` and a placement driver with `pd_cfg` (its cluster id is the
+    /// harness's), not started.
+    pub fn with_pd_config(count: u64, cfg: Config, pd_cfg: MemPdConfig) -> Self {
+        let pd = Arc::new(MemPd::new(MemPdConfig { cluster_id: CLUSTER_ID, ..pd_cfg }));
         Cluster {
             cfg,
             pd,
@@ -499,6 +505,76 @@ impl Cluster {
                 return Err(err);
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asks the leader of `source` once to merge it into `target` (PrepareMerge, answered
+    /// once applied there); the typed error if it refuses.
+    pub fn merge_region(&self, source: u64, target: u64) -> Result<RaftCmdResponse, Error> {
+        let (leader, region) = self.leader_region(source);
+        let (_, target_region) = self.leader_region(target);
+        let mut req = new_request(&region, &leader, vec![]);
+        req.mut_admin_request().set_cmd_type(AdminCmdType::PrepareMerge);
+        req.mut_admin_request().mut_prepare_merge().set_target(target_region);
+        self.call_command(leader.store_id, req, Duration::from_secs(3))
+    }
+
+    /// Starts merging `source` into `target`, retrying refusals that pass (a new leader not
+    /// heard from its followers yet, say) for 10 s; returns once PrepareMerge applied on the
+    /// source's leader and its peer there shows the merge's epoch: the source's region then.
+    pub fn start_merge(&self, source: u64, target: u64) -> metapb::Region {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let before = loop {
+            let before = self.leader_region(source);
+            match self.merge_region(source, target) {
+                Ok(_) => break before,
+                Err(Error::NotLeader { .. } | Error::ServerIsBusy(_) | Error::StaleCommand)
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("merge of region {source} into {target}: {e}"),
+            }
+        };
+        let (leader, region) = before;
+        let version = region.get_region_epoch().version + 1;
+        loop {
+            let now = self.peer_status(leader.store_id, source).map(|s| s.region);
+            match now {
+                Some(r) if r.get_region_epoch().version >= version => return r,
+                None => return region, // merged already
+                Some(_) => {}
+            }
+            assert!(Instant::now() < deadline, "PrepareMerge of {source} not seen in 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Merges `source` into `target` (see [`Cluster::start_merge`]) and waits until no running
+    /// store has a peer of the source and every one has the merged target; returns the merged
+    /// region.
+    pub fn must_merge(&self, source: u64, target: u64) -> metapb::Region {
+        self.start_merge(source, target);
+        self.wait_merged(source, target)
+    }
+
+    /// Waits (at most 10 s) until no running store has a peer of `source` and every one has
+    /// `target` covering the source's range; returns the merged region.
+    pub fn wait_merged(&self, source: u64, target: u64) -> metapb::Region {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stores = self.running_stores();
+            let gone = stores.iter().all(|s| self.peer_status(*s, source).is_none());
+            let versions: Vec<u64> = stores
+                .iter()
+                .filter_map(|s| self.peer_status(*s, target))
+                .map(|st| st.region.get_region_epoch().version)
+                .collect();
+            if gone && versions.len() == stores.len() && versions.windows(2).all(|w| w[0] == w[1]) {
+                return self.region(target);
+            }
+            assert!(Instant::now() < deadline, "region {source} not merged into {target} in 10 s");
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

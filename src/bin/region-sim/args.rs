@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use server::config::LogLevel;
 
@@ -24,6 +24,22 @@ pub struct Args {
     /// ReadIndex otherwise).
     #[arg(long, default_value_t = 0.5)]
     pub read_ratio: f64,
+    /// Fraction of writes that are deletes.
+    #[arg(long, default_value_t = 0.0)]
+    pub delete_ratio: f64,
+    /// The workload's shape over the run: `steady` keeps the mix above; `grow-shrink` writes
+    /// (no deletes) until the cluster has --peak-regions regions or half the run is over,
+    /// then deletes nine writes in ten, so regions split as the data grows and merge as it
+    /// goes.
+    #[arg(long, value_enum, default_value_t = Scenario::Steady)]
+    pub scenario: Scenario,
+    /// grow-shrink: the region count at which the workload turns to deletes.
+    #[arg(long, default_value_t = 32)]
+    pub peak_regions: u64,
+    /// Regions of at most this many bytes are merged into a neighbour of at most as many
+    /// (0: no merges). By default a quarter of --split-size.
+    #[arg(long)]
+    pub merge_size: Option<u64>,
     /// Number of distinct keys.
     #[arg(long, default_value_t = 1000)]
     pub key_space: u64,
@@ -81,6 +97,19 @@ pub struct Args {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+/// The shape of the workload over the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// The same mix of reads, writes and deletes all along.
+    Steady,
+    /// Writes until a region count, then mostly deletes.
+    GrowShrink,
+}
+
+/// The share of writes that are deletes once a grow-shrink run shrinks.
+pub const SHRINK_DELETE_RATIO: f64 = 0.9;
+
 /// The key of index `i` in the key space.
 pub fn key(i: u64) -> String {
     format!("key{i:08}")
@@ -90,6 +119,11 @@ pub fn key(i: u64) -> String {
 const MAX_DURATION_S: f64 = 7.0 * 24.0 * 3600.0;
 
 impl Args {
+    /// The merge size limit: --merge-size, or a quarter of --split-size.
+    pub fn merge_size(&self) -> u64 {
+        self.merge_size.unwrap_or(self.split_size / 4)
+    }
+
     /// Keys that cut the key space into `regions` even parts.
     pub fn split_keys(&self) -> Vec<Vec<u8>> {
         (1..self.regions).map(|i| key(self.key_space * i / self.regions).into_bytes()).collect()
@@ -116,6 +150,12 @@ impl Args {
         }
         if !(0.0..=1.0).contains(&self.read_ratio) {
             return Err("--read-ratio must be within 0..=1".into());
+        }
+        if !(0.0..=1.0).contains(&self.delete_ratio) {
+            return Err("--delete-ratio must be within 0..=1".into());
+        }
+        if self.peak_regions == 0 {
+            return Err("--peak-regions must be at least 1".into());
         }
         if self.key_space == 0 {
             return Err("--key-space must be at least 1".into());

@@ -33,7 +33,11 @@ const PANELS: [Panel; 3] = [
     Panel {
         caption: "throughput",
         unit: "ops/s",
-        lines: &[("reads", BLUE, |p| p.reads_per_s), ("writes", ORANGE, |p| p.writes_per_s)],
+        lines: &[
+            ("reads", BLUE, |p| p.reads_per_s),
+            ("writes", ORANGE, |p| p.writes_per_s),
+            ("failed reads", GREEN, |p| p.read_failures_per_s),
+        ],
         sampled: false,
     },
     Panel {
@@ -163,6 +167,7 @@ mod tests {
                 t_s: i as f64 * 0.1,
                 reads_per_s: 1000.0 + 10.0 * i as f64,
                 writes_per_s: 900.0,
+                read_failures_per_s: 0.0,
                 regions: 1 + i / 2,
                 write_p50_us: 700,
                 write_p99_us: 3000 + 100 * i,

@@ -16,7 +16,7 @@ mod workload;
 
 use std::{
     process::ExitCode,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -33,10 +33,10 @@ use server::{
 };
 
 use crate::{
-    args::Args,
+    args::{Args, Scenario},
     history::History,
     report::{ReadPaths, Regions, Report, StoreReport},
-    workload::{run_client, ClientStats},
+    workload::{run_client, ClientStats, Run},
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -67,7 +67,15 @@ fn run(args: Args) -> Result<(), Error> {
         ..NodeConfig::new(base)
     };
     let replicas = args.stores.min(3) as usize;
-    let pd_cfg = MemPdConfig { max_replicas: replicas, ..Default::default() };
+    let pd_cfg = MemPdConfig {
+        max_replicas: replicas,
+        enable_merge: args.merge_size() > 0,
+        max_merge_region_size: args.merge_size(),
+        max_merge_region_keys: u64::MAX,
+        split_merge_interval: Duration::from_millis(args.tick_ms * 100),
+        merge_timeout: Duration::from_millis(args.tick_ms * 1000),
+        ..Default::default()
+    };
     let cluster = LocalCluster::start(base, args.stores as usize, node_cfg, pd_cfg, &logger)?;
     cluster.wait_ready(replicas, Duration::from_secs(60))?;
     cluster.split(&args.split_keys(), 10, Duration::from_secs(120))?;
@@ -81,6 +89,8 @@ fn run(args: Args) -> Result<(), Error> {
     let history = History::create(args.history.as_deref(), start)?;
     let deadline = start + Duration::from_secs_f64(args.duration);
     let done = AtomicU64::new(0);
+    let shrinking = AtomicBool::new(false);
+    let run = Run { deadline, history: &history, done: &done, shrinking: &shrinking };
     let mut region_counts = Vec::new();
     let per_client: Vec<ClientStats> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..args.clients)
@@ -92,11 +102,11 @@ fn run(args: Args) -> Result<(), Error> {
                 };
                 let seed = args.seed.wrapping_add(p as u64);
                 let client = client::Client::new(pd, cluster.nodes.clone(), client_cfg, seed);
-                let (args, history, done) = (&args, &history, &done);
-                s.spawn(move || run_client(p, client, args, deadline, history, done))
+                let (args, run) = (&args, &run);
+                s.spawn(move || run_client(p, client, args, run))
             })
             .collect();
-        show_progress(&args, start, deadline, &done, &mut region_counts, &cluster, || {
+        show_progress(&args, start, &run, &mut region_counts, &cluster, || {
             handles.iter().all(|h| h.is_finished())
         });
         handles.into_iter().map(|h| h.join().expect("client thread panicked")).collect()
@@ -109,8 +119,7 @@ fn run(args: Args) -> Result<(), Error> {
         a
     });
     let stats = stats.take().expect("at least one client");
-    let regions =
-        Regions { initial, final_: cluster.pd.regions().len(), splits: cluster.pd.split_count() };
+    let regions = regions_report(&cluster, initial, &region_counts);
     let read_paths = ReadPaths::new(&read_stats(&cluster).since(&reads_before));
     let stores = store_reports(&cluster);
     let report =
@@ -175,18 +184,35 @@ fn serve_metrics(args: &Args, cluster: &LocalCluster) -> Result<Option<MetricsSe
     Ok(Some(server))
 }
 
+/// What the placement driver saw of the regions over the run.
+fn regions_report(cluster: &LocalCluster, initial: usize, region_counts: &[u64]) -> Regions {
+    let mut durations = cluster.pd.merge_durations();
+    durations.sort_unstable();
+    let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let final_ = cluster.pd.regions().len();
+    Regions {
+        initial,
+        final_,
+        splits: cluster.pd.split_count(),
+        peak: region_counts.iter().copied().max().unwrap_or(0).max(final_ as u64),
+        merges: cluster.pd.merge_count(),
+        merge_ms_p50: ms(durations.get(durations.len() / 2)),
+        merge_ms_max: ms(durations.last()),
+    }
+}
+
 /// A progress bar until every client is done (hidden when stderr is not a terminal); also
 /// samples the placement driver's region count, the last sample of each time series bucket
-/// kept.
+/// kept, and turns a grow-shrink run to deletes once the regions peak or half the run is over.
 fn show_progress(
     args: &Args,
     start: Instant,
-    deadline: Instant,
-    done: &AtomicU64,
+    run: &Run<'_>,
     region_counts: &mut Vec<u64>,
     cluster: &LocalCluster,
     finished: impl Fn() -> bool,
 ) {
+    let (deadline, done) = (run.deadline, run.done);
     let total = deadline.duration_since(start).as_millis() as u64;
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
     bar.set_style(
@@ -203,6 +229,10 @@ fn show_progress(
             region_counts.resize(i + 1, last);
         }
         region_counts[i] = regions;
+        let half_way = elapsed.as_secs_f64() >= args.duration / 2.0;
+        if args.scenario == Scenario::GrowShrink && (regions >= args.peak_regions || half_way) {
+            run.shrinking.store(true, Ordering::Relaxed);
+        }
         bar.set_position((elapsed.as_millis() as u64).min(total));
         let ops = done.load(Ordering::Relaxed);
         bar.set_message(format!(

@@ -12,7 +12,9 @@ use crate::{args::Args, workload::ClientStats};
 #[derive(Serialize)]
 pub struct Ops {
     pub reads: u64,
+    /// Writes acknowledged, deletes included.
     pub writes: u64,
+    pub deletes: u64,
     pub errors: BTreeMap<String, u64>,
 }
 
@@ -68,6 +70,14 @@ pub struct Regions {
     pub final_: usize,
     /// Splits the placement driver was told of.
     pub splits: u64,
+    /// The most regions the placement driver knew at once (sampled per bucket).
+    pub peak: u64,
+    /// Merges the placement driver saw done.
+    pub merges: u64,
+    /// From the merge handed to the source's leader to the target's report of the merged
+    /// region, in milliseconds.
+    pub merge_ms_p50: f64,
+    pub merge_ms_max: f64,
 }
 
 /// One bucket of the run (`time_series_bucket_ms` wide). Only whole buckets are reported:
@@ -80,6 +90,8 @@ pub struct TimePoint {
     pub reads_per_s: f64,
     /// Writes answered in it, per second.
     pub writes_per_s: f64,
+    /// Reads that failed in it (refused until their deadline), per second.
+    pub read_failures_per_s: f64,
     /// Regions the placement driver knew at its end.
     pub regions: u64,
     /// Latency percentiles of the writes and the reads answered in it (0 if none).
@@ -108,6 +120,7 @@ impl TimePoint {
                     t_s: i as f64 * width,
                     reads_per_s: b.reads as f64 / width,
                     writes_per_s: b.writes as f64 / width,
+                    read_failures_per_s: b.read_failures as f64 / width,
                     regions: region_counts.get(i).or(region_counts.last()).copied().unwrap_or(0),
                     write_p50_us: pct(&b.write_latency, 0.5),
                     write_p99_us: pct(&b.write_latency, 0.99),
@@ -170,7 +183,7 @@ impl Report {
             let pct = |q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 };
             Percentiles { p50: pct(0.5), p99: pct(0.99), p999: pct(0.999) }
         };
-        let notes = vec!["region merge is not built yet: `merges` is left out".to_string()];
+        let notes = Vec::new();
         let time_series = TimePoint::series(stats, args.duration, region_counts);
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         let refused_reads = RefusedReads {
@@ -184,6 +197,7 @@ impl Report {
             ops: Ops {
                 reads: stats.reads,
                 writes: stats.writes,
+                deletes: stats.deletes,
                 errors: stats.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             },
             throughput_ops_s: (stats.writes + stats.reads) as f64 / duration_s,
@@ -213,8 +227,8 @@ impl Report {
         let ops = self.ops.writes + self.ops.reads;
         println!("  ops        {ops:>10}  ({:.0} ops/s)", self.throughput_ops_s);
         println!(
-            "  writes     {:>10}  p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs",
-            self.ops.writes, w.p50, w.p99, w.p999
+            "  writes     {:>10}  p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs ({} deletes)",
+            self.ops.writes, w.p50, w.p99, w.p999, self.ops.deletes
         );
         println!(
             "  reads      {:>10}  p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs",
@@ -231,9 +245,10 @@ impl Report {
         for (kind, n) in &self.ops.errors {
             println!("  errors     {kind}: {n}");
         }
+        let g = &self.regions;
         println!(
-            "  regions    {} at start, {} at end, {} splits",
-            self.regions.initial, self.regions.final_, self.regions.splits
+            "  regions    {} at start, {} at peak, {} at end; {} splits, {} merges (p50 {:.0} ms, max {:.0} ms)",
+            g.initial, g.peak, g.final_, g.splits, g.merges, g.merge_ms_p50, g.merge_ms_max
         );
         let lin = &self.linearizability;
         if lin.violations == 0 {

@@ -2,7 +2,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -21,8 +21,10 @@ const OP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// What one client saw.
 pub struct ClientStats {
-    /// Writes acknowledged.
+    /// Writes acknowledged (deletes included).
     pub writes: u64,
+    /// Deletes acknowledged.
+    pub deletes: u64,
     /// Reads answered.
     pub reads: u64,
     /// Latency of answered reads, in microseconds.
@@ -51,6 +53,8 @@ fn histogram() -> Histogram<u64> {
 pub struct Bucket {
     pub reads: u64,
     pub writes: u64,
+    /// Reads that failed.
+    pub read_failures: u64,
     /// Latency of the reads and of the writes answered in it, in microseconds: two
     /// significant digits and growing only as far as the values do, as a run has many
     /// buckets per client.
@@ -61,7 +65,13 @@ pub struct Bucket {
 impl Default for Bucket {
     fn default() -> Self {
         let small = || Histogram::new(2).expect("valid precision");
-        Bucket { reads: 0, writes: 0, read_latency: small(), write_latency: small() }
+        Bucket {
+            reads: 0,
+            writes: 0,
+            read_failures: 0,
+            read_latency: small(),
+            write_latency: small(),
+        }
     }
 }
 
@@ -70,6 +80,7 @@ impl ClientStats {
     pub fn new(bucket: Duration) -> Self {
         ClientStats {
             writes: 0,
+            deletes: 0,
             reads: 0,
             read_latency: histogram(),
             errors: BTreeMap::new(),
@@ -81,13 +92,18 @@ impl ClientStats {
         }
     }
 
-    /// Records an answered read (or write) that took `us` and ended `at` into the run.
-    fn record_bucket(&mut self, at: Duration, us: u64, read: bool) {
+    /// The bucket of time `at` into the run.
+    fn bucket_at(&mut self, at: Duration) -> &mut Bucket {
         let i = (at.as_nanos() / self.bucket.as_nanos().max(1)) as usize;
         if self.buckets.len() <= i {
             self.buckets.resize_with(i + 1, Bucket::default);
         }
-        let b = &mut self.buckets[i];
+        &mut self.buckets[i]
+    }
+
+    /// Records an answered read (or write) that took `us` and ended `at` into the run.
+    fn record_bucket(&mut self, at: Duration, us: u64, read: bool) {
+        let b = self.bucket_at(at);
         let (count, latency) = match read {
             true => (&mut b.reads, &mut b.read_latency),
             false => (&mut b.writes, &mut b.write_latency),
@@ -99,6 +115,7 @@ impl ClientStats {
     /// Adds another client's numbers.
     pub fn merge(&mut self, other: &ClientStats) {
         self.writes += other.writes;
+        self.deletes += other.deletes;
         self.reads += other.reads;
         let _ = self.read_latency.add(&other.read_latency);
         for (k, v) in &other.errors {
@@ -111,6 +128,7 @@ impl ClientStats {
         }
         for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
             (mine.reads, mine.writes) = (mine.reads + theirs.reads, mine.writes + theirs.writes);
+            mine.read_failures += theirs.read_failures;
             let _ = mine.read_latency.add(&theirs.read_latency);
             let _ = mine.write_latency.add(&theirs.write_latency);
         }
@@ -164,6 +182,7 @@ fn read_once(
         }
         Err(e) => {
             *stats.errors.entry(e.kind()).or_default() += 1;
+            stats.bucket_at(history.elapsed()).read_failures += 1;
             history.record(&Event {
                 process,
                 kind: "fail",
@@ -176,44 +195,59 @@ fn read_once(
     }
 }
 
-/// Runs client `process` until `deadline`.
-pub fn run_client(
-    process: usize,
-    mut client: Client,
-    args: &Args,
-    deadline: Instant,
-    history: &History,
-    done: &AtomicU64,
-) -> ClientStats {
+/// The shared state of a run's clients.
+pub struct Run<'a> {
+    /// When to stop.
+    pub deadline: Instant,
+    /// The history every operation goes to.
+    pub history: &'a History,
+    /// Operations done, for the progress bar.
+    pub done: &'a AtomicU64,
+    /// Set once a grow-shrink run turns to deletes.
+    pub shrinking: &'a AtomicBool,
+}
+
+/// Runs client `process` until the run's deadline.
+pub fn run_client(process: usize, mut client: Client, args: &Args, run: &Run<'_>) -> ClientStats {
+    let history = run.history;
     let mut rng = StdRng::seed_from_u64(args.seed.wrapping_add(process as u64));
     let mut stats = ClientStats::new(args.bucket());
     let mut seq = 0u64;
-    while Instant::now() < deadline {
+    while Instant::now() < run.deadline {
         let key = crate::args::key(rng.gen_range(0..args.key_space));
         if rng.gen_bool(args.read_ratio) {
             read_once(process, &mut client, &key, history, &mut stats);
-            done.fetch_add(1, Ordering::Relaxed);
+            run.done.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        let delete_ratio = match run.shrinking.load(Ordering::Relaxed) {
+            true => crate::args::SHRINK_DELETE_RATIO,
+            false => args.delete_ratio,
+        };
+        let delete = rng.gen_bool(delete_ratio);
         let mut value = format!("{process}:{seq}:");
         seq += 1;
         value.extend(std::iter::repeat_n('.', args.value_size.saturating_sub(value.len())));
+        let written = (!delete).then_some(value.as_str());
         let event = |kind| Event {
             process,
             kind,
-            f: "write",
+            f: if delete { "delete" } else { "write" },
             key: &key,
-            value: Some(&value),
+            value: written,
             time_ns: history.now_ns(),
         };
         let invoke_ns = history.now_ns();
         history.record(&event("invoke"));
         let started = Instant::now();
-        let outcome = client.put(key.as_bytes(), value.as_bytes(), started + OP_DEADLINE);
+        let outcome = match delete {
+            true => client.delete(key.as_bytes(), started + OP_DEADLINE),
+            false => client.put(key.as_bytes(), value.as_bytes(), started + OP_DEADLINE),
+        };
         let op = |complete_ns| Op {
             key: key.clone(),
             write: true,
-            value: Some(value.clone()),
+            value: written.map(str::to_string),
             invoke_ns,
             complete_ns,
         };
@@ -223,6 +257,7 @@ pub fn run_client(
                 let _ = stats.write_latency.record(us.max(1));
                 stats.record_bucket(history.elapsed(), us, false);
                 stats.writes += 1;
+                stats.deletes += u64::from(delete);
                 stats.ops.push(op(Some(history.now_ns())));
                 history.record(&event("ok"));
             }
@@ -236,7 +271,7 @@ pub fn run_client(
                 history.record(&event("info"));
             }
         }
-        done.fetch_add(1, Ordering::Relaxed);
+        run.done.fetch_add(1, Ordering::Relaxed);
     }
     stats.client = client.stats().clone();
     stats

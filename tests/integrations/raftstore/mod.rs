@@ -3,6 +3,7 @@ mod test_errors;
 mod test_failover;
 mod test_lease_read;
 mod test_membership;
+mod test_merge;
 mod test_message_admission;
 mod test_pd;
 mod test_random;

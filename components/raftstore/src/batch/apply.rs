@@ -50,10 +50,16 @@ impl<EK: KvEngine, ER: RaftEngine> ApplyHandler<EK, ER> {
         for (ch, resp) in self.responses.drain(..) {
             ch.respond(resp);
         }
-        for res in self.results.drain(..) {
+        for mut res in self.results.drain(..) {
             let region_id = res.region_id;
+            let catch_up = res.catch_up.take();
             // Fails only when the peer is gone (shutdown); nothing waits for the result then.
             let _ = self.store.force_send(region_id, PeerMsg::ApplyRes(Box::new(res)));
+            if let Some(c) = catch_up {
+                // After the result: the source peer sees what its own apply did first.
+                let source = c.merge.get_source().id;
+                let _ = self.store.force_send(source, PeerMsg::CatchUpLogs(Box::new(c)));
+            }
         }
         for region in self.stopped.drain(..) {
             let region_id = region.id;
@@ -80,6 +86,10 @@ impl<EK: KvEngine, ER: RaftEngine> PollHandler<ApplyFsm<EK>, ApplyControl>
                     self.results.push(fsm.apply.apply(task, &mut self.wb, &mut self.responses))
                 }
                 ApplyMsg::Reset { region, apply_state } => fsm.apply.reset(region, apply_state),
+                ApplyMsg::ResumeMerge => {
+                    let resumed = fsm.apply.resume_merge(&mut self.wb, &mut self.responses);
+                    self.results.extend(resumed);
+                }
                 ApplyMsg::Destroy => {
                     fsm.stopped = true;
                     self.stopped.push(fsm.apply.region().clone());

@@ -53,6 +53,9 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r, ctx),
             PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
             PeerMsg::Operator(op) => self.peer.on_operator(op, ctx),
+            PeerMsg::ApproximateSize { size, keys } => self.peer.split.set_approximate(size, keys),
+            PeerMsg::CatchUpLogs(c) => self.peer.on_catch_up_logs(ctx, *c),
+            PeerMsg::MergedInto(target) => self.peer.on_merged_into(ctx, *target),
             PeerMsg::ApplyDestroyed(_) => unreachable!("handled above"),
         }
     }

@@ -27,9 +27,10 @@ use crate::{
     batch::StoreContext,
     metrics::ProposalKind,
     msg::{
-        error_response, ApplyRes, ApplyTask, ExecResult, Proposal, RaftCommand, ReadCommand,
-        ReadResponder,
+        error_response, ApplyRes, ApplyTask, CatchUpLogs, ExecResult, Proposal, RaftCommand,
+        ReadCommand, ReadResponder,
     },
+    operation::merge::WaitMerge,
     raft::{
         apply::{Apply, PendingResponses},
         peer::Peer,
@@ -128,6 +129,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         match cmd.request.get_admin_request().get_cmd_type() {
             AdminCmdType::TransferLeader => return self.transfer_leader(&ctx.counters, cmd),
             AdminCmdType::ChangePeer => return self.propose_conf_change(&ctx.counters, cmd),
+            AdminCmdType::PrepareMerge => return self.propose_prepare_merge(ctx, cmd),
+            AdminCmdType::CommitMerge => return self.propose_commit_merge(ctx, cmd),
             _ => {}
         }
         match self.check_and_propose(&ctx.cfg, &cmd.request) {
@@ -177,6 +180,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return Err(Error::InvalidRequest("a command without requests".into()));
         }
         self.check_epoch(req)?;
+        if self.merge.blocks_proposals() {
+            return Err(Error::ServerIsBusy(format!("region {} is merging", self.region_id())));
+        }
         for r in req.get_requests() {
             if matches!(r.get_cmd_type(), CmdType::Get | CmdType::Snap) {
                 return Err(Error::InvalidRequest("reads do not go through raft here".into()));
@@ -227,17 +233,67 @@ impl<EK: KvEngine> Apply<EK> {
     ) -> ApplyRes {
         self.pending.extend(task.proposals);
         let mut exec_results = Vec::new();
-        for entry in task.entries {
+        let catch_up = match &mut self.wait_merge {
+            Some(wait) => {
+                wait.entries.extend(task.entries);
+                None
+            }
+            None => self.apply_entries(task.entries, wb, out, &mut exec_results),
+        };
+        self.finish_round(wb, exec_results, catch_up)
+    }
+
+    /// Goes on with the entries held at a CommitMerge once the local source has caught up;
+    /// `None` if nothing was held.
+    pub fn resume_merge(
+        &mut self,
+        wb: &mut EK::WriteBatch,
+        out: &mut PendingResponses,
+    ) -> Option<ApplyRes> {
+        let wait = self.wait_merge.take()?;
+        let mut exec_results = Vec::new();
+        let catch_up = self.apply_entries(wait.entries, wb, out, &mut exec_results);
+        Some(self.finish_round(wb, exec_results, catch_up))
+    }
+
+    /// Executes `entries` in order, unless one is a CommitMerge whose source has not caught
+    /// up here: it and the rest are held, and what the source must catch up to is returned.
+    fn apply_entries(
+        &mut self,
+        entries: Vec<Entry>,
+        wb: &mut EK::WriteBatch,
+        out: &mut PendingResponses,
+        exec_results: &mut Vec<ExecResult>,
+    ) -> Option<CatchUpLogs> {
+        let mut entries = entries.into_iter();
+        while let Some(entry) = entries.next() {
             if entry.index <= self.apply_state.applied_index {
                 continue; // replayed after a restart: already in the kv engine
             }
-            let resp = self.exec_entry(&entry, wb, &mut exec_results);
+            if let Some(merge) = self.commit_merge_must_wait(&entry) {
+                slog::info!(self.logger, "CommitMerge waits for its source to catch up";
+                    "source" => merge.get_source().id, "index" => entry.index);
+                let held = std::iter::once(entry).chain(entries).collect();
+                self.wait_merge = Some(WaitMerge { entries: held });
+                return Some(CatchUpLogs { target_region_id: self.region.id, merge });
+            }
+            let resp = self.exec_entry(&entry, wb, exec_results);
             self.apply_state.applied_index = entry.index;
             self.apply_state.commit_index = entry.index;
             self.apply_state.commit_term = entry.term;
             self.applied_term = entry.term;
             self.answer(entry.index, entry.term, resp, out);
         }
+        None
+    }
+
+    /// The apply state into `wb`, and what to report to the peer.
+    fn finish_round(
+        &mut self,
+        wb: &mut EK::WriteBatch,
+        exec_results: Vec<ExecResult>,
+        catch_up: Option<CatchUpLogs>,
+    ) -> ApplyRes {
         if let Err(e) =
             wb.put_msg_cf(CF_META, &keys::apply_state_key(self.region.id), &self.apply_state)
         {
@@ -251,6 +307,7 @@ impl<EK: KvEngine> Apply<EK> {
             exec_results,
             written_bytes,
             written_keys,
+            catch_up,
         }
     }
 
@@ -299,8 +356,13 @@ impl<EK: KvEngine> Apply<EK> {
                 return error_response(&Error::InvalidRequest(format!("undecodable entry: {e}")));
             }
         };
-        let res = if req.has_admin_request() {
-            self.exec_admin(&req, wb, results)
+        let rollback = req.get_admin_request().get_cmd_type() == AdminCmdType::RollbackMerge;
+        let res = if self.merging.is_some() && !rollback {
+            // Merging: writes carry the old epoch anyway; admin commands (a log compaction
+            // would drop entries the merge carries) wait for the rollback, if any.
+            Err(Error::ServerIsBusy(format!("region {} is merging", self.region.id)))
+        } else if req.has_admin_request() {
+            self.exec_admin(&req, entry.index, wb, results)
         } else {
             self.exec_write(&req, wb)
         };
@@ -341,6 +403,8 @@ impl<EK: KvEngine> Apply<EK> {
             CmdType::Delete => {
                 let del = r.get_delete();
                 wb.delete_cf(data_cf(&del.cf)?, &keys::data_key(&del.key))?;
+                // Not bytes written, but a change of size the size check should see.
+                self.written.0 += del.key.len() as u64;
             }
             CmdType::DeleteRange => {
                 let dr = r.get_delete_range();
@@ -359,12 +423,16 @@ impl<EK: KvEngine> Apply<EK> {
     fn exec_admin(
         &mut self,
         req: &RaftCmdRequest,
+        index: u64,
         wb: &mut EK::WriteBatch,
         results: &mut Vec<ExecResult>,
     ) -> Result<RaftCmdResponse> {
         match req.get_admin_request().get_cmd_type() {
             AdminCmdType::CompactLog => self.apply_compact_log(req.get_admin_request()),
             AdminCmdType::BatchSplit => self.apply_batch_split(req, wb, results),
+            AdminCmdType::PrepareMerge => self.apply_prepare_merge(req, index, wb, results),
+            AdminCmdType::CommitMerge => self.apply_commit_merge(req, wb, results),
+            AdminCmdType::RollbackMerge => self.apply_rollback_merge(req, wb, results),
             other => {
                 Err(Error::InvalidRequest(format!("admin command {other:?} is not applied here")))
             }

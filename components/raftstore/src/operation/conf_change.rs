@@ -112,6 +112,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return Err(Error::NotLeader { region_id: self.region_id(), leader: self.leader() });
         }
         check_conf_epoch(req, self.region())?;
+        if self.merge.blocks_proposals() {
+            return Err(Error::ServerIsBusy("the region is merging".into()));
+        }
         let raft = &self.raft_group.raft;
         if raft.pending_conf_index > raft.raft_log.applied {
             return Err(Error::ServerIsBusy("a membership change is in progress".into()));

@@ -99,6 +99,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.is_leader()
             && !self.transfer_fence.is_up()
             && self.split.pending().is_none()
+            && !self.merge.is_merging()
             && !holding_own_removal
         {
             self.lease.renew(send_ts);
@@ -135,6 +136,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             let last = self.raft_group.raft.raft_log.last_index();
             self.on_proposed(last, now);
             self.health.became_leader(now);
+            self.split.force_check(); // measure the region once: the placement driver asks
         }
     }
 
@@ -161,6 +163,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             || !self.raft_group.raft.commit_to_current_term()
             || self.transfer_fence.is_up()
             || self.split.pending().is_some()
+            || self.merge.is_merging()
         {
             return false;
         }
@@ -179,6 +182,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &StoreContext<EK, ER, T>,
     ) -> Option<Message> {
         let raft = &self.raft_group.raft;
+        if msg.get_msg_type() == MessageType::MsgReadIndex && self.merge.is_merging() {
+            return None; // no read index while merging: the follower's read fails there
+        }
         if msg.get_msg_type() != MessageType::MsgReadIndex
             || !self.is_leader()
             || !raft.commit_to_current_term()
@@ -197,6 +203,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         resp.set_entries(msg.get_entries().to_vec().into());
         self.raft_group.raft.msgs.push(resp);
         None
+    }
+
+    /// The delegate was given `region` under a merge's lock: remember it, so the next sync
+    /// does not publish it again.
+    pub(crate) fn publish_region(&mut self, region: &Region) {
+        if let Some(p) = &mut self.published {
+            p.region = region.clone();
+        }
     }
 
     /// The delegate was given `region` and no lease under the split's lock: remember it, so

@@ -214,6 +214,15 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     fn clean_up(&self, region: &Region) -> crate::Result<()> {
         let last_index = self.storage().raft_state().last_index;
+        if self.merge.is_merged() {
+            // The target's CommitMerge wrote this region's tombstone, and its data is the
+            // target's now: only the log and the apply state go.
+            let kv = self.storage().kv_engine();
+            let mut wb = kv.write_batch();
+            wb.delete_cf(CF_META, &keys::apply_state_key(region.id))?;
+            kv.write(&mut wb, WriteOptions::SYNC)?;
+            return delete_raft_log(self.storage().raft_engine(), region.id, last_index);
+        }
         tombstone_region(
             self.storage().kv_engine(),
             self.storage().raft_engine(),
@@ -246,9 +255,18 @@ pub(crate) fn tombstone_region<EK: KvEngine, ER: RaftEngine>(
         )?;
     }
     kv.write(&mut wb, WriteOptions::SYNC)?;
+    delete_raft_log(raft, region.id, last_index)
+}
+
+/// Deletes a region's raft log (up to `last_index`) and raft state; synced.
+pub(crate) fn delete_raft_log<ER: RaftEngine>(
+    raft: &ER,
+    region_id: u64,
+    last_index: u64,
+) -> crate::Result<()> {
     let mut batch = raft.log_batch(0);
-    batch.cut_logs(region.id, 0, last_index + 1)?;
-    batch.delete_raft_state(region.id)?;
+    batch.cut_logs(region_id, 0, last_index + 1)?;
+    batch.delete_raft_state(region_id)?;
     raft.consume(&mut batch, true)?;
     Ok(())
 }

@@ -25,8 +25,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// The log GC tick: a leader compacts what every peer has applied (or, past
     /// `raft_log_gc_count_limit`, what it applied itself).
     pub(crate) fn propose_log_gc(&mut self, cfg: &Config) {
-        if !self.is_leader() {
-            return;
+        if !self.is_leader() || self.merge.blocks_proposals() {
+            return; // a merge carries entries from its min_index: keep them
         }
         let first = self.storage().truncated_index() + 1;
         let replicated =

@@ -93,6 +93,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if msg.is_tombstone {
             return self.on_gc_message(&msg, ctx);
         }
+        if msg.has_extra() {
+            return self.on_extra_message(&msg, ctx);
+        }
         if !self.admit_sender(&msg, ctx) || !self.admit_raft_message(&msg, ctx) {
             ctx.counters.dropped(msg.get_message().get_msg_type());
             return;

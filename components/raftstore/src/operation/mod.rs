@@ -13,13 +13,16 @@
 //! - `pd`: region heartbeats to the placement driver and the operators it answers with;
 //! - `read`: reads on the peer: lease read, ReadIndex (batched), follower read;
 //! - `lease`: the leader lease (renewal, suspicion, expiry) and the peer's read delegate;
-//! - `split`: region split: check, ids, propose, apply, and the new peers.
+//! - `split`: region split: check, ids, propose, apply, and the new peers;
+//! - `merge`: region merge: PrepareMerge, CommitMerge (with the source catching up),
+//!   RollbackMerge, and the source's end.
 
 pub mod command;
 pub mod conf_change;
 pub mod lease;
 pub mod life;
 pub mod log_gc;
+pub mod merge;
 pub mod message;
 pub mod pd;
 pub mod read;

@@ -65,6 +65,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 stats.pending_peers.push(peer);
             }
         }
+        if let Some((size, keys)) = self.split.approximate() {
+            stats.approximate_size = Some(size);
+            stats.approximate_keys = Some(keys);
+        }
         let pending = stats.pending_peers.len() as u64;
         let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
         if self.published.as_ref().is_some_and(|p| p.is_leader()) {
@@ -103,6 +107,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 return;
             }
             Operator::RemovePeer(p) => (ConfChangeType::RemoveNode, p),
+            Operator::Merge { target } => return self.on_merge_operator(ctx, target),
         };
         let mut req = RaftCmdRequest::default();
         req.mut_header().region_id = self.region_id();

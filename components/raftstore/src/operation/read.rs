@@ -247,6 +247,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.snapshot_must_wait() {
             return Err(Error::ServerIsBusy("applying a snapshot".into()));
         }
+        if self.merge.is_merging() {
+            return Err(Error::ServerIsBusy(format!("region {} is merging", self.region_id())));
+        }
         self.check_epoch(&read.request)?;
         if let ReadResponder::Values(_) = read.responder {
             for r in read.request.get_requests() {
@@ -413,6 +416,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// follower show a write that a later read on the leader does not (a read going back in
     /// time). Returns the message if it may go now.
     pub(crate) fn gate_read_index_answer(&mut self, m: Message) -> Option<Message> {
+        if m.get_msg_type() == MessageType::MsgReadIndexResp && self.merge.is_merging() {
+            return None; // confirmed too late: the region may be the target's by now
+        }
         if m.get_msg_type() != MessageType::MsgReadIndexResp
             || !self.is_leader()
             || m.index <= self.storage().applied_index()

@@ -20,7 +20,7 @@ use crate::{
     batch::StoreContext,
     fsm::apply::ApplyRouter,
     msg::{ApplyMsg, ApplyRes, ApplyTask, ExecResult},
-    operation::{snapshot::split_snapshot, split::SPLIT_CONTEXT},
+    operation::{merge::PREPARE_MERGE_CONTEXT, snapshot::split_snapshot, split::SPLIT_CONTEXT},
     raft::peer::{Life, Peer},
     transport::Transport,
     Error,
@@ -52,6 +52,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             self.on_role_changed(now);
         }
         self.on_read_states(ready.take_read_states());
+        self.note_committed_admin(ready.committed_entries(), now);
         let has_snapshot = !ready.snapshot().is_empty();
         if has_snapshot {
             let res =
@@ -100,6 +101,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             // commit index covers a lag.
             self.raft_group.mut_store().set_commit_index(commit);
         }
+        self.note_committed_admin(light.committed_entries(), now);
         self.send(light.take_messages(), ctx, now);
         self.hand_to_apply(light.take_committed_entries(), ctx);
     }
@@ -128,6 +130,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     fn on_leadership_lost(&mut self) {
         let region_id = self.region_id();
         self.fail_reads(|| Error::NotLeader { region_id, leader: None });
+        self.merge.on_leadership_lost();
         if self.proposals.is_empty() {
             return;
         }
@@ -189,13 +192,28 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let Some(committed) = entries.last().map(|e| e.index) else {
             return;
         };
-        let split = entries.iter().rev().find(|e| e.context == SPLIT_CONTEXT).map(|e| e.index);
-        if let Some(index) = split {
-            self.on_split_committed(index);
-        }
         self.on_committed_to(committed, ctx.clock.now(), &ctx.counters);
         let entries = self.hold_own_removal(entries, ctx);
         self.send_to_apply(entries, &ctx.apply);
+    }
+
+    /// Committed entries a leader's lease must not outlive, seen before the messages of the
+    /// same ready go out (they may tell followers of the commit): a split, whose new regions'
+    /// peers elect leaders of their own once they apply it, and a PrepareMerge, whose target
+    /// may take the source's keys once any source peer applies it (TiKV #8034).
+    fn note_committed_admin(&mut self, entries: &[Entry], now: std::time::Duration) {
+        for e in entries.iter().rev() {
+            if e.context == SPLIT_CONTEXT {
+                self.on_split_committed(e.index);
+                break;
+            }
+        }
+        for e in entries.iter().rev() {
+            if e.context == PREPARE_MERGE_CONTEXT {
+                self.on_prepare_merge_committed(e.index, now);
+                break;
+            }
+        }
     }
 
     /// Sends entries and the proposals they answer to the apply side.
@@ -227,6 +245,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.applied_term = res.applied_term;
         let applied = res.apply_state.applied_index;
         self.split.on_applied(applied, res.written_bytes);
+        self.merge.on_applied(applied);
         let old_truncated = self.storage().truncated_index();
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
@@ -237,6 +256,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 ExecResult::Split { regions, derived } => {
                     self.on_split_applied(ctx, regions, derived)
                 }
+                ExecResult::PrepareMerge { region, state } => {
+                    self.on_prepare_merge_applied(ctx, region, state)
+                }
+                ExecResult::CommitMerge { region, source } => {
+                    self.on_commit_merge_applied(ctx, region, source)
+                }
+                ExecResult::RollbackMerge { region } => self.on_rollback_merge_applied(ctx, region),
             }
             // A peer destroying itself still takes in what its apply did (the regions of a
             // split are real whatever becomes of this peer); one destroyed takes nothing.

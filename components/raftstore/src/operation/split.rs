@@ -135,13 +135,20 @@ pub struct SplitState {
     written: u64,
     /// The regions of the last split applied, for `EpochNotMatch` answers.
     last_regions: Vec<Region>,
+    /// The region's size and keys as the split checker last measured them.
+    approximate: Option<(u64, u64)>,
 }
 
 impl SplitState {
     /// A new peer's: no split pending, and a check due (`check_diff` counts as written), so a
     /// new leader checks once.
     pub fn new(check_diff: u64) -> Self {
-        SplitState { pending: None, written: check_diff, last_regions: Vec::new() }
+        SplitState {
+            pending: None,
+            written: check_diff,
+            last_regions: Vec::new(),
+            approximate: None,
+        }
     }
 
     /// The index of a committed split that has not applied yet.
@@ -173,9 +180,27 @@ impl SplitState {
         due
     }
 
-    /// A split applied into `regions`.
+    /// A split applied into `regions`: the size is unknown until measured again.
     pub fn on_split(&mut self, regions: Vec<Region>) {
         self.last_regions = regions;
+        self.approximate = None;
+        self.force_check();
+    }
+
+    /// The next split-check tick checks, whatever was written (the region changed shape, or
+    /// this peer began to lead).
+    pub fn force_check(&mut self) {
+        self.written = self.written.max(u64::MAX / 2);
+    }
+
+    /// The split checker measured `size` bytes and `keys` keys.
+    pub fn set_approximate(&mut self, size: u64, keys: u64) {
+        self.approximate = Some((size, keys));
+    }
+
+    /// The last measured size and keys.
+    pub fn approximate(&self) -> Option<(u64, u64)> {
+        self.approximate
     }
 
     /// The regions of the last split applied.
@@ -189,7 +214,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// asks the split-check worker to look.
     pub(crate) fn on_split_check_tick<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
         let cfg = &ctx.cfg;
-        if !self.is_leader() || self.split.pending().is_some() {
+        if !self.is_leader() || self.split.pending().is_some() || self.merge.is_merging() {
             return;
         }
         if !self.split.take_check(cfg.region_split_check_diff) {
@@ -231,6 +256,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         if self.split.pending().is_some() {
             return Err(Error::ServerIsBusy("a split is in progress".into()));
+        }
+        if self.merge.blocks_proposals() {
+            return Err(Error::ServerIsBusy("the region is merging".into()));
         }
         check_split_keys(self.region(), &split.split_keys)
     }

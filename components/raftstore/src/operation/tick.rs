@@ -13,6 +13,8 @@
 //!                        behind a split failed
 //!     TransferCheck      the transfer fence and a pending hand-over       every tick
 //!     SnapshotSendCheck  snapshot sends settled with raft                 every tick
+//!     MergeCheck         a merge source asks its target to commit         merge_check_tick_interval
+//!                        (or votes to roll back)
 //! ```
 
 use std::time::Duration;
@@ -40,11 +42,13 @@ pub enum PeerTick {
     TransferCheck,
     /// Snapshot sends that never finished reported to raft as failed.
     SnapshotSendCheck,
+    /// A merge source asking its target to commit the merge, or voting to roll it back.
+    MergeCheck,
 }
 
 impl PeerTick {
     /// Every kind, in the order they run within one base tick.
-    pub const ALL: [PeerTick; 8] = [
+    pub const ALL: [PeerTick; 9] = [
         PeerTick::Raft,
         PeerTick::LogGc,
         PeerTick::PdHeartbeat,
@@ -53,6 +57,7 @@ impl PeerTick {
         PeerTick::ReadRetry,
         PeerTick::TransferCheck,
         PeerTick::SnapshotSendCheck,
+        PeerTick::MergeCheck,
     ];
 
     /// How many base ticks apart this kind runs under `cfg` (at least 1).
@@ -65,6 +70,7 @@ impl PeerTick {
             PeerTick::PdHeartbeat => ticks(cfg.pd_heartbeat_tick_interval),
             PeerTick::LeaseCheck => ticks(cfg.lease_check_interval),
             PeerTick::SplitCheck => ticks(cfg.split_region_check_tick_interval),
+            PeerTick::MergeCheck => ticks(cfg.merge_check_tick_interval),
             PeerTick::Raft
             | PeerTick::ReadRetry
             | PeerTick::TransferCheck
@@ -75,7 +81,7 @@ impl PeerTick {
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// One base tick: every kind of periodic work that is due.
-    pub(crate) fn on_tick<T: Transport>(&mut self, ctx: &StoreContext<EK, ER, T>) {
+    pub(crate) fn on_tick<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
         self.ticks += 1;
         let now = ctx.clock.now(); // one reading for the whole tick
         for tick in PeerTick::ALL {
@@ -88,7 +94,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     fn on_peer_tick<T: Transport>(
         &mut self,
         tick: PeerTick,
-        ctx: &StoreContext<EK, ER, T>,
+        ctx: &mut StoreContext<EK, ER, T>,
         now: Duration,
     ) {
         let (cfg, election_ticks) = (&ctx.cfg, ctx.cfg.raft_election_timeout_ticks as u64);
@@ -105,6 +111,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             PeerTick::SnapshotSendCheck => {
                 self.check_snapshot_sends(now, cfg.snap_send_timeout, &ctx.counters)
             }
+            PeerTick::MergeCheck => self.on_merge_check_tick(ctx),
         }
     }
 
@@ -136,10 +143,11 @@ mod tests {
             pd_heartbeat_tick_interval: ms(25), // not a multiple: rounded down
             lease_check_interval: ms(5),        // shorter than a tick: every tick
             split_region_check_tick_interval: ms(10),
+            merge_check_tick_interval: ms(30),
             ..Config::for_tests()
         };
         let every: Vec<u64> = PeerTick::ALL.iter().map(|t| t.every(&cfg)).collect();
-        assert_eq!(every, [1, 10, 2, 1, 1, 1, 1, 1]);
+        assert_eq!(every, [1, 10, 2, 1, 1, 1, 1, 1, 3]);
     }
 
     #[test]

@@ -5,11 +5,16 @@
 use std::collections::VecDeque;
 
 use engine::KvEngine;
-use proto::{metapb::Region, raft_cmdpb::RaftCmdResponse, raft_serverpb::RaftApplyState};
+use proto::{
+    metapb::Region,
+    raft_cmdpb::RaftCmdResponse,
+    raft_serverpb::{MergeState, RaftApplyState},
+};
 use slog::Logger;
 
 use crate::{
     msg::{error_response, CmdResponseSender, Proposal},
+    operation::merge::WaitMerge,
     Error,
 };
 
@@ -25,6 +30,11 @@ pub struct Apply<EK: KvEngine> {
     pub(crate) pending: VecDeque<Proposal>,
     /// Bytes and keys written since the last `ApplyRes`.
     pub(crate) written: (u64, u64),
+    /// The merge this region is the source of, once PrepareMerge applied: only
+    /// RollbackMerge is executed then.
+    pub(crate) merging: Option<MergeState>,
+    /// Entries held at a CommitMerge until the local source has caught up.
+    pub(crate) wait_merge: Option<WaitMerge>,
     pub(crate) logger: Logger,
 }
 
@@ -39,6 +49,8 @@ impl<EK: KvEngine> Apply<EK> {
             applied_term,
             pending: VecDeque::new(),
             written: (0, 0),
+            merging: None,
+            wait_merge: None,
             logger,
         }
     }
@@ -53,13 +65,20 @@ impl<EK: KvEngine> Apply<EK> {
         &self.kv
     }
 
+    /// A region restarted as a merge source (its PrepareMerge applied before).
+    pub fn set_merging(&mut self, state: Option<MergeState>) {
+        self.merging = state;
+    }
+
     /// Starts over from a snapshot's state; proposals still waiting can no longer be matched
-    /// and answer `OutcomeUnknown` as they drop.
+    /// and answer `OutcomeUnknown` as they drop, and entries held for a merge are replaced.
     pub fn reset(&mut self, region: Region, apply_state: RaftApplyState) {
         self.applied_term = apply_state.commit_term;
         self.region = region;
         self.apply_state = apply_state;
         self.pending.clear();
+        self.merging = None;
+        self.wait_merge = None;
     }
 
     /// Hands `resp` to the proposal of the entry at `index` in `term`; a proposal whose index

@@ -20,6 +20,7 @@ use crate::{
     operation::{
         conf_change::RemovalHold,
         lease::{LeaseEvidence, PublishedDelegate},
+        merge::MergeFlow,
         pd::PeerHealth,
         read::ReadQueue,
         split::SplitState,
@@ -89,6 +90,8 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) split: SplitState,
     /// When each other peer was last heard from, and when this one last led.
     pub(crate) health: PeerHealth,
+    /// Merges: this region's as a source, and a CommitMerge it proposed as a target.
+    pub(crate) merge: MergeFlow,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -158,6 +161,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             proposals_made: [0; ProposalKind::COUNT],
             split: SplitState::new(cfg.region_split_check_diff),
             health: PeerHealth::default(),
+            merge: MergeFlow::default(),
         })
     }
 

@@ -54,8 +54,14 @@ impl<EK: KvEngine, N: PeerNotifier<Snapshot = EK::Snapshot>> Runnable for SplitC
     fn run(&mut self, task: SplitCheckTask) {
         let region_id = task.region.id;
         match find_split_keys(&self.kv.snapshot(), &task) {
-            Ok(keys) if keys.is_empty() => {}
-            Ok(split_keys) => {
+            Ok(found) => {
+                let (size, keys) = (found.size, found.keys);
+                // What the placement driver's merge checker goes by.
+                let _ = self.peers.notify(region_id, PeerMsg::ApproximateSize { size, keys });
+                if found.split_keys.is_empty() {
+                    return;
+                }
+                let split_keys = found.split_keys;
                 debug!(self.logger, "region should split"; "region_id" => region_id, "keys" => split_keys.len());
                 let split = SplitRegion {
                     region_epoch: task.region.get_region_epoch().clone(),
@@ -72,13 +78,25 @@ impl<EK: KvEngine, N: PeerNotifier<Snapshot = EK::Snapshot>> Runnable for SplitC
     }
 }
 
-/// Split keys for `task.region` in `snap`: empty unless the region is over `max_size` or
+/// What a check found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SplitCheckOutcome {
+    /// Where to split; empty if the region is under both limits.
+    pub split_keys: Vec<Vec<u8>>,
+    /// Bytes of keys and values scanned: the region's size, or a lower bound of it when the
+    /// scan stopped early over the limits.
+    pub size: u64,
+    /// Keys scanned, likewise.
+    pub keys: u64,
+}
+
+/// Split keys for `task.region` in `snap`: none unless the region is over `max_size` or
 /// `max_keys`; otherwise the first key after every `split_size` bytes or `split_keys` keys,
-/// at most `limit` of them.
+/// at most `limit` of them. With the size and keys the scan saw.
 pub fn find_split_keys<S: Iterable>(
     snap: &S,
     task: &SplitCheckTask,
-) -> engine::Result<Vec<Vec<u8>>> {
+) -> engine::Result<SplitCheckOutcome> {
     let region = &task.region;
     let (start, end) = (keys::data_key(&region.start_key), keys::data_end_key(&region.end_key));
     let (mut size, mut count, mut total_size, mut total_keys) = (0u64, 0u64, 0u64, 0u64);
@@ -100,8 +118,8 @@ pub fn find_split_keys<S: Iterable>(
         Ok(!(over && split_keys.len() >= task.limit))
     })?;
     if total_size <= task.max_size && total_keys <= task.max_keys {
-        return Ok(Vec::new());
+        split_keys.clear();
     }
     split_keys.truncate(task.limit);
-    Ok(split_keys)
+    Ok(SplitCheckOutcome { split_keys, size: total_size, keys: total_keys })
 }

@@ -1,0 +1,323 @@
+//! Region merge: two regions and chains of them, the checks PrepareMerge makes, what clients
+//! see while a region merges and after, stores that miss the merge, restarts, and the
+//! placement driver merging small regions on its own.
+
+use std::time::{Duration, Instant};
+
+use pd_client::{MemPdConfig, PdClient};
+use proto::{eraftpb::MessageType, metapb, raft_serverpb::RaftMessage};
+use raftstore::{metrics::RaftEvent, Config, Error, ReadContext};
+use test_raftstore::{raft_message, transport::Filter, wait_until, Cluster, FIRST_REGION};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn key(i: u64) -> Vec<u8> {
+    format!("k{i:05}").into_bytes()
+}
+
+/// A cluster of three with keys 0..n written and the first region split at `at`.
+fn split_cluster(n: u64, at: &[u64]) -> (Cluster, Vec<metapb::Region>) {
+    let mut cluster = Cluster::new(3);
+    cluster.run();
+    for i in 0..n {
+        cluster.must_put(&key(i), b"v");
+    }
+    let regions = cluster.split_region(FIRST_REGION, at.iter().map(|i| key(*i)).collect()).unwrap();
+    for r in &regions {
+        cluster.wait_leader(r.id);
+    }
+    (cluster, regions)
+}
+
+/// Every key 0..n reads `value` through the client, and every store has it.
+fn check_keys(cluster: &Cluster, n: u64, value: &[u8]) {
+    for i in 0..n {
+        assert_eq!(cluster.get(&key(i)).unwrap().as_deref(), Some(value), "key {i}");
+    }
+    for store in 1..=3 {
+        cluster.must_get_equal(store, &key(0), value);
+        cluster.must_get_equal(store, &key(n - 1), value);
+    }
+}
+
+#[test]
+fn two_regions_merge_and_serve_every_key() {
+    let (cluster, regions) = split_cluster(20, &[10]);
+    let (left, right) = (&regions[0], &regions[1]);
+    let merged = cluster.must_merge(left.id, right.id);
+    assert_eq!(merged.id, right.id);
+    assert_eq!((merged.start_key.as_slice(), merged.end_key.as_slice()), (&b""[..], &b""[..]));
+    let versions = (left.get_region_epoch().version + 1).max(right.get_region_epoch().version);
+    assert_eq!(merged.get_region_epoch().version, versions + 1);
+    check_keys(&cluster, 20, b"v");
+    for i in 0..20 {
+        cluster.must_put(&key(i), b"w");
+    }
+    check_keys(&cluster, 20, b"w");
+    for store in 1..=3 {
+        assert!(cluster.store_meta(store).lock().unwrap().reader(left.id).is_none());
+        assert_eq!(cluster.raft_event(store, RaftEvent::MergeCommitted), 1);
+    }
+    wait_until("the placement driver sees one region", TIMEOUT, || cluster.pd.regions().len() == 1);
+}
+
+#[test]
+fn a_chain_of_regions_merges_one_after_another() {
+    let (cluster, regions) = split_cluster(40, &[10, 20, 30]);
+    // Left into right, three times: the rightmost region ends up with everything.
+    let last = regions.last().unwrap().id;
+    for pair in regions.windows(2) {
+        cluster.must_merge(pair[0].id, pair[1].id);
+    }
+    let merged = cluster.region(last);
+    assert!(merged.start_key.is_empty() && merged.end_key.is_empty());
+    check_keys(&cluster, 40, b"v");
+    wait_until("the placement driver sees one region", TIMEOUT, || cluster.pd.regions().len() == 1);
+}
+
+#[test]
+fn a_region_merges_into_its_left_neighbour_too() {
+    let (cluster, regions) = split_cluster(20, &[10]);
+    let merged = cluster.must_merge(regions[1].id, regions[0].id);
+    assert_eq!(merged.id, regions[0].id);
+    assert!(merged.end_key.is_empty());
+    check_keys(&cluster, 20, b"v");
+}
+
+#[test]
+fn a_merge_into_a_region_that_is_not_a_neighbour_is_refused() {
+    let (cluster, regions) = split_cluster(30, &[10, 20]);
+    match cluster.merge_region(regions[0].id, regions[2].id) {
+        Err(Error::InvalidRequest(msg)) => assert!(msg.contains("neighbour"), "{msg}"),
+        other => panic!("merging non-neighbours: {other:?}"),
+    }
+    // Nothing changed: the region takes writes at its old epoch.
+    cluster.must_put(&key(1), b"w");
+    assert_eq!(cluster.region(regions[0].id), regions[0]);
+}
+
+#[test]
+fn a_merge_into_a_target_of_another_epoch_is_refused() {
+    let (cluster, regions) = split_cluster(30, &[10]);
+    let (leader, source) = cluster.leader_region(regions[0].id);
+    let mut stale_target = cluster.region(regions[1].id);
+    stale_target.mut_region_epoch().version -= 1;
+    let mut req = test_raftstore::new_request(&source, &leader, vec![]);
+    req.mut_admin_request().set_cmd_type(proto::raft_cmdpb::AdminCmdType::PrepareMerge);
+    req.mut_admin_request().mut_prepare_merge().set_target(stale_target);
+    match cluster.call_command(leader.store_id, req, TIMEOUT) {
+        Err(Error::InvalidRequest(msg)) => assert!(msg.contains("epoch"), "{msg}"),
+        other => panic!("merging into a stale target: {other:?}"),
+    }
+}
+
+/// Drops appends of one region to one store: that follower falls behind.
+struct Lag {
+    region: u64,
+    store: u64,
+}
+
+impl Filter for Lag {
+    fn allow(&self, _: u64, to: u64, msg: &RaftMessage) -> bool {
+        !(to == self.store
+            && msg.region_id == self.region
+            && msg.get_message().get_msg_type() == MessageType::MsgAppend)
+    }
+}
+
+#[test]
+fn a_merge_is_refused_while_a_follower_lags_too_far() {
+    let (cluster, regions) = split_cluster(10, &[5]);
+    let (leader, _) = cluster.leader_region(regions[0].id);
+    let lagging = (1..=3).find(|s| *s != leader.store_id).unwrap();
+    cluster.network.add_filter(Box::new(Lag { region: regions[0].id, store: lagging }));
+    for i in 0..(Config::for_tests().merge_max_log_gap + 5) {
+        cluster.must_put(&key(i % 5), format!("{i}").as_bytes());
+    }
+    match cluster.merge_region(regions[0].id, regions[1].id) {
+        Err(Error::ServerIsBusy(msg)) => assert!(msg.contains("lacks"), "{msg}"),
+        other => panic!("merging past a lagging follower: {other:?}"),
+    }
+    cluster.clear_filters();
+    cluster.must_merge(regions[0].id, regions[1].id);
+}
+
+/// Drops every message of one region: nothing commits there.
+struct Silence(u64);
+
+impl Filter for Silence {
+    fn allow(&self, _: u64, _: u64, msg: &RaftMessage) -> bool {
+        msg.region_id != self.0
+    }
+}
+
+#[test]
+fn the_source_serves_nothing_while_merging_and_its_keys_come_back_through_the_target() {
+    let (cluster, regions) = split_cluster(20, &[10]);
+    let (source, target) = (&regions[0], &regions[1]);
+    let (leader, region) = cluster.leader_region(source.id);
+    let mut reader = cluster.reader(leader.store_id);
+    assert!(reader.get(&ReadContext::new(&region, &leader), &key(1), TIMEOUT).is_ok());
+    // The target cannot commit: the source stays merging.
+    cluster.network.add_filter(Box::new(Silence(target.id)));
+    let merging = cluster.start_merge(source.id, target.id);
+    assert_eq!(merging.get_region_epoch().version, region.get_region_epoch().version + 1);
+    for ctx in [ReadContext::new(&region, &leader), ReadContext::new(&merging, &leader)] {
+        match reader.get(&ctx, &key(1), TIMEOUT) {
+            Err(Error::ServerIsBusy(_) | Error::EpochNotMatch { .. }) => {}
+            other => panic!("a read of a merging region got {other:?}"),
+        }
+    }
+    let follower = test_raftstore::follower_of(&merging, &leader);
+    let follower_read = ReadContext::new(&merging, &follower).replica_read();
+    let mut follower_reader = cluster.reader(follower.store_id);
+    assert!(follower_reader.get(&follower_read, &key(1), TIMEOUT).is_err());
+    let mut put = test_raftstore::new_request(&merging, &leader, vec![]);
+    put.mut_requests().push(test_raftstore::put_request(&key(1), b"lost"));
+    match cluster.call_command(leader.store_id, put, TIMEOUT) {
+        Err(Error::ServerIsBusy(_)) => {}
+        other => panic!("a write to a merging region got {other:?}"),
+    }
+    cluster.clear_filters();
+    cluster.wait_merged(source.id, target.id);
+    check_keys(&cluster, 20, b"v");
+}
+
+#[test]
+fn a_store_cut_off_from_the_source_catches_up_through_the_target() {
+    let (cluster, regions) = split_cluster(20, &[10]);
+    let (source, target) = (&regions[0], &regions[1]);
+    cluster.must_put(&key(2), b"before");
+    let (leader, _) = cluster.leader_region(source.id);
+    // The target's leader commits the merge when its own store's source peer asks: keep
+    // that store in touch with the source.
+    let target_leader = cluster.wait_leader(target.id);
+    let cut = (1..=3).find(|s| *s != leader.store_id && *s != target_leader.store_id).unwrap();
+    // The leader has heard from the cut store's peer (a merge waits for every follower).
+    cluster.must_get_equal(cut, &key(2), b"before");
+    std::thread::sleep(Duration::from_millis(50));
+    // The cut store hears nothing of the source from now on, but all of the target.
+    cluster.network.add_filter(Box::new(Isolated { region: source.id, store: cut }));
+    cluster.must_put(&key(3), b"unseen"); // the cut store's source peer lacks this write
+    cluster.must_merge(source.id, target.id);
+    // Its target applied CommitMerge with the entries it carried: the write is there.
+    cluster.must_get_equal(cut, &key(3), b"unseen");
+    cluster.must_get_equal(cut, &key(2), b"before");
+    cluster.clear_filters();
+    check_keys_except(&cluster, 20, &[2, 3]);
+}
+
+/// Drops every message of one region to or from one store.
+struct Isolated {
+    region: u64,
+    store: u64,
+}
+
+impl Filter for Isolated {
+    fn allow(&self, from: u64, to: u64, msg: &RaftMessage) -> bool {
+        msg.region_id != self.region || (from != self.store && to != self.store)
+    }
+}
+
+fn check_keys_except(cluster: &Cluster, n: u64, skip: &[u64]) {
+    for i in (0..n).filter(|i| !skip.contains(i)) {
+        assert_eq!(cluster.get(&key(i)).unwrap().as_deref(), Some(&b"v"[..]), "key {i}");
+    }
+}
+
+#[test]
+fn every_store_recovers_the_merged_region_after_a_restart() {
+    let (mut cluster, regions) = split_cluster(20, &[10]);
+    cluster.must_merge(regions[0].id, regions[1].id);
+    for store in 1..=3 {
+        cluster.restart_store(store);
+    }
+    check_keys(&cluster, 20, b"v");
+    for store in 1..=3 {
+        assert!(cluster.peer_status(store, regions[0].id).is_none(), "the source came back");
+    }
+    cluster.must_put(&key(1), b"after");
+    assert_eq!(cluster.get(&key(1)).unwrap().as_deref(), Some(&b"after"[..]));
+}
+
+#[test]
+fn late_messages_for_the_merged_source_create_no_peer() {
+    let (cluster, regions) = split_cluster(20, &[10]);
+    let source = cluster.region(regions[0].id);
+    cluster.must_merge(source.id, regions[1].id);
+    let (from, to) = (&source.get_peers()[0], &source.get_peers()[1]);
+    for t in
+        [MessageType::MsgRequestVote, MessageType::MsgRequestPreVote, MessageType::MsgHeartbeat]
+    {
+        let msg = raft_message(&source, from, to, t, 100);
+        let _ = cluster.router(to.store_id).send_raft_message(msg);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(cluster.peer_status(to.store_id, source.id).is_none());
+    check_keys(&cluster, 20, b"v");
+}
+
+#[test]
+fn a_merged_range_splits_again() {
+    let (cluster, regions) = split_cluster(20, &[10]);
+    let merged = cluster.must_merge(regions[0].id, regions[1].id);
+    let again = cluster.split_region(merged.id, vec![key(10)]).unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|r| r.id != regions[0].id), "a new id for the new region");
+    for r in &again {
+        cluster.wait_leader(r.id);
+    }
+    check_keys(&cluster, 20, b"v");
+    for i in 0..20 {
+        cluster.must_put(&key(i), b"w");
+    }
+    check_keys(&cluster, 20, b"w");
+}
+
+#[test]
+fn a_merge_goes_on_across_a_leader_transfer_of_the_source() {
+    let (cluster, regions) = split_cluster(20, &[10]);
+    let (leader, region) = cluster.leader_region(regions[0].id);
+    let other = test_raftstore::follower_of(&region, &leader);
+    cluster.network.add_filter(Box::new(Silence(regions[1].id)));
+    cluster.start_merge(regions[0].id, regions[1].id);
+    cluster.must_transfer_leader(regions[0].id, &other);
+    cluster.clear_filters();
+    cluster.wait_merged(regions[0].id, regions[1].id);
+    check_keys(&cluster, 20, b"v");
+}
+
+#[test]
+fn the_placement_driver_merges_regions_emptied_by_deletes() {
+    let pd_cfg = MemPdConfig {
+        enable_merge: true,
+        max_merge_region_size: 64,
+        max_merge_region_keys: 2,
+        split_merge_interval: Duration::ZERO,
+        ..Default::default()
+    };
+    let cfg = Config { region_split_check_diff: 1, ..Config::for_tests() };
+    let mut cluster = Cluster::with_pd_config(3, cfg, pd_cfg);
+    cluster.run();
+    for i in 0..40 {
+        cluster.must_put(&key(i), b"v");
+    }
+    cluster.split_region(FIRST_REGION, vec![key(10), key(20), key(30)]).unwrap();
+    cluster.wait_region_count(4);
+    // Full regions are left alone.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(cluster.pd.merge_count(), 0);
+    for i in 0..40 {
+        cluster.must_delete(&key(i));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.pd.regions().len() > 1 {
+        assert!(Instant::now() < deadline, "regions left: {:?}", cluster.pd.regions().len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(cluster.pd.merge_count(), 3);
+    let region = cluster.pd.get_region(b"").unwrap().0;
+    assert!(region.start_key.is_empty() && region.end_key.is_empty());
+    cluster.must_put(&key(1), b"back");
+    assert_eq!(cluster.get(&key(1)).unwrap().as_deref(), Some(&b"back"[..]));
+}
