@@ -260,3 +260,38 @@ fn the_checker_catches_a_stale_read() {
     bad[5] = ev(1, "ok", "read", Some("a"), 6);
     assert_eq!(stale_reads(&bad.join("\n")), 1, "reading a after b was acknowledged");
 }
+
+/// grow-shrink: regions split as writes fill the key space, then merge as deletes empty it;
+/// the history (deletes included) stays linearizable.
+#[test]
+fn a_grow_shrink_run_splits_then_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = region_sim(&[
+        "--scenario",
+        "grow-shrink",
+        "--duration",
+        "8",
+        "--clients",
+        "4",
+        "--key-space",
+        "300",
+        "--split-size",
+        "512",
+        "--peak-regions",
+        "12",
+        "--quiet",
+        "--report-json",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let regions = &report["regions"];
+    let (peak, last) = (regions["peak"].as_u64().unwrap(), regions["final"].as_u64().unwrap());
+    assert!(peak >= 8, "{regions}");
+    assert!(regions["merges"].as_u64().unwrap() > 0 && last < peak, "{regions}");
+    assert!(report["ops"]["deletes"].as_u64().unwrap() > 0, "{}", report["ops"]);
+    let lin = &report["linearizability"];
+    assert_eq!(lin["violations"].as_u64(), Some(0), "{lin}");
+}

@@ -338,4 +338,6 @@ pub struct ApplyRes {
     /// Set when apply stopped at a CommitMerge whose source has not caught up here: sent to
     /// the source peer once the batch is written.
     pub catch_up: Option<CatchUpLogs>,
+    /// The source region whose catch-up the apply side is holding entries for, if any.
+    pub holding_merge: Option<u64>,
 }

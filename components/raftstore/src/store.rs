@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use engine::{KvEngine, RaftEngine};
+use engine::{KvEngine, Mutable, RaftEngine};
 use local_reader::{Clock, LocalReader, MonotonicRawClock, ReadCounters, ReadStats};
 use pd_client::PdClient;
 use prometheus::Registry;
@@ -460,7 +460,10 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
             PeerState::Tombstone => {
                 // Merged away (or destroyed) before its log was deleted: delete it now.
                 if let Some(raft_state) = raft.get_raft_state(region.id)? {
-                    delete_raft_log(raft, region.id, raft_state.last_index)?;
+                    let mut wb = kv.write_batch();
+                    wb.delete_cf(engine::CF_META, &engine::keys::apply_state_key(region.id))?;
+                    kv.write(&mut wb, engine::WriteOptions::SYNC)?;
+                    delete_raft_log(raft, region.id, raft_state.last_index, true)?;
                 }
                 continue;
             }

@@ -29,7 +29,7 @@ pub struct Args {
     pub delete_ratio: f64,
     /// The workload's shape over the run: `steady` keeps the mix above; `grow-shrink` writes
     /// (no deletes) until the cluster has --peak-regions regions or half the run is over,
-    /// then deletes nine writes in ten, so regions split as the data grows and merge as it
+    /// then deletes 49 writes in 50, so regions split as the data grows and merge as it
     /// goes.
     #[arg(long, value_enum, default_value_t = Scenario::Steady)]
     pub scenario: Scenario,
@@ -108,7 +108,7 @@ pub enum Scenario {
 }
 
 /// The share of writes that are deletes once a grow-shrink run shrinks.
-pub const SHRINK_DELETE_RATIO: f64 = 0.9;
+pub const SHRINK_DELETE_RATIO: f64 = 0.98;
 
 /// The key of index `i` in the key space.
 pub fn key(i: u64) -> String {

@@ -111,6 +111,41 @@ fn a_merge_into_a_target_of_another_epoch_is_refused() {
     }
 }
 
+#[test]
+fn a_merge_into_a_target_with_a_made_up_range_or_peers_is_refused() {
+    let (cluster, regions) = split_cluster(30, &[10, 20]);
+    let (leader, source) = cluster.leader_region(regions[0].id);
+    // The id and epoch of a real region (not a neighbour), the range of a neighbour.
+    let mut fake = cluster.region(regions[2].id);
+    fake.start_key = source.end_key.clone();
+    let mut req = test_raftstore::new_request(&source, &leader, vec![]);
+    req.mut_admin_request().set_cmd_type(proto::raft_cmdpb::AdminCmdType::PrepareMerge);
+    req.mut_admin_request().mut_prepare_merge().set_target(fake);
+    match cluster.call_command(leader.store_id, req, TIMEOUT) {
+        Err(Error::InvalidRequest(_)) => {}
+        other => panic!("merging into a made-up target: {other:?}"),
+    }
+    cluster.must_put(&key(1), b"w"); // not merging
+}
+
+#[test]
+fn a_commit_merge_from_a_client_is_refused_and_changes_nothing() {
+    let (cluster, regions) = split_cluster(20, &[10]);
+    let (leader, target) = cluster.leader_region(regions[1].id);
+    let source = cluster.region(regions[0].id);
+    let mut req = test_raftstore::new_request(&target, &leader, vec![]);
+    req.mut_admin_request().set_cmd_type(proto::raft_cmdpb::AdminCmdType::CommitMerge);
+    req.mut_admin_request().mut_commit_merge().set_source(source.clone());
+    req.mut_admin_request().mut_commit_merge().commit = 6;
+    match cluster.call_command(leader.store_id, req, TIMEOUT) {
+        Err(Error::InvalidRequest(msg)) => assert!(msg.contains("not merging"), "{msg}"),
+        other => panic!("a CommitMerge from a client: {other:?}"),
+    }
+    assert_eq!(cluster.region(regions[1].id), target);
+    assert_eq!(cluster.region(source.id), source);
+    check_keys(&cluster, 20, b"v");
+}
+
 /// Drops appends of one region to one store: that follower falls behind.
 struct Lag {
     region: u64,

@@ -61,6 +61,20 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
     }
 }
 
+impl<EK: KvEngine, ER: RaftEngine> Drop for PeerFsm<EK, ER> {
+    /// A destroyed peer's mailbox may still hold commands and reads that arrived before it
+    /// closed: they were never proposed, so they are answered as such (the region is not
+    /// here), not dropped with an unknown outcome.
+    fn drop(&mut self) {
+        if self.peer.life == Life::Alive {
+            return; // shutdown: the store stops, callers learn of it from the dropped senders
+        }
+        while let Ok(msg) = self.rx.try_recv() {
+            self.peer.refuse_while_destroying(msg);
+        }
+    }
+}
+
 impl<EK: KvEngine, ER: RaftEngine> Fsm for PeerFsm<EK, ER> {
     type Message = PeerMsg<EK::Snapshot>;
     fn is_stopped(&self) -> bool {

@@ -274,7 +274,8 @@ impl<EK: KvEngine> Apply<EK> {
                 slog::info!(self.logger, "CommitMerge waits for its source to catch up";
                     "source" => merge.get_source().id, "index" => entry.index);
                 let held = std::iter::once(entry).chain(entries).collect();
-                self.wait_merge = Some(WaitMerge { entries: held });
+                let source = merge.get_source().id;
+                self.wait_merge = Some(WaitMerge { source, entries: held });
                 return Some(CatchUpLogs { target_region_id: self.region.id, merge });
             }
             let resp = self.exec_entry(&entry, wb, exec_results);
@@ -308,6 +309,7 @@ impl<EK: KvEngine> Apply<EK> {
             written_bytes,
             written_keys,
             catch_up,
+            holding_merge: self.wait_merge.as_ref().map(|w| w.source),
         }
     }
 

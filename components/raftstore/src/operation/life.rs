@@ -214,14 +214,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     fn clean_up(&self, region: &Region) -> crate::Result<()> {
         let last_index = self.storage().raft_state().last_index;
-        if self.merge.is_merged() {
+        if self.merge.is_merged() || merged_away(self.storage().kv_engine(), region.id)? {
             // The target's CommitMerge wrote this region's tombstone, and its data is the
-            // target's now: only the log and the apply state go.
+            // target's now: only the log and the apply state go. The kv write is synced, so
+            // the tombstone is on disk before the log goes; the log's deletion is not: if a
+            // crash loses it, recovery deletes the log of a tombstone again.
             let kv = self.storage().kv_engine();
             let mut wb = kv.write_batch();
             wb.delete_cf(CF_META, &keys::apply_state_key(region.id))?;
             kv.write(&mut wb, WriteOptions::SYNC)?;
-            return delete_raft_log(self.storage().raft_engine(), region.id, last_index);
+            return delete_raft_log(self.storage().raft_engine(), region.id, last_index, false);
         }
         tombstone_region(
             self.storage().kv_engine(),
@@ -255,18 +257,26 @@ pub(crate) fn tombstone_region<EK: KvEngine, ER: RaftEngine>(
         )?;
     }
     kv.write(&mut wb, WriteOptions::SYNC)?;
-    delete_raft_log(raft, region.id, last_index)
+    delete_raft_log(raft, region.id, last_index, true)
 }
 
-/// Deletes a region's raft log (up to `last_index`) and raft state; synced.
+/// Whether `region_id`'s state here is a tombstone a merge wrote (it names its target): its
+/// data belongs to the target.
+fn merged_away<EK: KvEngine>(kv: &EK, region_id: u64) -> crate::Result<bool> {
+    let state = kv.get_msg_cf::<RegionLocalState>(CF_META, &keys::region_state_key(region_id))?;
+    Ok(state.is_some_and(|s| s.get_state() == PeerState::Tombstone && s.has_merge_state()))
+}
+
+/// Deletes a region's raft log (up to `last_index`) and raft state, synced if `sync`.
 pub(crate) fn delete_raft_log<ER: RaftEngine>(
     raft: &ER,
     region_id: u64,
     last_index: u64,
+    sync: bool,
 ) -> crate::Result<()> {
     let mut batch = raft.log_batch(0);
     batch.cut_logs(region_id, 0, last_index + 1)?;
     batch.delete_raft_state(region_id)?;
-    raft.consume(&mut batch, true)?;
+    raft.consume(&mut batch, sync)?;
     Ok(())
 }

@@ -148,6 +148,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             debug!(self.logger, "dropping a message for another peer"; "to_peer" => to);
             return;
         }
+        if self.merge.holds_commit_merge() {
+            info!(self.logger, "replaced, but applying a merge first"; "new_peer" => to);
+            return;
+        }
         info!(self.logger, "a newer peer of the region is coming to this store: destroying this one";
             "new_peer" => to, "conf_ver" => msg.get_region_epoch().conf_ver);
         ctx.counters.inc(RaftEvent::StalePeerDestroyed);
@@ -171,6 +175,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             // A leader holding its own removal hands over first; a stale leader steps down
             // (check-quorum) and hears it again. Either way it does not vanish leading.
             debug!(self.logger, "ignoring a GC message while leading");
+            return;
+        }
+        if self.merge.holds_commit_merge() {
+            info!(self.logger, "removed, but applying a merge first: the GC message waits");
             return;
         }
         info!(self.logger, "removed from the region while away: destroying";

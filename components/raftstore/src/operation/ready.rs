@@ -246,6 +246,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let applied = res.apply_state.applied_index;
         self.split.on_applied(applied, res.written_bytes);
         self.merge.on_applied(applied);
+        self.merge.set_holding(res.holding_merge);
         let old_truncated = self.storage().truncated_index();
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);

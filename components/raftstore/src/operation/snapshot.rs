@@ -136,6 +136,12 @@ pub fn generate<EK: KvEngine>(kv: &EK, region_id: u64) -> Result<Snapshot> {
     let state: RegionLocalState = view
         .get_msg_cf(CF_META, &keys::region_state_key(region_id))?
         .ok_or_else(|| missing("region state"))?;
+    if state.get_state() == PeerState::Merging {
+        // A snapshot carries no merge state: a peer restored from it would serve a region
+        // that is merging away. PrepareMerge waits for every follower to be replicating, so
+        // none should need one; if one does, it waits for the merge's end.
+        return Err(Error::ServerIsBusy(format!("region {region_id} is merging")));
+    }
     let region = state.get_region();
     let mut data = RaftSnapshotData::default();
     data.set_region(region.clone());

@@ -39,6 +39,8 @@ enum TargetView {
 
 /// The committed CommitMerge entries a source's apply waits behind, and the proposals after.
 pub(crate) struct WaitMerge {
+    /// The source region waited for.
+    pub(crate) source: u64,
     /// The CommitMerge entry and every entry after it, not applied yet.
     pub(crate) entries: Vec<Entry>,
 }
@@ -73,14 +75,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 TargetView::Ready
             };
         }
-        drop(meta);
-        let key = keys::region_state_key(expected.id);
-        match ctx.kv.get_msg_cf::<RegionLocalState>(CF_META, &key) {
-            Ok(Some(s)) if s.get_state() == PeerState::Tombstone => {
-                TargetView::Cannot("the target is destroyed here".into())
-            }
-            _ => TargetView::Behind,
-        }
+        // Not here (or destroyed here): no proof either way. The target may have committed
+        // the merge and had this store's peer removed after (a GC message), so this peer waits
+        // rather than vote; a source left behind so is for stale-peer detection to find.
+        TargetView::Behind
     }
 
     /// Sends CommitMerge, with this source's entries from `min_index` to the PrepareMerge, to
@@ -162,7 +160,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         self.check_no_admin_in_flight()?;
         merged_region(self.region(), cm.get_source())?;
-        check_merge_source_here(ctx, self.region_id(), cm)
+        check_merge_source_here(ctx, self.region(), cm)
     }
 
     /// This target applied CommitMerge: one `StoreMeta` lock takes the source's range away,
@@ -231,9 +229,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 "index" => prev);
             return;
         };
+        let have_all = entries.iter().all(|e| raft.raft_log.term(e.index).ok() == Some(e.term));
+        if have_all {
+            return; // in the log already, to be committed by its own leader
+        }
         if raft.state == raft::StateRole::Leader {
-            // A leader that lacks committed entries is a stale one: it must not go on
-            // appending to a log it is about to have rewritten.
+            // A leader whose log differs from committed entries is a stale one: it must not
+            // go on appending to a log about to be rewritten.
             let term = raft.term;
             raft.become_follower(term, raft::INVALID_ID);
         }
@@ -273,7 +275,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 /// append them to their source's log, so nothing else may ever be committed in their place.
 fn check_merge_source_here<EK: KvEngine, ER: RaftEngine, T>(
     ctx: &StoreContext<EK, ER, T>,
-    target: u64,
+    target: &Region,
     cm: &CommitMergeRequest,
 ) -> Result<()> {
     let source = cm.get_source().id;
@@ -284,12 +286,15 @@ fn check_merge_source_here<EK: KvEngine, ER: RaftEngine, T>(
         return invalid("the source is not merging on this store".into());
     };
     let merge = state.get_merge_state();
-    if merge.commit != cm.commit || merge.get_target().id != target {
+    if merge.commit != cm.commit || merge.get_target().id != target.id {
         return invalid(format!(
             "the source merges into {} at {}",
             merge.get_target().id,
             merge.commit
         ));
+    }
+    if merge.get_target().get_region_epoch() != target.get_region_epoch() {
+        return invalid("the target's epoch moved since the source prepared the merge".into());
     }
     let expected = merge.min_index..=merge.commit;
     let indexes = cm.get_entries().iter().map(|e| e.index);
@@ -326,7 +331,18 @@ impl<EK: KvEngine> Apply<EK> {
                 None
             }
             Some(s) if s.get_state() == PeerState::Tombstone => None, // refused when executed
-            _ => Some(cm.clone()),
+            Some(s) => {
+                let past = s.get_region().get_region_epoch().version
+                    >= cm.get_source().get_region_epoch().version;
+                if past {
+                    // Never expected: the source moved on without this merge. Waiting keeps
+                    // this replica from diverging from those that applied it; say so loudly.
+                    error!(self.logger, "CommitMerge waits for a source that is past the merge";
+                        "source" => cm.get_source().id, "state" => ?s.get_state());
+                }
+                Some(cm.clone())
+            }
+            None => Some(cm.clone()),
         }
     }
 
@@ -351,6 +367,17 @@ impl<EK: KvEngine> Apply<EK> {
                 cm.commit
             )));
         };
+        let target = state.get_merge_state().get_target();
+        if target.id != self.region.id
+            || target.get_region_epoch() != self.region.get_region_epoch()
+        {
+            return Err(Error::InvalidRequest(format!(
+                "source region {} merges into {} at epoch {:?}, not this region's",
+                cm.get_source().id,
+                target.id,
+                target.get_region_epoch()
+            )));
+        }
         let source = state.get_region().clone();
         let region = merged_region(&self.region, &source)?;
         let mut merge = state.get_merge_state().clone();

@@ -66,6 +66,8 @@ pub struct MergeFlow {
     commit_proposed: Option<(u64, u64)>,
     /// This peer was merged into its target: destroying it keeps the data.
     merged: bool,
+    /// As a target: the source whose catch-up this peer's apply is holding entries for.
+    holding_for: Option<u64>,
 }
 
 impl MergeFlow {
@@ -189,6 +191,18 @@ impl MergeFlow {
     /// Whether this peer was merged away (its data belongs to the target).
     pub fn is_merged(&self) -> bool {
         self.merged
+    }
+
+    /// What the apply side said it holds entries for (a source's catch-up), if anything.
+    pub fn set_holding(&mut self, source: Option<u64>) {
+        self.holding_for = source;
+    }
+
+    /// Whether this target's apply holds a committed CommitMerge: the peer must not be
+    /// destroyed by a word from outside meanwhile (its source on this store waits for it,
+    /// and the merge's data would go with it).
+    pub fn holds_commit_merge(&self) -> bool {
+        self.holding_for.is_some()
     }
 }
 

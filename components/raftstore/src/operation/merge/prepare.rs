@@ -123,8 +123,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let Some(local) = meta.region(target.id) else {
             return refuse("unknown on this store");
         };
-        if local.get_region_epoch() != target.get_region_epoch() {
-            return refuse("its epoch here differs from the one asked for");
+        if local != target {
+            return refuse("it differs here (epoch, range or peers) from the one asked for");
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use proto::{
     eraftpb::{self, MessageType},
     metapb::Region,
     raft_cmdpb::{AdminCmdType, RaftCmdRequest, RaftCmdResponse},
-    raft_serverpb::{ExtraMessageType, PeerState, RaftMessage},
+    raft_serverpb::{ExtraMessageType, PeerState, RaftMessage, RegionLocalState},
     Message,
 };
 use slog::{info, warn};
@@ -129,6 +129,18 @@ impl<EK: KvEngine> Apply<EK> {
         let commit = req.get_admin_request().get_rollback_merge().commit;
         if self.merging.as_ref().is_none_or(|s| s.commit != commit) {
             return Err(Error::InvalidRequest(format!("no merge at {commit} to roll back")));
+        }
+        // What is on disk decides too: a target that took this source in on this store wrote
+        // it a tombstone, which no rollback may turn back into a live region.
+        let key = keys::region_state_key(self.region.id);
+        let stored = self.kv.get_msg_cf::<RegionLocalState>(CF_META, &key)?;
+        if stored.is_none_or(|s| {
+            s.get_state() != PeerState::Merging || s.get_merge_state().commit != commit
+        }) {
+            return Err(Error::InvalidRequest(format!(
+                "region {} is not merging here",
+                self.region.id
+            )));
         }
         let mut region = self.region.clone();
         region.mut_region_epoch().version += 1;
