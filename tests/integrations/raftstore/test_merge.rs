@@ -281,9 +281,13 @@ fn late_messages_for_the_merged_source_create_no_peer() {
     let source = cluster.region(regions[0].id);
     cluster.must_merge(source.id, regions[1].id);
     let (from, to) = (&source.get_peers()[0], &source.get_peers()[1]);
-    for t in
-        [MessageType::MsgRequestVote, MessageType::MsgRequestPreVote, MessageType::MsgHeartbeat]
-    {
+    let types = [
+        MessageType::MsgRequestVote,
+        MessageType::MsgRequestPreVote,
+        MessageType::MsgHeartbeat,
+        MessageType::MsgAppend,
+    ];
+    for t in types {
         let msg = raft_message(&source, from, to, t, 100);
         let _ = cluster.router(to.store_id).send_raft_message(msg);
     }

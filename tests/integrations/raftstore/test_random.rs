@@ -1,6 +1,6 @@
-//! Randomized fault runs. Clients write and read a few keys (lease reads, ReadIndex when the
-//! nemesis switches leases off, follower reads) while a nemesis transfers leaders, splits
-//! regions, replaces peers, restarts stores while messages to them are in flight, partitions
+//! Randomized fault runs. Clients write, delete and read a few keys (lease reads, ReadIndex
+//! when the nemesis switches leases off, follower reads) while a nemesis transfers leaders,
+//! splits and merges regions, replaces peers, restarts stores while messages to them are in flight, partitions
 //! stores, cuts links one way and slows links or single message types; the network under it
 //! all delays, reorders and duplicates messages. Every run's history must be linearizable, and every key
 //! readable again after the final heal.
@@ -132,6 +132,13 @@ fn run_client(id: u64, seed: u64, run: Arc<Run>) {
                     Err(_) => {} // definitely not applied: a read of it is a violation
                 }
             }
+            4 => match client.delete(key.as_bytes(), deadline) {
+                Ok(()) => history.record(&key, true, None, invoke, true),
+                Err(client::Error::Undetermined(_)) => {
+                    history.record(&key, true, None, invoke, false)
+                }
+                Err(_) => {}
+            },
             r => {
                 let res = if r <= 7 {
                     client.get(key.as_bytes(), deadline)
@@ -191,8 +198,9 @@ impl Nemesis {
 
     fn step(&mut self, run: &Run) {
         let cluster = &run.cluster;
-        let action = self.rng.gen_range(0..11);
+        let action = self.rng.gen_range(0..12);
         match action {
+            11 => self.merge(cluster),
             0 => self.transfer_leader(cluster),
             10 => self.replace_peer(cluster),
             8 => self.transfer_over_a_slow_link(cluster),
@@ -329,6 +337,28 @@ impl Nemesis {
         let mut req = new_request(&status.region, &leader, vec![]);
         req.mut_admin_request().set_cmd_type(AdminCmdType::TransferLeader);
         req.mut_admin_request().mut_transfer_leader().set_peer(target);
+        let _ = c.call_command(leader.store_id, req, Duration::from_millis(300));
+    }
+
+    /// Starts merging a region into a neighbour; it goes on under the faults that follow.
+    fn merge(&mut self, cluster: &Shared) {
+        let c = lock(cluster);
+        let regions = c.pd.regions();
+        if regions.len() < 2 {
+            return;
+        }
+        let i = self.rng.gen_range(0..regions.len() - 1);
+        let (source, target) = match self.rng.gen_bool(0.5) {
+            true => (&regions[i], &regions[i + 1]),
+            false => (&regions[i + 1], &regions[i]),
+        };
+        let Some(leader) = c.leader_of_region(source.id) else { return };
+        let status = |id| c.peer_status(leader.store_id, id).map(|s| s.region);
+        let (Some(source), Some(target)) = (status(source.id), status(target.id)) else { return };
+        self.log.push(format!("merge region {} into {}", source.id, target.id));
+        let mut req = new_request(&source, &leader, vec![]);
+        req.mut_admin_request().set_cmd_type(AdminCmdType::PrepareMerge);
+        req.mut_admin_request().mut_prepare_merge().set_target(target);
         let _ = c.call_command(leader.store_id, req, Duration::from_millis(300));
     }
 
