@@ -12,6 +12,15 @@ use test_raftstore::{follower_of, wait_until, Cluster, FIRST_REGION};
 
 use crate::util::ApplyPause;
 
+/// Drops GC (tombstone) messages.
+struct DropGc;
+
+impl test_raftstore::transport::Filter for DropGc {
+    fn allow(&self, _: u64, _: u64, msg: &proto::raft_serverpb::RaftMessage) -> bool {
+        !msg.is_tombstone
+    }
+}
+
 const WAIT: Duration = Duration::from_secs(5);
 
 /// Three stores with a write applied everywhere, and a follower to remove.
@@ -76,10 +85,13 @@ fn a_removal_applied_before_a_crash_is_cleaned_up_on_restart() {
     // With the third store down, the removal commits only with the victim's acknowledgement,
     // so the victim hears of the commit before the leader drops it. Otherwise the leader may
     // apply the removal first and only tell the victim it is gone (a GC message): then the
-    // victim never applies its removal, and this test is not about that path.
+    // victim never applies its removal, and this test is not about that path. The GC message
+    // is dropped too: arriving in the same round as the commit, it would destroy the victim
+    // before the committed removal reached its apply side.
     let (leader, region) = cluster.leader_region(FIRST_REGION);
     let third = region.get_peers().iter().find(|p| p.id != leader.id && p.id != victim.id);
     cluster.stop_store(third.unwrap().store_id);
+    cluster.network.add_filter(Box::new(DropGc));
     fail::cfg("destroy_before_clean_up", "return").unwrap();
     cluster.must_remove_peer(FIRST_REGION, &victim);
     // Applied: the region state no longer holds the victim (still Normal: no clean-up).
