@@ -12,15 +12,6 @@ use test_raftstore::{follower_of, wait_until, Cluster, FIRST_REGION};
 
 use crate::util::ApplyPause;
 
-/// Drops GC (tombstone) messages.
-struct DropGc;
-
-impl test_raftstore::transport::Filter for DropGc {
-    fn allow(&self, _: u64, _: u64, msg: &proto::raft_serverpb::RaftMessage) -> bool {
-        !msg.is_tombstone
-    }
-}
-
 const WAIT: Duration = Duration::from_secs(5);
 
 /// Three stores with a write applied everywhere, and a follower to remove.
@@ -91,7 +82,7 @@ fn a_removal_applied_before_a_crash_is_cleaned_up_on_restart() {
     let (leader, region) = cluster.leader_region(FIRST_REGION);
     let third = region.get_peers().iter().find(|p| p.id != leader.id && p.id != victim.id);
     cluster.stop_store(third.unwrap().store_id);
-    cluster.network.add_filter(Box::new(DropGc));
+    cluster.network.add_filter(Box::new(test_raftstore::transport::DropGc));
     fail::cfg("destroy_before_clean_up", "return").unwrap();
     cluster.must_remove_peer(FIRST_REGION, &victim);
     // Applied: the region state no longer holds the victim (still Normal: no clean-up).

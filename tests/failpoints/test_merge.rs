@@ -10,10 +10,10 @@ use std::{
 };
 
 use local_reader::Redirect;
-use proto::{metapb, raft_serverpb::RaftMessage};
+use proto::metapb;
 use raftstore::{metrics::RaftEvent, Error, ReadContext};
 use test_raftstore::{
-    get_request, new_request, put_request, transport::Filter, wait_until, Cluster,
+    get_request, new_request, put_request, transport::IsolateRegion, wait_until, Cluster,
 };
 
 use crate::util::ApplyPause;
@@ -94,18 +94,6 @@ fn a_merge_prepared_before_a_restart_completes_after_it() {
     scenario.teardown();
 }
 
-/// Drops every message of one region to or from one store.
-struct Isolated {
-    region: u64,
-    store: u64,
-}
-
-impl Filter for Isolated {
-    fn allow(&self, from: u64, to: u64, msg: &RaftMessage) -> bool {
-        msg.region_id != self.region || (from != self.store && to != self.store)
-    }
-}
-
 /// One store hears nothing of the source, so its target must wait at CommitMerge for its
 /// source peer to catch up from the entries the merge carries; that peer drops the first
 /// request (fail point) and the store restarts while the target waits. After the restart the
@@ -119,7 +107,7 @@ fn a_store_restarted_while_its_target_waits_for_the_source_completes_the_merge()
     let cut = (1..=3).find(|s| *s != source_leader && *s != target_leader).unwrap();
     cluster.must_get_equal(cut, &key(1), b"v"); // the source's leader has heard from it
     std::thread::sleep(Duration::from_millis(50));
-    cluster.network.add_filter(Box::new(Isolated { region: left.id, store: cut }));
+    cluster.network.add_filter(Box::new(IsolateRegion { region: left.id, store: cut }));
     cluster.must_put(&key(5), b"unseen");
     fail::cfg("merge_catch_up", "return").unwrap();
     cluster.start_merge(left.id, right.id);

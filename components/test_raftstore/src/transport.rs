@@ -90,6 +90,30 @@ impl Filter for Partition {
     }
 }
 
+/// Cuts one region's peer on a store off from the region's other peers, both ways (the
+/// store's other regions keep talking).
+pub struct IsolateRegion {
+    /// The region.
+    pub region: u64,
+    /// The store cut off from it.
+    pub store: u64,
+}
+
+impl Filter for IsolateRegion {
+    fn allow(&self, from: u64, to: u64, msg: &RaftMessage) -> bool {
+        msg.region_id != self.region || (from != self.store && to != self.store)
+    }
+}
+
+/// Drops GC (tombstone) messages: a removed peer learns of its removal only from its log.
+pub struct DropGc;
+
+impl Filter for DropGc {
+    fn allow(&self, _: u64, _: u64, msg: &RaftMessage) -> bool {
+        !msg.is_tombstone
+    }
+}
+
 /// Cuts a store off from every other, both ways.
 pub struct Isolate(pub u64);
 

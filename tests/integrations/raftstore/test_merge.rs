@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 use pd_client::{MemPdConfig, PdClient};
 use proto::{eraftpb::MessageType, metapb, raft_serverpb::RaftMessage};
 use raftstore::{metrics::RaftEvent, Config, Error, ReadContext};
-use test_raftstore::{raft_message, transport::Filter, wait_until, Cluster, FIRST_REGION};
+use test_raftstore::{
+    raft_message,
+    transport::{Filter, IsolateRegion},
+    wait_until, Cluster, FIRST_REGION,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -232,7 +236,7 @@ fn a_store_cut_off_from_the_source_catches_up_through_the_target() {
     cluster.must_get_equal(cut, &key(2), b"before");
     std::thread::sleep(Duration::from_millis(50));
     // The cut store hears nothing of the source from now on, but all of the target.
-    cluster.network.add_filter(Box::new(Isolated { region: source.id, store: cut }));
+    cluster.network.add_filter(Box::new(IsolateRegion { region: source.id, store: cut }));
     cluster.must_put(&key(3), b"unseen"); // the cut store's source peer lacks this write
     cluster.must_merge(source.id, target.id);
     // Its target applied CommitMerge with the entries it carried: the write is there.
@@ -240,18 +244,6 @@ fn a_store_cut_off_from_the_source_catches_up_through_the_target() {
     cluster.must_get_equal(cut, &key(2), b"before");
     cluster.clear_filters();
     check_keys_except(&cluster, 20, &[2, 3]);
-}
-
-/// Drops every message of one region to or from one store.
-struct Isolated {
-    region: u64,
-    store: u64,
-}
-
-impl Filter for Isolated {
-    fn allow(&self, from: u64, to: u64, msg: &RaftMessage) -> bool {
-        msg.region_id != self.region || (from != self.store && to != self.store)
-    }
 }
 
 fn check_keys_except(cluster: &Cluster, n: u64, skip: &[u64]) {

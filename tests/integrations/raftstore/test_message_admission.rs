@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use proto::{eraftpb::MessageType, metapb, raft_serverpb::RaftMessage};
+use proto::{eraftpb::MessageType, metapb};
 use raftstore::metrics::RaftEvent;
 use test_raftstore::{
-    follower_of, raft_message, transport::Filter, wait_until, Cluster, FIRST_REGION,
+    follower_of, raft_message, transport::DropGc, wait_until, Cluster, FIRST_REGION,
 };
 
 fn started(count: u64) -> Cluster {
@@ -99,15 +99,6 @@ fn removed_while_away() -> (Cluster, metapb::Peer) {
     cluster.isolate(old.store_id);
     cluster.must_remove_peer(FIRST_REGION, &old);
     (cluster, old)
-}
-
-/// Drops GC messages, so that a stale peer learns of its fate only from other messages.
-struct DropGc;
-
-impl Filter for DropGc {
-    fn allow(&self, _: u64, _: u64, msg: &RaftMessage) -> bool {
-        !msg.is_tombstone
-    }
 }
 
 /// A store is cut off while its peer is removed and a new peer of the region is added on it.
