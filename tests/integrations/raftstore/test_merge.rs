@@ -352,3 +352,45 @@ fn the_placement_driver_merges_regions_emptied_by_deletes() {
     cluster.must_put(&key(1), b"back");
     assert_eq!(cluster.get(&key(1)).unwrap().as_deref(), Some(&b"back"[..]));
 }
+
+/// A store's target peer is cut off through the merge while its source peer applies the
+/// PrepareMerge; the target's log is compacted past it meanwhile, so after the heal it gets a
+/// snapshot of the merged region, which covers the waiting source: the snapshot replaces it.
+#[test]
+fn a_lagging_target_replaces_its_merging_source_with_a_snapshot() {
+    let cfg =
+        Config { raft_log_gc_count_limit: 20, raft_log_gc_threshold: 5, ..Config::for_tests() };
+    let mut cluster = Cluster::with_config(3, cfg);
+    cluster.run();
+    for i in 0..20 {
+        cluster.must_put(&key(i), b"v");
+    }
+    let (left, right) = cluster.must_split(&key(10));
+    cluster.wait_leader(left.id);
+    let target_leader = cluster.wait_leader(right.id).store_id;
+    let lag = (1..=3).find(|s| *s != target_leader).unwrap();
+    cluster.must_get_equal(lag, &key(15), b"v");
+    cluster.network.add_filter(Box::new(IsolateRegion { region: right.id, store: lag }));
+    cluster.must_put(&key(3), b"source");
+    let merging = cluster.start_merge(left.id, right.id);
+    let others: Vec<u64> = (1..=3).filter(|s| *s != lag).collect();
+    wait_until("merged where the target was heard", TIMEOUT, || {
+        others.iter().all(|s| cluster.peer_status(*s, left.id).is_none())
+    });
+    for i in 0..40 {
+        cluster.must_put(&key(i % 20), format!("m{i}").as_bytes()); // the log moves on
+    }
+    let lagging = cluster.peer_status(lag, left.id).expect("the source waits on the lag store");
+    assert_eq!(lagging.region.get_region_epoch(), merging.get_region_epoch(), "merging there");
+    let merged = cluster.peer_status(others[0], right.id).unwrap().region;
+    cluster.clear_filters();
+    wait_until("the lag store took the merged region by snapshot", TIMEOUT, || {
+        cluster.peer_status(lag, left.id).is_none()
+            && cluster.peer_status(lag, right.id).is_some_and(|s| s.region == merged)
+    });
+    for i in 0..20 {
+        let value = format!("m{}", 20 + i);
+        cluster.must_get_equal(lag, &key(i), value.as_bytes());
+    }
+    assert!(cluster.store_meta(lag).lock().unwrap().reader(left.id).is_none());
+}

@@ -113,7 +113,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.health.heard_from(from, ctx.clock.now());
         if msg.get_message().get_msg_type() == MessageType::MsgSnapshot {
             let meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(reason) = check_snapshot(&msg, self.region_id(), self.peer_id(), &meta) {
+            let checked = check_snapshot(&msg, self.region_id(), self.peer_id(), &meta, &ctx.kv);
+            if let Err(reason) = checked {
                 drop(meta);
                 warn!(self.logger, "refusing a snapshot"; "reason" => reason);
                 self.refuse_snapshot(&msg, ctx);

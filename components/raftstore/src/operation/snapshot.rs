@@ -165,13 +165,30 @@ pub fn generate<EK: KvEngine>(kv: &EK, region_id: u64) -> Result<Snapshot> {
     Ok(snap)
 }
 
+/// Whether region `id` here is a merge source that applied its PrepareMerge into `target` (an
+/// older epoch of it) and lies inside `target`'s range: a snapshot of the merged target, which
+/// holds its data, replaces it.
+pub(crate) fn is_merge_source_of<EK: KvEngine>(kv: &EK, id: u64, target: &Region) -> bool {
+    let Ok(Some(state)) = kv.get_msg_cf::<RegionLocalState>(CF_META, &keys::region_state_key(id))
+    else {
+        return false;
+    };
+    let (source, merge) = (state.get_region(), state.get_merge_state());
+    state.get_state() == PeerState::Merging
+        && merge.get_target().id == target.id
+        && merge.get_target().get_region_epoch().version < target.get_region_epoch().version
+        && keys::data_key(&source.start_key) >= keys::data_key(&target.start_key)
+        && keys::data_end_key(&source.end_key) <= keys::data_end_key(&target.end_key)
+}
+
 /// Checks a snapshot message before raft sees it: it must decode, be of `region_id`, hold
-/// `peer_id`, and not overlap any other region of the store.
-pub(crate) fn check_snapshot(
+/// `peer_id`, and not overlap any other region of the store but merge sources it replaces.
+pub(crate) fn check_snapshot<EK: KvEngine>(
     msg: &RaftMessage,
     region_id: u64,
     peer_id: u64,
     meta: &StoreMeta,
+    kv: &EK,
 ) -> std::result::Result<(), String> {
     let data = RaftSnapshotData::parse_from_bytes(&msg.get_message().get_snapshot().data)
         .map_err(|e| format!("undecodable snapshot: {e}"))?;
@@ -185,7 +202,7 @@ pub(crate) fn check_snapshot(
     let others: Vec<u64> = meta
         .overlapping(&region.start_key, &region.end_key)
         .into_iter()
-        .filter(|id| *id != region_id)
+        .filter(|id| *id != region_id && !is_merge_source_of(kv, *id, region))
         .collect();
     if !others.is_empty() {
         return Err(format!("snapshot overlaps regions {others:?}"));
@@ -400,14 +417,17 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// Applies a snapshot from a ready: the kv part now (synced), the old log's deletion into
-    /// `batch`, the storage's state in memory, and a reset of the apply side.
+    /// `batch`, the storage's state in memory, and a reset of the apply side. Merge sources the
+    /// merged region's snapshot covers become tombstones in the same kv write and leave
+    /// `StoreMeta` (their delegates pending-remove) under the same lock: their ids are
+    /// returned, for their peers to be told they were merged.
     pub(crate) fn apply_snapshot(
         &mut self,
         snap: &Snapshot,
         batch: &mut ER::LogBatch,
         meta: &Mutex<StoreMeta>,
         apply: &crate::fsm::apply::ApplyRouter<EK>,
-    ) -> Result<()> {
+    ) -> Result<Vec<u64>> {
         let data = RaftSnapshotData::parse_from_bytes(&snap.data)
             .map_err(|e| Error::InvalidArgument(format!("undecodable snapshot: {e}")))?;
         let region: Region = data.get_region().clone();
@@ -427,6 +447,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         for pair in data.get_data() {
             wb.put_cf(CF_DEFAULT, &pair.key, &pair.value)?;
         }
+        let sources = self.replaced_merge_sources(&region, meta);
+        for source in &sources {
+            // Its data is inside the range just rewritten; its state names its target.
+            let key = keys::region_state_key(*source);
+            let mut state: RegionLocalState = kv.get_msg_cf(CF_META, &key)?.unwrap_or_default();
+            state.set_state(PeerState::Tombstone);
+            state.mut_merge_state().set_target(region.clone());
+            wb.put_msg_cf(CF_META, &key, &state)?;
+            wb.delete_cf(CF_META, &keys::apply_state_key(*source))?;
+        }
         let mut state = RegionLocalState::default();
         state.set_state(PeerState::Normal);
         state.set_region(region.clone());
@@ -444,11 +474,32 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         batch.cut_logs(region.id, 0, last + 1)?;
         self.raft_group.mut_store().apply_snapshot_state(region.clone(), apply_state.clone());
         self.handed_index = index;
-        meta.lock().unwrap_or_else(|e| e.into_inner()).set_region(region.clone());
-        info!(self.logger, "snapshot applied"; "index" => index, "keys" => data.get_data().len());
+        {
+            let mut meta = meta.lock().unwrap_or_else(|e| e.into_inner());
+            for source in &sources {
+                meta.remove_region(*source);
+                meta.mark_reader_pending_remove(*source);
+            }
+            meta.set_region(region.clone());
+        }
+        info!(self.logger, "snapshot applied"; "index" => index, "keys" => data.get_data().len(),
+            "merge_sources_replaced" => ?sources);
         // Fails only at shutdown; the apply side then never runs again.
         let _ = apply.force_send(region.id, ApplyMsg::Reset { region, apply_state });
-        Ok(())
+        Ok(sources)
+    }
+
+    /// The merge sources on this store that a snapshot of `region` replaces.
+    fn replaced_merge_sources(&self, region: &Region, meta: &Mutex<StoreMeta>) -> Vec<u64> {
+        let overlapping = {
+            let meta = meta.lock().unwrap_or_else(|e| e.into_inner());
+            meta.overlapping(&region.start_key, &region.end_key)
+        };
+        let kv = self.storage().kv_engine();
+        overlapping
+            .into_iter()
+            .filter(|id| *id != region.id && is_merge_source_of(kv, *id, region))
+            .collect()
     }
 }
 
