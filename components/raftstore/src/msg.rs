@@ -212,6 +212,9 @@ pub enum PeerMsg<S: Snapshot> {
     /// To a merge source: the target (this region now) took its range in; destroy this peer,
     /// keeping the data, which the target owns.
     MergedInto(Box<metapb::Region>),
+    /// To a merge source: a snapshot of its merged target (this region) covers it; give way
+    /// (destroyed as merged) if its apply has nothing left to do.
+    ReplacedBySnapshot(Box<metapb::Region>),
 }
 
 /// A merge target's request to its local source peer: catch up to the PrepareMerge.

@@ -16,7 +16,7 @@ use crate::{
     batch::StoreContext,
     fsm::{apply::ApplyFsm, peer::PeerFsm},
     msg::{ApplyMsg, PeerMsg},
-    operation::message::check_message_form,
+    operation::{merge::region_state, message::check_message_form},
     raft::{
         apply::Apply,
         peer::{Life, Peer},
@@ -222,6 +222,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             let kv = self.storage().kv_engine();
             let mut wb = kv.write_batch();
             wb.delete_cf(CF_META, &keys::apply_state_key(region.id))?;
+            if let (Some(target), false) = (self.merge.merged_into(), merged_away(kv, region.id)?) {
+                // Given way to a snapshot of the target: no CommitMerge wrote the tombstone
+                // here, so the clean-up does, with the apply side stopped.
+                let mut merge = self.merge.state().cloned().unwrap_or_default();
+                merge.set_target(target.clone());
+                let state = region_state(PeerState::Tombstone, region.clone(), Some(merge));
+                wb.put_msg_cf(CF_META, &keys::region_state_key(region.id), &state)?;
+            }
             kv.write(&mut wb, WriteOptions::SYNC)?;
             return delete_raft_log(self.storage().raft_engine(), region.id, last_index, false);
         }

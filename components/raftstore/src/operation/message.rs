@@ -24,8 +24,8 @@ use proto::{
 use slog::{debug, info, warn};
 
 use crate::{
-    batch::StoreContext, metrics::RaftEvent, operation::snapshot::check_snapshot, raft::peer::Peer,
-    transport::Transport,
+    batch::StoreContext, metrics::RaftEvent, msg::PeerMsg, operation::snapshot::check_snapshot,
+    raft::peer::Peer, transport::Transport,
 };
 
 /// Checks what every raft message must hold, whoever it is for: ids, a sender and a receiver
@@ -114,11 +114,26 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if msg.get_message().get_msg_type() == MessageType::MsgSnapshot {
             let meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
             let checked = check_snapshot(&msg, self.region_id(), self.peer_id(), &meta, &ctx.kv);
-            if let Err(reason) = checked {
-                drop(meta);
-                warn!(self.logger, "refusing a snapshot"; "reason" => reason);
-                self.refuse_snapshot(&msg, ctx);
-                return;
+            drop(meta);
+            match checked {
+                Err(reason) => {
+                    warn!(self.logger, "refusing a snapshot"; "reason" => reason);
+                    self.refuse_snapshot(&msg, ctx);
+                    return;
+                }
+                Ok((region, sources)) if !sources.is_empty() => {
+                    // Merge sources it covers give way first (each only once its apply has
+                    // nothing left to do), then a snapshot sent again finds the range free.
+                    info!(self.logger, "snapshot covers merge sources: asking them to give way";
+                        "sources" => ?sources);
+                    for source in sources {
+                        let msg = PeerMsg::ReplacedBySnapshot(Box::new(region.clone()));
+                        let _ = ctx.router.force_send(source, msg);
+                    }
+                    self.refuse_snapshot(&msg, ctx);
+                    return;
+                }
+                Ok(_) => {}
             }
         }
         if msg.get_message().get_msg_type() == MessageType::MsgSnapStatus {

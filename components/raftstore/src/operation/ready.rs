@@ -19,7 +19,7 @@ use slog::{error, info, warn};
 use crate::{
     batch::StoreContext,
     fsm::apply::ApplyRouter,
-    msg::{ApplyMsg, ApplyRes, ApplyTask, ExecResult, PeerMsg},
+    msg::{ApplyMsg, ApplyRes, ApplyTask, ExecResult},
     operation::{merge::PREPARE_MERGE_CONTEXT, snapshot::split_snapshot, split::SPLIT_CONTEXT},
     raft::peer::{Life, Peer},
     transport::Transport,
@@ -57,11 +57,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if has_snapshot {
             let res =
                 self.apply_snapshot(ready.snapshot(), &mut ctx.log_batch, &ctx.meta, &ctx.apply);
-            let sources = res.unwrap_or_else(|e| self.fatal("applying a snapshot", e));
-            for source in sources {
-                let merged = Box::new(self.region().clone());
-                let _ = ctx.router.force_send(source, PeerMsg::MergedInto(merged));
-            }
+            res.unwrap_or_else(|e| self.fatal("applying a snapshot", e));
         }
         self.send(ready.take_messages(), ctx, now);
         self.hand_to_apply(ready.take_committed_entries(), ctx);

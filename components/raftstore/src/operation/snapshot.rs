@@ -182,14 +182,16 @@ pub(crate) fn is_merge_source_of<EK: KvEngine>(kv: &EK, id: u64, target: &Region
 }
 
 /// Checks a snapshot message before raft sees it: it must decode, be of `region_id`, hold
-/// `peer_id`, and not overlap any other region of the store but merge sources it replaces.
+/// `peer_id`, and not overlap any other region of the store. `Ok` with region ids: it overlaps
+/// only merge sources it covers, which are asked to give way (refuse it this time: raft sends
+/// another once they are gone); `Ok` with none: take it.
 pub(crate) fn check_snapshot<EK: KvEngine>(
     msg: &RaftMessage,
     region_id: u64,
     peer_id: u64,
     meta: &StoreMeta,
     kv: &EK,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(Region, Vec<u64>), String> {
     let data = RaftSnapshotData::parse_from_bytes(&msg.get_message().get_snapshot().data)
         .map_err(|e| format!("undecodable snapshot: {e}"))?;
     let region = data.get_region();
@@ -199,15 +201,15 @@ pub(crate) fn check_snapshot<EK: KvEngine>(
     if !region.get_peers().iter().any(|p| p.id == peer_id) {
         return Err("snapshot's region does not hold this peer".into());
     }
-    let others: Vec<u64> = meta
+    let (sources, others): (Vec<u64>, Vec<u64>) = meta
         .overlapping(&region.start_key, &region.end_key)
         .into_iter()
-        .filter(|id| *id != region_id && !is_merge_source_of(kv, *id, region))
-        .collect();
+        .filter(|id| *id != region_id)
+        .partition(|id| is_merge_source_of(kv, *id, region));
     if !others.is_empty() {
         return Err(format!("snapshot overlaps regions {others:?}"));
     }
-    Ok(())
+    Ok((region.clone(), sources))
 }
 
 /// Most pieces a snapshot may come in; more is a malformed message.
@@ -417,17 +419,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// Applies a snapshot from a ready: the kv part now (synced), the old log's deletion into
-    /// `batch`, the storage's state in memory, and a reset of the apply side. Merge sources the
-    /// merged region's snapshot covers become tombstones in the same kv write and leave
-    /// `StoreMeta` (their delegates pending-remove) under the same lock: their ids are
-    /// returned, for their peers to be told they were merged.
+    /// `batch`, the storage's state in memory, and a reset of the apply side.
     pub(crate) fn apply_snapshot(
         &mut self,
         snap: &Snapshot,
         batch: &mut ER::LogBatch,
         meta: &Mutex<StoreMeta>,
         apply: &crate::fsm::apply::ApplyRouter<EK>,
-    ) -> Result<Vec<u64>> {
+    ) -> Result<()> {
         let data = RaftSnapshotData::parse_from_bytes(&snap.data)
             .map_err(|e| Error::InvalidArgument(format!("undecodable snapshot: {e}")))?;
         let region: Region = data.get_region().clone();
@@ -447,16 +446,6 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         for pair in data.get_data() {
             wb.put_cf(CF_DEFAULT, &pair.key, &pair.value)?;
         }
-        let sources = self.replaced_merge_sources(&region, meta);
-        for source in &sources {
-            // Its data is inside the range just rewritten; its state names its target.
-            let key = keys::region_state_key(*source);
-            let mut state: RegionLocalState = kv.get_msg_cf(CF_META, &key)?.unwrap_or_default();
-            state.set_state(PeerState::Tombstone);
-            state.mut_merge_state().set_target(region.clone());
-            wb.put_msg_cf(CF_META, &key, &state)?;
-            wb.delete_cf(CF_META, &keys::apply_state_key(*source))?;
-        }
         let mut state = RegionLocalState::default();
         state.set_state(PeerState::Normal);
         state.set_region(region.clone());
@@ -474,32 +463,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         batch.cut_logs(region.id, 0, last + 1)?;
         self.raft_group.mut_store().apply_snapshot_state(region.clone(), apply_state.clone());
         self.handed_index = index;
-        {
-            let mut meta = meta.lock().unwrap_or_else(|e| e.into_inner());
-            for source in &sources {
-                meta.remove_region(*source);
-                meta.mark_reader_pending_remove(*source);
-            }
-            meta.set_region(region.clone());
-        }
-        info!(self.logger, "snapshot applied"; "index" => index, "keys" => data.get_data().len(),
-            "merge_sources_replaced" => ?sources);
+        meta.lock().unwrap_or_else(|e| e.into_inner()).set_region(region.clone());
+        info!(self.logger, "snapshot applied"; "index" => index, "keys" => data.get_data().len());
         // Fails only at shutdown; the apply side then never runs again.
         let _ = apply.force_send(region.id, ApplyMsg::Reset { region, apply_state });
-        Ok(sources)
-    }
-
-    /// The merge sources on this store that a snapshot of `region` replaces.
-    fn replaced_merge_sources(&self, region: &Region, meta: &Mutex<StoreMeta>) -> Vec<u64> {
-        let overlapping = {
-            let meta = meta.lock().unwrap_or_else(|e| e.into_inner());
-            meta.overlapping(&region.start_key, &region.end_key)
-        };
-        let kv = self.storage().kv_engine();
-        overlapping
-            .into_iter()
-            .filter(|id| *id != region.id && is_merge_source_of(kv, *id, region))
-            .collect()
+        Ok(())
     }
 }
 

@@ -64,8 +64,8 @@ pub struct MergeFlow {
     catch_up: Option<(u64, u64)>,
     /// As a target leader: the CommitMerge proposed for (source region, at index).
     commit_proposed: Option<(u64, u64)>,
-    /// This peer was merged into its target: destroying it keeps the data.
-    merged: bool,
+    /// The merged region this peer was merged into: destroying it keeps the data.
+    merged_into: Option<Region>,
     /// As a target: the source whose catch-up this peer's apply is holding entries for.
     holding_for: Option<u64>,
 }
@@ -183,14 +183,28 @@ impl MergeFlow {
         self.commit_proposed = Some((source, index));
     }
 
-    /// The target took this source in.
-    pub fn on_merged(&mut self) {
-        self.merged = true;
+    /// The target took this source in: `target` is the merged region.
+    pub fn on_merged(&mut self, target: Region) {
+        self.merged_into = Some(target);
     }
 
     /// Whether this peer was merged away (its data belongs to the target).
     pub fn is_merged(&self) -> bool {
-        self.merged
+        self.merged_into.is_some()
+    }
+
+    /// The merged region this peer was merged into.
+    pub fn merged_into(&self) -> Option<&Region> {
+        self.merged_into.as_ref()
+    }
+
+    /// Whether a snapshot of `target` may replace this source: it applied a PrepareMerge into
+    /// an older epoch of that region.
+    pub fn replaceable_by(&self, target: &Region) -> bool {
+        self.state.as_ref().is_some_and(|s| {
+            s.get_target().id == target.id
+                && s.get_target().get_region_epoch().version < target.get_region_epoch().version
+        })
     }
 
     /// What the apply side said it holds entries for (a source's catch-up), if anything.

@@ -207,6 +207,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         region: Region,
         state: MergeState,
     ) {
+        if !self.is_alive() {
+            return; // being destroyed: its region is leaving StoreMeta, not changing there
+        }
         info!(self.logger, "PrepareMerge applied";
             "target" => state.get_target().id, "commit" => state.commit, "min_index" => state.min_index);
         self.raft_group.mut_store().set_region(region.clone());

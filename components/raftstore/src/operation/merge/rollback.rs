@@ -99,6 +99,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &mut StoreContext<EK, ER, T>,
         region: Region,
     ) {
+        if !self.is_alive() {
+            return; // being destroyed: its region is leaving StoreMeta, not changing there
+        }
         info!(self.logger, "merge rolled back"; "version" => region.get_region_epoch().version);
         let now = ctx.clock.now();
         self.raft_group.mut_store().set_region(region.clone());
