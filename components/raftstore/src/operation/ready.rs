@@ -202,17 +202,20 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// peers elect leaders of their own once they apply it, and a PrepareMerge, whose target
     /// may take the source's keys once any source peer applies it (TiKV #8034).
     fn note_committed_admin(&mut self, entries: &[Entry], now: std::time::Duration) {
-        for e in entries.iter().rev() {
+        // Most entries carry no context: one pass, and only the last of each kind counts.
+        let (mut split, mut merge) = (None, None);
+        for e in entries.iter().filter(|e| !e.context.is_empty()) {
             if e.context == SPLIT_CONTEXT {
-                self.on_split_committed(e.index);
-                break;
+                split = Some(e.index);
+            } else if e.context == PREPARE_MERGE_CONTEXT {
+                merge = Some(e.index);
             }
         }
-        for e in entries.iter().rev() {
-            if e.context == PREPARE_MERGE_CONTEXT {
-                self.on_prepare_merge_committed(e.index, now);
-                break;
-            }
+        if let Some(index) = split {
+            self.on_split_committed(index);
+        }
+        if let Some(index) = merge {
+            self.on_prepare_merge_committed(index, now);
         }
     }
 
