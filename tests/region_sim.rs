@@ -50,6 +50,7 @@ fn short_run_reports_and_records_a_complete_history() {
     assert!(leaders + 2 >= final_regions && leaders <= final_regions + 2, "{leaders} leaders");
     let lin = &report["linearizability"];
     assert_eq!(lin["violations"].as_u64(), Some(0), "{lin}");
+    assert!(report["retries"]["by_reason"].is_object(), "{}", report["retries"]);
     let series = report["time_series"].as_array().unwrap();
     let bucket_s = report["time_series_bucket_ms"].as_f64().unwrap() / 1000.0;
     assert_eq!(bucket_s, 0.1, "a short run is cut into 100 ms buckets");

@@ -131,13 +131,21 @@ impl TimePoint {
     }
 }
 
-/// Read attempts refused because their region moved (split, epoch, leader), then routed
-/// again.
+/// Read attempts refused because their region moved (split, merge, epoch, leader), then
+/// routed again.
 #[derive(Serialize)]
 pub struct RefusedReads {
     pub attempts: u64,
     pub total_ms: f64,
     pub max_ms: f64,
+}
+
+/// The clients' retries by the reason of the attempt that failed, and the time they spent
+/// backing off (bounded exponential with jitter) before retrying.
+#[derive(Serialize)]
+pub struct Retries {
+    pub by_reason: BTreeMap<String, u64>,
+    pub backoff_ms: f64,
 }
 
 #[derive(Serialize)]
@@ -157,6 +165,7 @@ pub struct Report {
     pub read_paths: ReadPaths,
     pub regions: Regions,
     pub refused_reads: RefusedReads,
+    pub retries: Retries,
     /// The history checked for linearizability, key by key.
     pub linearizability: Verdict,
     /// The width of a `time_series` bucket.
@@ -191,6 +200,10 @@ impl Report {
             total_ms: ms(stats.client.refused_time),
             max_ms: ms(stats.client.refused_max),
         };
+        let retries = Retries {
+            by_reason: stats.client.retries.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            backoff_ms: ms(stats.client.backoff),
+        };
         Report {
             config: args.clone(),
             duration_s,
@@ -208,6 +221,7 @@ impl Report {
             read_paths,
             regions,
             refused_reads,
+            retries,
             linearizability: check(&stats.ops),
             time_series_bucket_ms: stats.bucket.as_secs_f64() * 1000.0,
             time_series,
@@ -266,6 +280,13 @@ impl Report {
         println!(
             "  rerouted   {} read attempts refused as their region moved ({:.1} ms in all, longest {:.1} ms)",
             rf.attempts, rf.total_ms, rf.max_ms
+        );
+        let rt = &self.retries;
+        println!(
+            "  retries    {} ({:.1} ms backing off) {:?}",
+            rt.by_reason.values().sum::<u64>(),
+            rt.backoff_ms,
+            rt.by_reason
         );
         for s in &self.stores {
             println!("  store {:<3}  {} peers, {} leaders", s.id, s.peers, s.leaders);
