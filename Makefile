@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/regionstore/target
 CARGO_PROFILE := --profile opt
 
-.PHONY: all deps build run demo test fmt fmt-check clippy bench ci
+.PHONY: all deps build run demo test nemesis fmt fmt-check clippy bench ci
 
 all: build
 
@@ -21,6 +21,11 @@ run: build
 
 demo: build
 	$(CARGO_TARGET_DIR)/opt/storage-demo $(ARGS)
+
+# Faults as a workload: region-sim --nemesis over SEEDS seeds (default 10) on 3 and 5 stores,
+# one line per run and a summary (see scripts/nemesis.sh for SEEDS, STORES, DURATION, KINDS).
+nemesis: build
+	scripts/nemesis.sh
 
 test: deps
 	cargo test $(CARGO_PROFILE) --workspace --all-targets

@@ -24,7 +24,7 @@ pub mod region_snapshot;
 pub mod track_ver;
 
 pub use self::{
-    clock::{Clock, ManualClock, MonotonicRawClock},
+    clock::{Clock, ManualClock, MonotonicRawClock, SkewedClock},
     delegate::{DelegateSource, DelegateUpdate, ReadDelegate},
     lease::{Lease, LeaseState, RemoteLease},
     reader::{LocalReader, ReadCounters, ReadStats, Redirect, ThreadReadId},

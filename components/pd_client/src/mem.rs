@@ -100,6 +100,7 @@ pub struct MemPd {
     balance_leaders: AtomicBool,
     next_id: AtomicU64,
     splits: AtomicU64,
+    leader_changes: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -117,6 +118,7 @@ impl MemPd {
             balance_leaders,
             next_id: AtomicU64::new(1000),
             splits: AtomicU64::new(0),
+            leader_changes: AtomicU64::new(0),
             inner: Mutex::default(),
         }
     }
@@ -124,6 +126,11 @@ impl MemPd {
     /// Splits reported so far (`report_batch_split` calls accepted).
     pub fn split_count(&self) -> u64 {
         self.splits.load(Ordering::Relaxed)
+    }
+
+    /// Times a region's reported leader changed (a new leader's first heartbeat), so far.
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes.load(Ordering::Relaxed)
     }
 
     /// Merges seen done so far.
@@ -513,7 +520,10 @@ impl PdClient for MemPd {
             }
         }
         inner.put_region(region.clone());
-        inner.leaders.insert(region_id, (leader.clone(), term));
+        let previous = inner.leaders.insert(region_id, (leader.clone(), term));
+        if previous.is_some_and(|(p, _)| p.id != leader.id) {
+            self.leader_changes.fetch_add(1, Ordering::Relaxed);
+        }
         if let (Some(size), Some(keys)) = (stats.approximate_size, stats.approximate_keys) {
             inner.sizes.insert(region_id, (size, keys));
         }

@@ -90,6 +90,13 @@ pub struct Config {
     /// target cannot, votes to roll it back).
     #[serde(with = "humantime_serde")]
     pub merge_check_tick_interval: Duration,
+    /// How often a peer checks whether it has been without a leader for too long.
+    #[serde(with = "humantime_serde")]
+    pub peer_stale_state_check_interval: Duration,
+    /// A peer without a leader for this long asks the placement driver whether it is still a
+    /// member of its region (it may have been removed, with no member left to tell it).
+    #[serde(with = "humantime_serde")]
+    pub max_leader_missing_duration: Duration,
     /// Most entries the apply side writes in one kv write batch.
     pub apply_batch_max_entries: usize,
     /// Poller threads of the store batch system.
@@ -108,7 +115,7 @@ impl Default for Config {
             raft_base_tick_interval: Duration::from_secs(1),
             raft_heartbeat_ticks: 2,
             raft_election_timeout_ticks: 10,
-            raft_store_max_leader_lease: Duration::from_secs(9),
+            raft_store_max_leader_lease: Duration::from_secs(8),
             lease_check_interval: Duration::from_millis(2250),
             refuse_votes_after_start: true,
             raft_max_inflight_msgs: 256,
@@ -130,6 +137,8 @@ impl Default for Config {
             batch_split_limit: 10,
             merge_max_log_gap: 10,
             merge_check_tick_interval: Duration::from_secs(2),
+            peer_stale_state_check_interval: Duration::from_secs(60),
+            max_leader_missing_duration: Duration::from_secs(300),
             snap_chunk_size: 1 << 20,
             snap_send_timeout: Duration::from_secs(60),
             apply_batch_max_entries: 256,
@@ -168,7 +177,7 @@ impl Config {
             raft_base_tick_interval: Duration::from_millis(10),
             raft_election_timeout_ticks: 10,
             raft_heartbeat_ticks: 2,
-            raft_store_max_leader_lease: Duration::from_millis(90),
+            raft_store_max_leader_lease: Duration::from_millis(80),
             lease_check_interval: Duration::from_millis(20),
             raft_log_gc_tick_interval: Duration::from_millis(50),
             raft_log_gc_threshold: 20,
@@ -178,6 +187,8 @@ impl Config {
             max_peer_down_duration: Duration::from_secs(2),
             split_region_check_tick_interval: Duration::from_millis(50),
             merge_check_tick_interval: Duration::from_millis(50),
+            peer_stale_state_check_interval: Duration::from_millis(100),
+            max_leader_missing_duration: Duration::from_millis(1000),
             snap_chunk_size: 16 << 10,
             snap_send_timeout: Duration::from_secs(1),
             sync_log: false,
@@ -206,6 +217,8 @@ impl Config {
             ("max_peer_down_duration", self.max_peer_down_duration),
             ("split_region_check_tick_interval", self.split_region_check_tick_interval),
             ("merge_check_tick_interval", self.merge_check_tick_interval),
+            ("peer_stale_state_check_interval", self.peer_stale_state_check_interval),
+            ("max_leader_missing_duration", self.max_leader_missing_duration),
         ];
         for (field, value) in durations {
             if value > MAX_DURATION {
@@ -294,6 +307,15 @@ impl Config {
         if self.merge_check_tick_interval.is_zero() {
             return refuse("merge_check_tick_interval", "must be positive");
         }
+        if self.peer_stale_state_check_interval.is_zero() {
+            return refuse("peer_stale_state_check_interval", "must be positive");
+        }
+        if self.max_leader_missing_duration < self.election_timeout() {
+            return refuse(
+                "max_leader_missing_duration",
+                format!("must be at least the election timeout ({:?})", self.election_timeout()),
+            );
+        }
         if self.region_split_size > self.region_max_size {
             return refuse("region_split_size", "must not exceed region_max_size");
         }
@@ -311,6 +333,22 @@ impl Config {
     /// does not write the shared atomics on every renewal.
     pub fn max_lease_drift(&self) -> Duration {
         self.raft_store_max_leader_lease / 3
+    }
+
+    /// How much slower than real time a store's lease clock may run without a stale read:
+    /// `1 - lease / (election timeout - one tick)`. A lease measured on a clock running at
+    /// rate `r` lasts `lease / r` in real time, and must still end before the earliest moment
+    /// another peer can be elected (one tick short of the election timeout). The defaults
+    /// (lease 8 ticks of a 10-tick election timeout) leave 11%. A clock running fast only
+    /// shortens leases.
+    pub fn clock_drift_bound(&self) -> f64 {
+        let earliest_election =
+            self.election_timeout().saturating_sub(self.raft_base_tick_interval);
+        if earliest_election.is_zero() {
+            return 0.0;
+        }
+        (1.0 - self.raft_store_max_leader_lease.as_secs_f64() / earliest_election.as_secs_f64())
+            .max(0.0)
     }
 
     /// The election timeout as a duration.
@@ -350,6 +388,10 @@ mod tests {
             assert!(rc.check_quorum && rc.pre_vote);
         }
         assert_eq!(Config::for_tests().election_timeout(), Duration::from_millis(100));
+        for cfg in [Config::default(), Config::for_tests()] {
+            let bound = cfg.clock_drift_bound();
+            assert!((bound - 1.0 / 9.0).abs() < 1e-9, "{bound}: a lease of 8 ticks of 9");
+        }
     }
 
     #[test]
@@ -386,6 +428,8 @@ mod tests {
             "as long as the election timeout"
         );
         assert_eq!(field(lease(9_001)), "raft_store_max_leader_lease", "within the last tick");
+        let missing = Config { max_leader_missing_duration: Duration::from_secs(5), ..d() };
+        assert_eq!(field(missing), "max_leader_missing_duration", "shorter than an election");
         lease(9_000).validate().unwrap();
     }
 

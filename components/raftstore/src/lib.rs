@@ -50,3 +50,4 @@ pub use self::{
     reader::{ReadContext, StoreReader},
     store::{Engines, RaftRouter, RaftStore, StoreServices},
 };
+pub use router::PollGate;

@@ -44,11 +44,14 @@ pub enum RaftEvent {
     MergeCommitted,
     /// A merge source applied RollbackMerge.
     MergeRolledBack,
+    /// A peer without a leader for `max_leader_missing_duration` asked the placement driver
+    /// whether it is still a member.
+    StaleCheckAsked,
 }
 
 impl RaftEvent {
     /// Every event, in a fixed order.
-    pub const ALL: [RaftEvent; 8] = [
+    pub const ALL: [RaftEvent; 9] = [
         RaftEvent::VoteDroppedAfterStart,
         RaftEvent::StaleMessageDropped,
         RaftEvent::GcMessageSent,
@@ -57,6 +60,7 @@ impl RaftEvent {
         RaftEvent::SnapshotFailed,
         RaftEvent::MergeCommitted,
         RaftEvent::MergeRolledBack,
+        RaftEvent::StaleCheckAsked,
     ];
 
     /// A short stable name, for reports and the `event` label.
@@ -70,6 +74,7 @@ impl RaftEvent {
             RaftEvent::SnapshotFailed => "snapshot_failed",
             RaftEvent::MergeCommitted => "merge_committed",
             RaftEvent::MergeRolledBack => "merge_rolled_back",
+            RaftEvent::StaleCheckAsked => "stale_check_asked",
         }
     }
 }

@@ -215,6 +215,9 @@ pub enum PeerMsg<S: Snapshot> {
     /// To a merge source: a snapshot of its merged target (this region) covers it; give way
     /// (destroyed as merged) if its apply has nothing left to do.
     ReplacedBySnapshot(Box<metapb::Region>),
+    /// The placement driver knows this region at a newer epoch without the peer (the id that
+    /// asked): it was removed while away.
+    StalePerPd(u64, Box<metapb::Region>),
 }
 
 /// A merge target's request to its local source peer: catch up to the PrepareMerge.

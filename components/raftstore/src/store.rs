@@ -15,7 +15,7 @@ use local_reader::{Clock, LocalReader, MonotonicRawClock, ReadCounters, ReadStat
 use pd_client::PdClient;
 use prometheus::Registry;
 use proto::raft_serverpb::{PeerState, RaftMessage};
-use router::{create_system, BasicMailbox, BatchSystem, RouterAndSystem, SendError};
+use router::{create_system, BasicMailbox, BatchSystem, PollGate, RouterAndSystem, SendError};
 use slog::{info, o, warn, Logger};
 
 use crate::{
@@ -387,6 +387,13 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
     /// The store's regions and ranges.
     pub fn meta(&self) -> &SharedStoreMeta {
         &self.meta
+    }
+
+    /// The gates of the store's pollers and of its apply pollers: closing one freezes those
+    /// threads between rounds (a fault simulation's pause), opening it lets them go on.
+    /// Readers on other threads go on meanwhile: they check the lease against the clock.
+    pub fn poll_gates(&self) -> (PollGate, PollGate) {
+        (self.store_system.gate(), self.apply_system.gate())
     }
 
     /// Stops the ticker and both batch systems; pending commands are answered

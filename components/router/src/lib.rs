@@ -65,6 +65,7 @@
 
 mod config;
 mod errors;
+mod gate;
 mod mailbox;
 mod poller;
 mod router;
@@ -74,6 +75,7 @@ mod system;
 pub use self::{
     config::{Config, ConfigError},
     errors::SendError,
+    gate::PollGate,
     mailbox::{mailbox_channel, BasicMailbox, LooseBoundedSender, Mailbox},
     poller::{drain, HandleResult, HandlerBuilder, PollHandler},
     router::{Router, CONTROL_ADDR, ROUTER_CACHE_CAPACITY},

@@ -7,7 +7,7 @@ use crossbeam_channel::{select, Receiver, TryRecvError};
 use crate::{
     mailbox::{BasicMailbox, Scheduled, Scheduler},
     system::Metrics,
-    Config, Fsm,
+    Config, Fsm, PollGate,
 };
 
 /// What a handler did with one FSM in a round, and what the poller should do with it next.
@@ -117,6 +117,7 @@ pub(crate) struct Poller<N: Fsm, C: Fsm, H> {
     pub(crate) handler: H,
     pub(crate) cfg: Config,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) gate: PollGate,
 }
 
 impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
@@ -128,6 +129,7 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
             control_result: HandleResult::default(),
         };
         while self.fetch(&mut batch) {
+            self.gate.pass();
             self.round(&mut batch);
             self.settle(&mut batch);
         }

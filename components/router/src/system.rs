@@ -13,7 +13,7 @@ use crossbeam_channel::Receiver;
 use crate::{
     mailbox::{BasicMailbox, LooseBoundedSender, Scheduled, Scheduler},
     poller::Poller,
-    Config, ConfigError, Fsm, HandlerBuilder, Router,
+    Config, ConfigError, Fsm, HandlerBuilder, PollGate, Router,
 };
 
 /// Counters of a batch system, shared by its pollers.
@@ -62,6 +62,7 @@ pub struct BatchSystem<N: Fsm, C: Fsm> {
     workers: Vec<JoinHandle<()>>,
     cfg: Config,
     metrics: Arc<Metrics>,
+    gate: PollGate,
 }
 
 /// A router and the batch system that drives its FSMs.
@@ -87,6 +88,7 @@ pub fn create_system<N: Fsm, C: Fsm>(
         workers: Vec::new(),
         cfg: cfg.clone(),
         metrics: Arc::default(),
+        gate: PollGate::default(),
     };
     Ok((router, system))
 }
@@ -106,6 +108,7 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
                 handler: builder.build(),
                 cfg: self.cfg.clone(),
                 metrics: self.metrics.clone(),
+                gate: self.gate.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
@@ -118,6 +121,11 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
     /// The router of this system.
     pub fn router(&self) -> &Router<N, C> {
         &self.router
+    }
+
+    /// The gate the pollers pass between rounds (closed, it freezes them).
+    pub fn gate(&self) -> PollGate {
+        self.gate.clone()
     }
 
     /// The counters so far.
@@ -137,6 +145,7 @@ impl<N: Fsm, C: Fsm> BatchSystem<N, C> {
     /// FSM, then those still in the ready queues). Messages still queued are dropped with
     /// their FSMs. When it returns no FSM is alive. Idempotent.
     pub fn shutdown(&mut self) {
+        self.gate.open(); // frozen pollers could not stop
         self.router.shutdown();
         for _ in &self.workers {
             self.router.control_scheduler().stop_one();

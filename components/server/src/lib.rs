@@ -2,11 +2,13 @@
 //! directory, a placement driver and a transport, that a database writes to
 //! ([`Node::async_write`]) and reads from ([`Node::async_snapshot`]) region by region.
 //!
-//! [`transport::LocalNetwork`] connects the nodes of one process; the test harness adds its
-//! filters to it through [`transport::Intercept`]. See `docs/embedding.md`.
+//! [`transport::LocalNetwork`] connects the nodes of one process; [`faults::FaultNetwork`]
+//! puts filters on it (partitions, loss, delay, duplication) for region-sim's nemesis and the
+//! test harness. See `docs/embedding.md`.
 
 pub mod config;
 mod errors;
+pub mod faults;
 pub mod local;
 pub mod metrics;
 mod node;

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use local_reader::{Clock, MonotonicRawClock, SkewedClock};
 use pd_client::{MemPd, MemPdConfig, PdClient};
 use proto::metapb;
 use raftstore::msg::PeerStatus;
@@ -53,6 +54,16 @@ impl LocalNodes {
     }
 }
 
+/// How long [`LocalCluster::start_node`] waits for the last reader of a stopped node to
+/// release its engines.
+pub const ENGINE_RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether an open failed because another handle still holds the engines' lock file.
+fn is_lock_held(error: &str) -> bool {
+    // RocksDB's words for a lock held in this process, and in another one.
+    error.contains("lock hold by current process") || error.contains("While lock file")
+}
+
 /// N nodes of one process. See the module docs.
 pub struct LocalCluster {
     /// The placement driver.
@@ -61,7 +72,9 @@ pub struct LocalCluster {
     pub net: Arc<LocalNetwork>,
     /// The running nodes.
     pub nodes: Arc<LocalNodes>,
-    dirs: BTreeMap<u64, PathBuf>,
+    /// Each node's directory, and its clock when the cluster was started with skewable
+    /// clocks (kept across restarts).
+    dirs: BTreeMap<u64, (PathBuf, Option<Arc<SkewedClock>>)>,
     template: NodeConfig,
     logger: Logger,
 }
@@ -77,6 +90,19 @@ impl LocalCluster {
         pd: MemPdConfig,
         logger: &Logger,
     ) -> Result<Self> {
+        Self::start_with_clocks(base, count, template, pd, false, logger)
+    }
+
+    /// [`Self::start`]; with `skewable`, each node's leases run on a [`SkewedClock`] (see
+    /// [`Self::clock`]) that a fault simulation can slow down or speed up.
+    pub fn start_with_clocks(
+        base: &Path,
+        count: usize,
+        template: NodeConfig,
+        pd: MemPdConfig,
+        skewable: bool,
+        logger: &Logger,
+    ) -> Result<Self> {
         let mut cluster = LocalCluster {
             pd: Arc::new(MemPd::new(pd)),
             net: LocalNetwork::new(),
@@ -87,17 +113,27 @@ impl LocalCluster {
         };
         for i in 0..count {
             let dir = base.join(format!("node-{i}"));
-            let node = cluster.open(&dir)?;
-            cluster.dirs.insert(node.store_id(), dir);
+            let clock = skewable.then(|| Arc::new(SkewedClock::new(Arc::new(MonotonicRawClock))));
+            let node = cluster.open(&dir, clock.clone())?;
+            cluster.dirs.insert(node.store_id(), (dir, clock));
             cluster.nodes.insert(node);
         }
         Ok(cluster)
     }
 
-    fn open(&self, dir: &Path) -> Result<Node> {
+    fn open(&self, dir: &Path, clock: Option<Arc<SkewedClock>>) -> Result<Node> {
         let cfg = NodeConfig { data_dir: dir.to_path_buf(), ..self.template.clone() };
         let pd: Arc<dyn PdClient> = self.pd.clone();
-        Node::open(cfg, pd, self.net.clone(), &self.logger)
+        let clock: Arc<dyn Clock> = match clock {
+            Some(clock) => clock,
+            None => Arc::new(MonotonicRawClock),
+        };
+        Node::open_with_clock(cfg, pd, self.net.clone(), clock, &self.logger)
+    }
+
+    /// The clock of a node's leases, if the cluster was started with skewable clocks.
+    pub fn clock(&self, store_id: u64) -> Option<Arc<SkewedClock>> {
+        self.dirs.get(&store_id).and_then(|(_, clock)| clock.clone())
     }
 
     /// Store ids of every node, running or not.
@@ -105,17 +141,30 @@ impl LocalCluster {
         self.dirs.keys().copied().collect()
     }
 
-    /// Stops a node (it leaves the directory).
+    /// Stops a node (it leaves the directory). Messages on their way to it are lost; commands
+    /// it had not answered get an undetermined outcome, as clients of a killed process see.
     pub fn stop_node(&self, store_id: u64) {
         if let Some(node) = self.nodes.remove(store_id) {
             node.stop();
         }
     }
 
-    /// Opens a stopped node again from its directory.
+    /// Opens a stopped node again from its directory. A reader that held a snapshot of the
+    /// stopped node keeps its engines open until it lets go (a few milliseconds): the open
+    /// is retried for up to `ENGINE_RELEASE_WAIT` while their lock is held.
     pub fn start_node(&self, store_id: u64) -> Result<()> {
-        let dir = self.dirs.get(&store_id).ok_or(Error::Open(format!("no node {store_id}")))?;
-        let node = self.open(dir)?;
+        let (dir, clock) =
+            self.dirs.get(&store_id).ok_or(Error::Open(format!("no node {store_id}")))?;
+        let deadline = Instant::now() + ENGINE_RELEASE_WAIT;
+        let node = loop {
+            match self.open(dir, clock.clone()) {
+                Ok(node) => break node,
+                Err(Error::Open(e)) if is_lock_held(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.nodes.insert(node);
         Ok(())
     }

@@ -351,6 +351,12 @@ impl Node {
         self.with_store(|s| s.meta().clone())
     }
 
+    /// The gates of the store's pollers and of its apply pollers, while the node runs: a
+    /// fault simulation closes one to freeze those threads (see `raftstore::PollGate`).
+    pub fn poll_gates(&self) -> Result<(raftstore::PollGate, raftstore::PollGate)> {
+        self.with_store(|s| s.poll_gates())
+    }
+
     /// The engines, while the node runs. Holding them keeps them open after a stop: drop them
     /// before opening the directory again.
     pub fn engines(&self) -> Result<Engines<RocksEngine, RocksRaftEngine>> {

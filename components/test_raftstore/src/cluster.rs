@@ -63,6 +63,8 @@ pub struct Cluster {
     pub network: Arc<Network>,
     /// The clock the stores' leases run on (set before starting them).
     pub clock: Arc<dyn Clock>,
+    /// Stores whose leases run on a clock of their own instead (set before starting them).
+    pub clocks: HashMap<u64, Arc<dyn Clock>>,
     count: u64,
     data_dir: Option<PathBuf>,
     dirs: HashMap<u64, StoreDir>,
@@ -103,6 +105,7 @@ impl Cluster {
             pd,
             network: Network::new(),
             clock: Arc::new(MonotonicRawClock),
+            clocks: HashMap::new(),
             count,
             data_dir: None,
             dirs: HashMap::new(),
@@ -203,7 +206,8 @@ impl Cluster {
         };
         let pd: Arc<dyn PdClient> = self.pd.clone();
         let local = self.network.local();
-        let node = Node::open_with_clock(cfg, pd, local, self.clock.clone(), &self.logger)
+        let clock = self.clocks.get(&store_id).unwrap_or(&self.clock).clone();
+        let node = Node::open_with_clock(cfg, pd, local, clock, &self.logger)
             .unwrap_or_else(|e| panic!("store {store_id} failed to start: {e}"));
         assert_eq!(node.store_id(), store_id, "the store's ident was written at bootstrap");
         self.nodes.insert(node);
@@ -670,9 +674,9 @@ impl Cluster {
         self.network.add_filter(Box::new(Partition::new(a, b)));
     }
 
-    /// Cuts a store off from all others.
-    pub fn isolate(&self, store_id: u64) {
-        self.network.add_filter(Box::new(Isolate(store_id)));
+    /// Cuts a store off from all others; the id heals this cut alone.
+    pub fn isolate(&self, store_id: u64) -> crate::transport::FilterId {
+        self.network.add_filter(Box::new(Isolate(store_id)))
     }
 
     /// Delays every message between stores by `delay`.

@@ -6,6 +6,8 @@ use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use server::config::LogLevel;
 
+use crate::nemesis::FaultKind;
+
 /// region-sim: runs a cluster of stores in one process on RocksDB, drives a workload through
 /// a real client, and reports what happened.
 #[derive(Parser, Debug, Clone, Serialize)]
@@ -91,6 +93,18 @@ pub struct Args {
     /// Append logs to this file instead of stderr.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+    /// Faults to inject while the workload runs: a comma list of partition, isolate-leader,
+    /// one-way, loss, delay, slow-type, chaos, crash, pause, clock-skew, transfer-storm,
+    /// apply-pause, split-storm, merge-storm; or `all`. The schedule comes from --seed.
+    #[arg(long)]
+    pub nemesis: Option<String>,
+    /// Seconds between the starts of two faults (each lasts 0.5 to 1.5 times this).
+    #[arg(long, default_value_t = 2.0)]
+    pub nemesis_interval: f64,
+    /// Seconds every region has, after the nemesis's final heal, to serve a write and a read
+    /// again; the run fails otherwise.
+    #[arg(long, default_value_t = 30.0)]
+    pub recovery_timeout: f64,
     /// Serve the stores' Prometheus metrics at http://ADDR/metrics during the run (port 0
     /// picks a free port; the address is printed on stderr).
     #[arg(long)]
@@ -135,8 +149,20 @@ impl Args {
         Duration::from_millis(100).max(Duration::from_secs_f64(self.duration / 300.0))
     }
 
+    /// The faults of `--nemesis` (none without it).
+    pub fn nemesis_kinds(&self) -> Result<Vec<FaultKind>, String> {
+        self.nemesis.as_deref().map_or(Ok(Vec::new()), FaultKind::parse_list)
+    }
+
     /// Refuses values that cannot run.
     pub fn validate(&self) -> Result<(), String> {
+        self.nemesis_kinds()?;
+        if !(self.nemesis_interval > 0.0 && self.nemesis_interval <= MAX_DURATION_S) {
+            return Err("--nemesis-interval must be a positive number of seconds".into());
+        }
+        if !(self.recovery_timeout > 0.0 && self.recovery_timeout <= MAX_DURATION_S) {
+            return Err("--recovery-timeout must be a positive number of seconds".into());
+        }
         if self.stores == 0 {
             return Err("--stores must be at least 1".into());
         }

@@ -6,11 +6,14 @@
 //! bootstraps the cluster and the placement driver replicates its one region onto the others;
 //! the region splits as the data grows (small `--split-size`), leaders are balanced across the
 //! stores, 8 clients read and write for 10 seconds. `--regions N` cuts the key space into N
-//! regions before the run. See `--help`.
+//! regions before the run. `--nemesis KINDS` injects faults on a schedule drawn from `--seed`
+//! (see `nemesis`); the run fails (exit code 1) if the history is not linearizable or the
+//! cluster does not serve every region again after the final heal. See `--help`.
 
 mod args;
 mod chart;
 mod history;
+mod nemesis;
 mod report;
 mod workload;
 
@@ -27,6 +30,7 @@ use pd_client::{MemPdConfig, PdClient};
 use raft::StateRole;
 use server::{
     config::{FileConfig, LogConfig, LogLevel},
+    faults::FaultNetwork,
     local::LocalCluster,
     metrics::MetricsServer,
     NodeConfig,
@@ -35,6 +39,7 @@ use server::{
 use crate::{
     args::{Args, Scenario},
     history::History,
+    nemesis::{run_nemesis, FaultKind, NemesisEnv, NemesisReport},
     report::{ReadPaths, Regions, Report, StoreReport},
     workload::{run_client, ClientStats, Run},
 };
@@ -61,22 +66,24 @@ fn run(args: Args) -> Result<(), Error> {
         None => Some(tempfile::Builder::new().prefix("region-sim-").tempdir()?),
     };
     let base = args.data_dir.as_deref().or(temp.as_ref().map(|t| t.path())).expect("a dir");
+    let (election_timeout, drift_bound) =
+        (settings.raftstore.election_timeout(), settings.raftstore.clock_drift_bound());
     let node_cfg = NodeConfig {
         store: settings.raftstore,
         rocksdb: settings.rocksdb,
         ..NodeConfig::new(base)
     };
     let replicas = args.stores.min(3) as usize;
-    let pd_cfg = MemPdConfig {
-        max_replicas: replicas,
-        enable_merge: args.merge_size() > 0,
-        max_merge_region_size: args.merge_size(),
-        max_merge_region_keys: u64::MAX,
-        split_merge_interval: Duration::from_millis(args.tick_ms * 100),
-        merge_timeout: Duration::from_millis(args.tick_ms * 1000),
-        ..Default::default()
-    };
-    let cluster = LocalCluster::start(base, args.stores as usize, node_cfg, pd_cfg, &logger)?;
+    let kinds = args.nemesis_kinds()?;
+    let skewable = kinds.contains(&FaultKind::ClockSkew);
+    let cluster = LocalCluster::start_with_clocks(
+        base,
+        args.stores as usize,
+        node_cfg,
+        pd_config(&args, replicas),
+        skewable,
+        &logger,
+    )?;
     cluster.wait_ready(replicas, Duration::from_secs(60))?;
     cluster.split(&args.split_keys(), 10, Duration::from_secs(120))?;
     cluster.wait_ready(replicas, Duration::from_secs(60))?;
@@ -84,15 +91,69 @@ fn run(args: Args) -> Result<(), Error> {
     let initial = cluster.pd.regions().len();
     cluster.pd.set_balance_leaders(true);
     let reads_before = read_stats(&cluster);
+    let faults = Faults { kinds, election_timeout, drift_bound };
+    let (stats, region_counts, nemesis, duration_s) = drive(&args, &cluster, faults)?;
 
+    let regions = regions_report(&cluster, initial, &region_counts);
+    let read_paths = ReadPaths::new(&read_stats(&cluster).since(&reads_before));
+    let stores = store_reports(&cluster);
+    let mut report =
+        Report::new(&args, duration_s, &stats, read_paths, regions, &region_counts, stores);
+    report.nemesis = nemesis;
+    report.print_summary();
+    write_outputs(&args, &report)?;
+    cluster.stop();
+    if report.linearizability.violations > 0 {
+        return Err(format!("the history is not linearizable (seed {})", args.seed).into());
+    }
+    if report.nemesis.as_ref().is_some_and(|n| !n.recovered()) {
+        return Err(format!(
+            "the cluster did not recover after the final heal (seed {})",
+            args.seed
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The placement driver of a run: replicas, merges of small regions.
+fn pd_config(args: &Args, replicas: usize) -> MemPdConfig {
+    MemPdConfig {
+        max_replicas: replicas,
+        enable_merge: args.merge_size() > 0,
+        max_merge_region_size: args.merge_size(),
+        max_merge_region_keys: u64::MAX,
+        split_merge_interval: Duration::from_millis(args.tick_ms * 100),
+        merge_timeout: Duration::from_millis(args.tick_ms * 1000),
+        ..Default::default()
+    }
+}
+
+/// What the nemesis of a run injects, and the timing its faults are sized from.
+struct Faults {
+    kinds: Vec<FaultKind>,
+    election_timeout: Duration,
+    /// `raftstore::Config::clock_drift_bound`.
+    drift_bound: f64,
+}
+
+/// The run itself: the clients until the deadline, the progress bar, and the nemesis if
+/// any. Returns the clients' merged numbers, the region count per bucket, the nemesis
+/// report and the run's length in seconds.
+fn drive(
+    args: &Args,
+    cluster: &LocalCluster,
+    faults: Faults,
+) -> Result<(ClientStats, Vec<u64>, Option<NemesisReport>, f64), Error> {
     let start = Instant::now();
     let history = History::create(args.history.as_deref(), start)?;
     let deadline = start + Duration::from_secs_f64(args.duration);
     let done = AtomicU64::new(0);
     let shrinking = AtomicBool::new(false);
     let run = Run { deadline, history: &history, done: &done, shrinking: &shrinking };
+    let net = (!faults.kinds.is_empty()).then(|| FaultNetwork::over(cluster.net.clone()));
     let mut region_counts = Vec::new();
-    let per_client: Vec<ClientStats> = std::thread::scope(|s| {
+    let (per_client, nemesis) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..args.clients)
             .map(|p| {
                 let pd: std::sync::Arc<dyn PdClient> = cluster.pd.clone();
@@ -102,31 +163,72 @@ fn run(args: Args) -> Result<(), Error> {
                 };
                 let seed = args.seed.wrapping_add(p as u64);
                 let client = client::Client::new(pd, cluster.nodes.clone(), client_cfg, seed);
-                let (args, run) = (&args, &run);
+                let run = &run;
                 s.spawn(move || run_client(p, client, args, run))
             })
             .collect();
-        show_progress(&args, start, &run, &mut region_counts, &cluster, || {
+        let nemesis = net.as_deref().map(|net| {
+            let faults = &faults;
+            s.spawn(move || run_faults(args, cluster, net, faults, start))
+        });
+        show_progress(args, start, &run, &mut region_counts, cluster, || {
             handles.iter().all(|h| h.is_finished())
         });
-        handles.into_iter().map(|h| h.join().expect("client thread panicked")).collect()
+        let per_client: Vec<ClientStats> =
+            handles.into_iter().map(|h| h.join().expect("client thread panicked")).collect();
+        (per_client, nemesis.map(|h| h.join().expect("nemesis thread panicked")))
     });
+    if net.is_some() {
+        cluster.net.set_interceptor(None); // the filters go with the nemesis
+    }
     let duration_s = start.elapsed().as_secs_f64();
     history.flush()?;
-
-    let mut stats = per_client.into_iter().reduce(|mut a, b| {
-        a.merge(&b);
-        a
+    let stats = per_client
+        .into_iter()
+        .reduce(|mut a, b| {
+            a.merge(&b);
+            a
+        })
+        .expect("at least one client");
+    let nemesis = nemesis.map(|mut n| {
+        n.tally(&stats.outcomes);
+        n
     });
-    let stats = stats.take().expect("at least one client");
-    let regions = regions_report(&cluster, initial, &region_counts);
-    let read_paths = ReadPaths::new(&read_stats(&cluster).since(&reads_before));
-    let stores = store_reports(&cluster);
-    let report =
-        Report::new(&args, duration_s, &stats, read_paths, regions, &region_counts, stores);
-    report.print_summary();
+    Ok((stats, region_counts, nemesis, duration_s))
+}
+
+/// The nemesis of a run: its schedule from the seed, faults from a second or so in until
+/// `settle` before the end (the final heal), then the recovery check.
+fn run_faults(
+    args: &Args,
+    cluster: &LocalCluster,
+    net: &FaultNetwork,
+    faults: &Faults,
+    start: Instant,
+) -> NemesisReport {
+    let duration = Duration::from_secs_f64(args.duration);
+    let first = Duration::from_secs(1).min(duration / 10);
+    let final_heal = duration - Duration::from_secs(5).min(duration / 4);
+    let interval = Duration::from_secs_f64(args.nemesis_interval);
+    let plan = nemesis::schedule(&faults.kinds, args.seed, interval, first, final_heal);
+    let env = NemesisEnv {
+        cluster,
+        net,
+        start,
+        key_space: args.key_space,
+        election_timeout: faults.election_timeout,
+        max_slowdown: faults.drift_bound,
+        interval,
+        recovery_timeout: Duration::from_secs_f64(args.recovery_timeout),
+        kinds: faults.kinds.clone(),
+    };
+    run_nemesis(&env, plan, final_heal)
+}
+
+/// The JSON report and the chart, where asked for.
+fn write_outputs(args: &Args, report: &Report) -> Result<(), Error> {
     if let Some(path) = &args.report_json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+        std::fs::write(path, serde_json::to_vec_pretty(report)?)?;
     }
     if let Some(path) = &args.chart {
         let title = format!(
@@ -140,7 +242,6 @@ fn run(args: Args) -> Result<(), Error> {
         };
         chart::draw(path, &title, &series)?;
     }
-    cluster.stop();
     Ok(())
 }
 
@@ -151,7 +252,7 @@ fn settings(args: &Args) -> Result<FileConfig, Error> {
     let raftstore = raftstore::Config {
         sync_log: args.sync_log,
         raft_base_tick_interval: tick,
-        raft_store_max_leader_lease: tick * 9,
+        raft_store_max_leader_lease: tick * 8,
         raft_log_gc_tick_interval: tick * 5,
         split_region_check_tick_interval: tick * 5,
         region_split_check_diff: args.split_size / 8,

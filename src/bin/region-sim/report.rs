@@ -7,7 +7,7 @@ use local_reader::ReadStats;
 use regionstore::linearizability::{check, Verdict};
 use serde::Serialize;
 
-use crate::{args::Args, workload::ClientStats};
+use crate::{args::Args, nemesis::NemesisReport, workload::ClientStats};
 
 #[derive(Serialize)]
 pub struct Ops {
@@ -173,6 +173,9 @@ pub struct Report {
     pub time_series: Vec<TimePoint>,
     pub stores: Vec<StoreReport>,
     pub history_file: Option<String>,
+    /// The faults injected and what they did (with --nemesis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nemesis: Option<NemesisReport>,
     /// What this version does not do yet, so nobody reads a missing field as zero.
     pub notes: Vec<String>,
 }
@@ -227,6 +230,7 @@ impl Report {
             time_series,
             stores,
             history_file: args.history.as_ref().map(|p| p.display().to_string()),
+            nemesis: None,
             notes,
         }
     }
@@ -235,8 +239,8 @@ impl Report {
     pub fn print_summary(&self) {
         let (w, r) = (&self.latency_us.write, &self.latency_us.read);
         println!(
-            "region-sim: {} stores, {} clients, {:.1} s",
-            self.config.stores, self.config.clients, self.duration_s
+            "region-sim: {} stores, {} clients, {:.1} s, seed {}",
+            self.config.stores, self.config.clients, self.duration_s, self.config.seed
         );
         let ops = self.ops.writes + self.ops.reads;
         println!("  ops        {ops:>10}  ({:.0} ops/s)", self.throughput_ops_s);
@@ -293,6 +297,9 @@ impl Report {
         }
         if let Some(h) = &self.history_file {
             println!("  history    {h}");
+        }
+        if let Some(n) = &self.nemesis {
+            n.print_summary();
         }
         for n in &self.notes {
             println!("  note: {n}");

@@ -14,6 +14,7 @@ use regionstore::linearizability::Op;
 use crate::{
     args::Args,
     history::{Event, History},
+    nemesis::Outcome,
 };
 
 /// How long one operation may take before the client gives up on it (unknown outcome).
@@ -42,6 +43,9 @@ pub struct ClientStats {
     pub client: client::ClientStats,
     /// Every completed read and every write that may have taken effect, for the check.
     pub ops: Vec<Op>,
+    /// How each operation ended, and when (nanoseconds into the run): the nemesis counts
+    /// them per fault.
+    pub outcomes: Vec<(u64, Outcome)>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -89,6 +93,7 @@ impl ClientStats {
             bucket,
             client: Default::default(),
             ops: Vec::new(),
+            outcomes: Vec::new(),
         }
     }
 
@@ -134,6 +139,12 @@ impl ClientStats {
         }
         self.client.merge(&other.client);
         self.ops.extend(other.ops.iter().cloned());
+        self.outcomes.extend_from_slice(&other.outcomes);
+    }
+
+    /// An operation ended now (by the history's clock).
+    fn ended(&mut self, history: &History, outcome: Outcome) {
+        self.outcomes.push((history.now_ns(), outcome));
     }
 }
 
@@ -179,9 +190,11 @@ fn read_once(
                 invoke_ns,
                 complete_ns,
             });
+            stats.ended(history, Outcome::Ok);
         }
         Err(e) => {
             *stats.errors.entry(e.kind()).or_default() += 1;
+            stats.ended(history, Outcome::Fail);
             stats.bucket_at(history.elapsed()).read_failures += 1;
             history.record(&Event {
                 process,
@@ -260,15 +273,18 @@ pub fn run_client(process: usize, mut client: Client, args: &Args, run: &Run<'_>
                 stats.deletes += u64::from(delete);
                 stats.ops.push(op(Some(history.now_ns())));
                 history.record(&event("ok"));
+                stats.ended(history, Outcome::Ok);
             }
             Err(e) if e.not_applied() => {
                 *stats.errors.entry(e.kind()).or_default() += 1;
                 history.record(&event("fail"));
+                stats.ended(history, Outcome::Fail);
             }
             Err(e) => {
                 *stats.errors.entry(e.kind()).or_default() += 1;
                 stats.ops.push(op(None));
                 history.record(&event("info"));
+                stats.ended(history, Outcome::Unknown);
             }
         }
         run.done.fetch_add(1, Ordering::Relaxed);

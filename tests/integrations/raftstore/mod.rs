@@ -13,4 +13,6 @@ mod test_replication;
 mod test_restart_votes;
 mod test_snapshot_retry;
 mod test_split;
+mod test_stale_peer;
+mod test_store_faults;
 mod test_transfer_fence;

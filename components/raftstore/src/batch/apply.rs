@@ -47,6 +47,8 @@ impl<EK: KvEngine, ER: RaftEngine> ApplyHandler<EK, ER> {
             }
             StoreMetrics::observe_since(&self.metrics.apply_duration, start);
         }
+        // A crash here: written, nobody told (the client sees an unknown outcome).
+        fail::fail_point!("apply_after_write");
         for (ch, resp) in self.responses.drain(..) {
             ch.respond(resp);
         }

@@ -16,7 +16,7 @@ use crate::{
     batch::StoreContext,
     fsm::{apply::ApplyFsm, peer::PeerFsm},
     msg::{ApplyMsg, PeerMsg},
-    operation::{merge::region_state, message::check_message_form},
+    operation::{merge::region_state, message::check_message_form, stale::answer_from_tombstone},
     raft::{
         apply::Apply,
         peer::{Life, Peer},
@@ -90,8 +90,8 @@ pub(crate) fn register_peer<EK: KvEngine, ER: RaftEngine, T>(
     ctx.router.register(region_id, BasicMailbox::new(tx, fsm));
 }
 
-fn check_create<EK: KvEngine, ER: RaftEngine, T>(
-    ctx: &StoreContext<EK, ER, T>,
+fn check_create<EK: KvEngine, ER: RaftEngine, T: Transport>(
+    ctx: &mut StoreContext<EK, ER, T>,
     msg: &RaftMessage,
 ) -> Result<(), String> {
     if msg.is_tombstone {
@@ -111,8 +111,19 @@ fn check_create<EK: KvEngine, ER: RaftEngine, T>(
         .map_err(|e| e.to_string())?;
     if let Some(state) = state {
         let conf_ver = state.get_region().get_region_epoch().conf_ver;
+        // A peer destroyed on word of its removal (GC, the placement driver) left a tombstone
+        // of the region as it knew it, itself included: a member lagging between that and its
+        // removal may still address it. Its id, or an older one, never comes back (TiKV's
+        // rule).
+        let to = msg.get_to_peer();
+        let store_peer = state.get_region().get_peers().iter().find(|p| p.store_id == to.store_id);
+        if state.get_state() == PeerState::Tombstone && store_peer.is_some_and(|p| p.id >= to.id) {
+            answer_from_tombstone(ctx, msg, state.get_region());
+            return Err(format!("a message for destroyed peer {} (or an older one)", to.id));
+        }
         if state.get_state() == PeerState::Tombstone && msg.get_region_epoch().conf_ver <= conf_ver
         {
+            answer_from_tombstone(ctx, msg, state.get_region());
             return Err(format!("stale message for a destroyed peer (conf_ver {conf_ver})"));
         }
     }

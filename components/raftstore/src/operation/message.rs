@@ -121,14 +121,18 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                     self.refuse_snapshot(&msg, ctx);
                     return;
                 }
-                Ok((region, sources)) if !sources.is_empty() => {
+                Ok((region, stale)) if !stale.is_empty() => {
                     // Merge sources it covers give way first (each only once its apply has
                     // nothing left to do), then a snapshot sent again finds the range free.
-                    info!(self.logger, "snapshot covers merge sources: asking them to give way";
-                        "sources" => ?sources);
-                    for source in sources {
-                        let msg = PeerMsg::ReplacedBySnapshot(Box::new(region.clone()));
-                        let _ = ctx.router.force_send(source, msg);
+                    // Not while this peer's apply holds a merge: its source here must catch
+                    // up, not go.
+                    if !self.merge.holds_commit_merge() {
+                        info!(self.logger, "snapshot covers merge sources: asking them to give way";
+                            "regions" => ?stale);
+                        for id in stale {
+                            let msg = PeerMsg::ReplacedBySnapshot(Box::new(region.clone()));
+                            let _ = ctx.router.force_send(id, msg);
+                        }
                     }
                     self.refuse_snapshot(&msg, ctx);
                     return;
@@ -174,33 +178,15 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.destroy(ctx);
     }
 
-    /// A member of a newer membership says this peer is no longer in the region. A leader
-    /// ignores it: see below.
+    /// A member of a newer membership (or a store keeping a tombstone of it) says this peer
+    /// is no longer in the region.
     fn on_gc_message<T: Transport>(
         &mut self,
         msg: &RaftMessage,
         ctx: &mut StoreContext<EK, ER, T>,
     ) {
-        let (theirs, ours) = (msg.get_region_epoch(), self.region().get_region_epoch());
-        if theirs.conf_ver <= ours.conf_ver {
-            debug!(self.logger, "ignoring a GC message no newer than this peer";
-                "conf_ver" => theirs.conf_ver);
-            return;
-        }
-        if self.is_leader() {
-            // A leader holding its own removal hands over first; a stale leader steps down
-            // (check-quorum) and hears it again. Either way it does not vanish leading.
-            debug!(self.logger, "ignoring a GC message while leading");
-            return;
-        }
-        if self.merge.holds_commit_merge() {
-            info!(self.logger, "removed, but applying a merge first: the GC message waits");
-            return;
-        }
-        info!(self.logger, "removed from the region while away: destroying";
-            "by" => msg.get_from_peer().id, "conf_ver" => theirs.conf_ver);
-        ctx.counters.inc(RaftEvent::StalePeerDestroyed);
-        self.destroy(ctx);
+        let by = format!("GC message from peer {}", msg.get_from_peer().id);
+        self.destroy_as_removed(msg.get_region_epoch().conf_ver, &by, ctx);
     }
 
     /// Whether the sender may talk to this peer: a member, a peer of a newer region, or the

@@ -15,7 +15,8 @@
 //! - `lease`: the leader lease (renewal, suspicion, expiry) and the peer's read delegate;
 //! - `split`: region split: check, ids, propose, apply, and the new peers;
 //! - `merge`: region merge: PrepareMerge, CommitMerge (with the source catching up),
-//!   RollbackMerge, and the source's end.
+//!   RollbackMerge, and the source's end;
+//! - `stale`: peers that missed their removal, a split or a merge: how they learn it and go.
 
 pub mod command;
 pub mod conf_change;
@@ -29,5 +30,6 @@ pub mod read;
 pub mod ready;
 pub mod snapshot;
 pub mod split;
+pub mod stale;
 pub mod tick;
 pub mod transfer_leader;

@@ -183,8 +183,8 @@ pub(crate) fn is_merge_source_of<EK: KvEngine>(kv: &EK, id: u64, target: &Region
 
 /// Checks a snapshot message before raft sees it: it must decode, be of `region_id`, hold
 /// `peer_id`, and not overlap any other region of the store. `Ok` with region ids: it overlaps
-/// only merge sources it covers, which are asked to give way (refuse it this time: raft sends
-/// another once they are gone); `Ok` with none: take it.
+/// only merge sources of this region it covers, which must give way; refuse it this time,
+/// raft sends another once they are gone. `Ok` with none: take it.
 pub(crate) fn check_snapshot<EK: KvEngine>(
     msg: &RaftMessage,
     region_id: u64,

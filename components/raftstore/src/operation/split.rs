@@ -318,6 +318,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         regions: Vec<Region>,
         derived: Region,
     ) {
+        // A crash here: the split is on disk, its new peers exist nowhere yet.
+        fail::fail_point!("split_before_new_peers");
         let was_leader = self.is_leader();
         let now = ctx.clock.now();
         self.raft_group.mut_store().set_region(derived.clone());

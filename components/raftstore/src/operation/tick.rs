@@ -15,6 +15,8 @@
 //!     SnapshotSendCheck  snapshot sends settled with raft                 every tick
 //!     MergeCheck         a merge source asks its target to commit         merge_check_tick_interval
 //!                        (or votes to roll back)
+//!     StaleCheck         a peer long without a leader asks the placement  peer_stale_state_check_interval
+//!                        driver whether it is still a member
 //! ```
 
 use std::time::Duration;
@@ -44,11 +46,13 @@ pub enum PeerTick {
     SnapshotSendCheck,
     /// A merge source asking its target to commit the merge, or voting to roll it back.
     MergeCheck,
+    /// A peer long without a leader asking the placement driver whether it is stale.
+    StaleCheck,
 }
 
 impl PeerTick {
     /// Every kind, in the order they run within one base tick.
-    pub const ALL: [PeerTick; 9] = [
+    pub const ALL: [PeerTick; 10] = [
         PeerTick::Raft,
         PeerTick::LogGc,
         PeerTick::PdHeartbeat,
@@ -58,6 +62,7 @@ impl PeerTick {
         PeerTick::TransferCheck,
         PeerTick::SnapshotSendCheck,
         PeerTick::MergeCheck,
+        PeerTick::StaleCheck,
     ];
 
     /// How many base ticks apart this kind runs under `cfg` (at least 1).
@@ -71,6 +76,7 @@ impl PeerTick {
             PeerTick::LeaseCheck => ticks(cfg.lease_check_interval),
             PeerTick::SplitCheck => ticks(cfg.split_region_check_tick_interval),
             PeerTick::MergeCheck => ticks(cfg.merge_check_tick_interval),
+            PeerTick::StaleCheck => ticks(cfg.peer_stale_state_check_interval),
             PeerTick::Raft
             | PeerTick::ReadRetry
             | PeerTick::TransferCheck
@@ -112,6 +118,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 self.check_snapshot_sends(now, cfg.snap_send_timeout, &ctx.counters)
             }
             PeerTick::MergeCheck => self.on_merge_check_tick(ctx),
+            PeerTick::StaleCheck => self.on_stale_check_tick(ctx),
         }
     }
 

@@ -24,6 +24,7 @@ use crate::{
         pd::PeerHealth,
         read::ReadQueue,
         split::SplitState,
+        stale::StaleCheck,
         transfer_leader::TransferFence,
     },
     raft::storage::PeerStorage,
@@ -92,6 +93,9 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) health: PeerHealth,
     /// Merges: this region's as a source, and a CommitMerge it proposed as a target.
     pub(crate) merge: MergeFlow,
+    /// How long the peer has known no leader, and when it last asked the placement driver
+    /// whether it is stale.
+    pub(crate) stale: StaleCheck,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -162,6 +166,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             split: SplitState::new(cfg.region_split_check_diff),
             health: PeerHealth::default(),
             merge: MergeFlow::default(),
+            stale: StaleCheck::default(),
         })
     }
 

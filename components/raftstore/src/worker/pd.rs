@@ -9,6 +9,7 @@ use slog::{debug, Logger};
 
 use crate::{
     msg::{PeerMsg, ProposeSplit, SplitRegion},
+    operation::message::is_epoch_stale,
     worker::{PeerNotifier, Runnable, Scheduler},
     Error,
 };
@@ -37,6 +38,13 @@ pub enum PdTask {
     ReportBatchSplit {
         /// Every region of the split, in key order.
         regions: Vec<metapb::Region>,
+    },
+    /// A peer long without a leader asks whether its region still holds it.
+    ValidatePeer {
+        /// The region as the peer knows it.
+        region: metapb::Region,
+        /// The peer.
+        peer: metapb::Peer,
     },
 }
 
@@ -95,6 +103,29 @@ impl<N: PeerNotifier> PdRunner<N> {
     }
 }
 
+impl<N: PeerNotifier> PdRunner<N> {
+    /// Tells the peer it is stale only on a definite answer: the placement driver knows the
+    /// region at a newer epoch without the peer. A region it does not know (merged away, or
+    /// not reported yet) proves nothing: a merged source gives way to its target's snapshot.
+    fn validate_peer(&self, region: metapb::Region, peer: metapb::Peer) {
+        let pd_region = match self.pd.get_region_by_id(region.id) {
+            Ok((pd_region, _)) => pd_region,
+            Err(e) => {
+                debug!(self.logger, "no word on a peer's region"; "region_id" => region.id, "err" => %e);
+                return;
+            }
+        };
+        let newer = is_epoch_stale(region.get_region_epoch(), pd_region.get_region_epoch());
+        let holds = pd_region.get_peers().iter().any(|p| p.id == peer.id);
+        if newer && !holds {
+            let msg = PeerMsg::StalePerPd(peer.id, Box::new(pd_region));
+            let _ = self.peers.notify(region.id, msg);
+        } else {
+            debug!(self.logger, "the peer is still a member"; "region_id" => region.id);
+        }
+    }
+}
+
 impl<N: PeerNotifier> Runnable for PdRunner<N> {
     type Task = PdTask;
 
@@ -109,6 +140,7 @@ impl<N: PeerNotifier> Runnable for PdRunner<N> {
                     debug!(self.logger, "split report refused"; "err" => %e);
                 }
             }
+            PdTask::ValidatePeer { region, peer } => self.validate_peer(region, peer),
         }
     }
 }
