@@ -157,7 +157,7 @@ mod tests {
     fn asks_after_the_leader_is_missing_long_enough_then_once_per_period() {
         let mut check = StaleCheck::default();
         let max = 10 * S;
-        assert!(!check.due(false, 0 * S, max), "the leader just went missing");
+        assert!(!check.due(false, Duration::ZERO, max), "the leader just went missing");
         assert!(!check.due(false, 9 * S, max));
         assert!(check.due(false, 10 * S, max));
         assert!(!check.due(false, 11 * S, max), "asked a second ago");
