@@ -151,10 +151,11 @@ mod tests {
             lease_check_interval: ms(5),        // shorter than a tick: every tick
             split_region_check_tick_interval: ms(10),
             merge_check_tick_interval: ms(30),
+            peer_stale_state_check_interval: ms(200),
             ..Config::for_tests()
         };
         let every: Vec<u64> = PeerTick::ALL.iter().map(|t| t.every(&cfg)).collect();
-        assert_eq!(every, [1, 10, 2, 1, 1, 1, 1, 1, 3]);
+        assert_eq!(every, [1, 10, 2, 1, 1, 1, 1, 1, 3, 20]);
     }
 
     #[test]
