@@ -19,6 +19,7 @@ failed=0
 for stores in $STORES; do
     for seed in $(seq 1 "$SEEDS"); do
         run="$OUT/stores$stores-seed$seed"
+        rm -f "$run.json" "$run.status" # never read a report of an earlier run
         if "$BIN" --stores "$stores" --seed "$seed" --duration "$DURATION" --nemesis "$KINDS" \
             --nemesis-interval "$INTERVAL" --quiet --report-json "$run.json" > "$run.log" 2>&1; then
             echo ok > "$run.status"

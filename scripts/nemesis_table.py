@@ -35,10 +35,15 @@ def line(run):
     faults = sum(1 for f in n.get("schedule", []) if f["injected"])
     unknown = sum(k["ops_unknown"] for k in n.get("by_kind", {}).values())
     final = n.get("final_recovery_ms")
+    if not n:
+        recovered = "- (no nemesis)"
+    elif final is not None:
+        recovered = "in %.0f ms" % final
+    else:
+        recovered = "NO (%s)" % (n.get("final_recovery_error") or "a store did not restart")
     print("%-18s %-4s %7d ops %6.0f ops/s  %3d faults  %5d unknown  %s  recovered %s" % (
         name, status, r["ops"]["reads"] + r["ops"]["writes"], r["throughput_ops_s"], faults,
-        unknown, "linearizable" if lin["violations"] == 0 else "NOT LINEARIZABLE",
-        ("in %.0f ms" % final) if final is not None else "NO (%s)" % n.get("final_recovery_error")))
+        unknown, "linearizable" if lin["violations"] == 0 else "NOT LINEARIZABLE", recovered))
 
 
 def summary(out):

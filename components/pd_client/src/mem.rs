@@ -165,6 +165,17 @@ impl MemPd {
         self.inner().operators.insert(region_id, op);
     }
 
+    /// Withdraws the operator pending for a region, if it is `op` (one handed out already
+    /// may still be carried out).
+    pub fn remove_operator(&self, region_id: u64, op: &Operator) -> bool {
+        let mut inner = self.inner();
+        let pending = inner.operators.get(&region_id) == Some(op);
+        if pending {
+            inner.operators.remove(&region_id);
+        }
+        pending
+    }
+
     /// The operator pending for a region.
     pub fn pending_operator(&self, region_id: u64) -> Option<Operator> {
         self.inner().operators.get(&region_id).cloned()

@@ -212,9 +212,9 @@ pub enum PeerMsg<S: Snapshot> {
     /// To a merge source: the target (this region now) took its range in; destroy this peer,
     /// keeping the data, which the target owns.
     MergedInto(Box<metapb::Region>),
-    /// To a merge source: a snapshot of its merged target (this region) covers it; give way
-    /// (destroyed as merged) if its apply has nothing left to do.
-    ReplacedBySnapshot(Box<metapb::Region>),
+    /// To a merge source, or a peer whose region's members said it was merged away: raft
+    /// took a snapshot of this region (newer) over its range, which waits for it to go.
+    DisplacedBySnapshot(Box<metapb::Region>),
     /// The placement driver knows this region at a newer epoch without the peer (the id that
     /// asked): it was removed while away.
     StalePerPd(u64, Box<metapb::Region>),

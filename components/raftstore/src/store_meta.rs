@@ -34,6 +34,12 @@ pub struct StoreMeta {
     /// Region id → pending peers its leader here last reported, for every region whose
     /// peer here leads (the store's gauges).
     leaders: HashMap<u64, u64>,
+    /// Regions whose peer here heard from a member that the region was merged away, with the
+    /// region it was merged into: a newer snapshot over their range may displace them.
+    merged_away: HashMap<u64, Region>,
+    /// Region id → the region of a snapshot its peer here took over other regions' peers,
+    /// not applied yet: its range is promised, no other snapshot may be taken over it.
+    snapshot_ranges: HashMap<u64, Region>,
 }
 
 /// Most messages kept for one region not created yet.
@@ -65,6 +71,7 @@ impl StoreMeta {
     /// Removes a region and its range.
     pub fn remove_region(&mut self, region_id: u64) -> Option<Region> {
         self.leaders.remove(&region_id);
+        self.merged_away.remove(&region_id);
         let region = self.regions.remove(&region_id)?;
         let end = keys::data_end_key(&region.end_key);
         if self.ranges.get(&end) == Some(&region_id) {
@@ -203,6 +210,44 @@ impl StoreMeta {
     /// Whether the store has no region.
     pub fn is_empty(&self) -> bool {
         self.regions.is_empty()
+    }
+
+    /// A member of `region_id` said it was merged into `target` (its peer here lives on till
+    /// a newer snapshot over its range displaces it).
+    pub fn note_merged_away(&mut self, region_id: u64, target: Region) {
+        self.merged_away.insert(region_id, target);
+    }
+
+    /// The region `region_id` was merged into, if a member said so.
+    pub fn merged_into(&self, region_id: u64) -> Option<&Region> {
+        self.merged_away.get(&region_id)
+    }
+
+    /// The peer of `region_id` took a snapshot of `region` over other regions' peers.
+    pub fn promise_range(&mut self, region_id: u64, region: Region) {
+        self.snapshot_ranges.insert(region_id, region);
+    }
+
+    /// The peer of `region_id` applied its snapshot, or is gone.
+    pub fn release_range(&mut self, region_id: u64) {
+        self.snapshot_ranges.remove(&region_id);
+    }
+
+    /// A region other than `region_id` whose peer here took a snapshot over `[start, end)`.
+    pub fn promised_to_other(&self, region_id: u64, start: &[u8], end: &[u8]) -> Option<u64> {
+        let (start, end) = (keys::data_key(start), keys::data_end_key(end));
+        self.snapshot_ranges
+            .iter()
+            .filter(|(id, _)| **id != region_id)
+            .find(|(_, r)| {
+                keys::data_key(&r.start_key) < end && start < keys::data_end_key(&r.end_key)
+            })
+            .map(|(id, _)| *id)
+    }
+
+    /// Whether a member of `region_id` said it was merged away.
+    pub fn is_merged_away(&self, region_id: u64) -> bool {
+        self.merged_away.contains_key(&region_id)
     }
 }
 

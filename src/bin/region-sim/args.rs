@@ -98,7 +98,8 @@ pub struct Args {
     /// apply-pause, split-storm, merge-storm; or `all`. The schedule comes from --seed.
     #[arg(long)]
     pub nemesis: Option<String>,
-    /// Seconds between the starts of two faults (each lasts 0.5 to 1.5 times this).
+    /// Seconds between the starts of two faults (each lasts 0.5 to 1.5 times this; at least
+    /// 0.1).
     #[arg(long, default_value_t = 2.0)]
     pub nemesis_interval: f64,
     /// Seconds every region has, after the nemesis's final heal, to serve a write and a read
@@ -131,6 +132,8 @@ pub fn key(i: u64) -> String {
 
 /// The longest run: a week.
 const MAX_DURATION_S: f64 = 7.0 * 24.0 * 3600.0;
+/// The shortest `--nemesis-interval`: a fault then lasts at least 50 ms, a few ticks.
+const MIN_NEMESIS_INTERVAL_S: f64 = 0.1;
 
 impl Args {
     /// The merge size limit: --merge-size, or a quarter of --split-size.
@@ -157,8 +160,12 @@ impl Args {
     /// Refuses values that cannot run.
     pub fn validate(&self) -> Result<(), String> {
         self.nemesis_kinds()?;
-        if !(self.nemesis_interval > 0.0 && self.nemesis_interval <= MAX_DURATION_S) {
-            return Err("--nemesis-interval must be a positive number of seconds".into());
+        if !(self.nemesis_interval >= MIN_NEMESIS_INTERVAL_S
+            && self.nemesis_interval <= MAX_DURATION_S)
+        {
+            return Err(format!(
+                "--nemesis-interval must be at least {MIN_NEMESIS_INTERVAL_S} seconds"
+            ));
         }
         if !(self.recovery_timeout > 0.0 && self.recovery_timeout <= MAX_DURATION_S) {
             return Err("--recovery-timeout must be a positive number of seconds".into());

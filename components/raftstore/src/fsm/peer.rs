@@ -56,7 +56,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             PeerMsg::ApproximateSize { size, keys } => self.peer.split.set_approximate(size, keys),
             PeerMsg::CatchUpLogs(c) => self.peer.on_catch_up_logs(ctx, *c),
             PeerMsg::MergedInto(target) => self.peer.on_merged_into(ctx, *target),
-            PeerMsg::ReplacedBySnapshot(target) => self.peer.on_replaced_by_snapshot(ctx, *target),
+            PeerMsg::DisplacedBySnapshot(by) => self.peer.on_displaced_by_snapshot(ctx, *by),
             PeerMsg::StalePerPd(asked, region) => self.peer.on_stale_per_pd(ctx, asked, *region),
             PeerMsg::ApplyDestroyed(_) => unreachable!("handled above"),
         }

@@ -118,18 +118,20 @@ fn check_create<EK: KvEngine, ER: RaftEngine, T: Transport>(
         let to = msg.get_to_peer();
         let store_peer = state.get_region().get_peers().iter().find(|p| p.store_id == to.store_id);
         if state.get_state() == PeerState::Tombstone && store_peer.is_some_and(|p| p.id >= to.id) {
-            answer_from_tombstone(ctx, msg, state.get_region());
+            answer_from_tombstone(ctx, msg, &state);
             return Err(format!("a message for destroyed peer {} (or an older one)", to.id));
         }
         if state.get_state() == PeerState::Tombstone && msg.get_region_epoch().conf_ver <= conf_ver
         {
-            answer_from_tombstone(ctx, msg, state.get_region());
+            answer_from_tombstone(ctx, msg, &state);
             return Err(format!("stale message for a destroyed peer (conf_ver {conf_ver})"));
         }
     }
     let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
     let overlaps = meta.overlapping(&msg.start_key, &msg.end_key);
-    if !overlaps.is_empty() {
+    // Regions merged away (their members said so) hold the range only till a newer snapshot
+    // displaces them: the peer that will take it may be created.
+    if !overlaps.iter().all(|id| meta.is_merged_away(*id)) {
         // A region born from a split of a region here that has not applied it yet: keep the
         // message for the peer the split will create (its votes must not be lost).
         let newer = overlaps.iter().all(|id| {
@@ -196,6 +198,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             panic!("region {} clean-up failed, the store cannot go on: {e}", region.id);
         }
         let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+        meta.release_range(region.id);
         if meta.region(region.id).is_some() {
             meta.remove_region(region.id);
         }

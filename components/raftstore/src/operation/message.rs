@@ -24,8 +24,8 @@ use proto::{
 use slog::{debug, info, warn};
 
 use crate::{
-    batch::StoreContext, metrics::RaftEvent, msg::PeerMsg, operation::snapshot::check_snapshot,
-    raft::peer::Peer, transport::Transport,
+    batch::StoreContext, metrics::RaftEvent, operation::snapshot::check_snapshot, raft::peer::Peer,
+    transport::Transport,
 };
 
 /// Checks what every raft message must hold, whoever it is for: ids, a sender and a receiver
@@ -121,23 +121,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                     self.refuse_snapshot(&msg, ctx);
                     return;
                 }
-                Ok((region, stale)) if !stale.is_empty() => {
-                    // Merge sources it covers give way first (each only once its apply has
-                    // nothing left to do), then a snapshot sent again finds the range free.
-                    // Not while this peer's apply holds a merge: its source here must catch
-                    // up, not go.
-                    if !self.merge.holds_commit_merge() {
-                        info!(self.logger, "snapshot covers merge sources: asking them to give way";
-                            "regions" => ?stale);
-                        for id in stale {
-                            let msg = PeerMsg::ReplacedBySnapshot(Box::new(region.clone()));
-                            let _ = ctx.router.force_send(id, msg);
-                        }
+                Ok(Some(overlap)) => {
+                    if !self.take_displacing_snapshot(&mut msg, overlap, ctx) {
+                        self.refuse_snapshot(&msg, ctx);
                     }
-                    self.refuse_snapshot(&msg, ctx);
                     return;
                 }
-                Ok(_) => {}
+                Ok(None) => {}
             }
         }
         if msg.get_message().get_msg_type() == MessageType::MsgSnapStatus {
@@ -185,6 +175,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         msg: &RaftMessage,
         ctx: &mut StoreContext<EK, ER, T>,
     ) {
+        if msg.has_merge_target() {
+            let (target, epoch) = (msg.get_merge_target(), msg.get_region_epoch());
+            return self.on_merged_per_member(target, epoch, &ctx.meta);
+        }
         let by = format!("GC message from peer {}", msg.get_from_peer().id);
         self.destroy_as_removed(msg.get_region_epoch().conf_ver, &by, ctx);
     }

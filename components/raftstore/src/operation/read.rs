@@ -244,7 +244,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if !self.storage().is_initialized() {
             return Err(Error::RegionNotFound(self.region_id())); // no data here yet
         }
-        if self.snapshot_must_wait() {
+        if self.snapshot_waits_for_apply() {
             return Err(Error::ServerIsBusy("applying a snapshot".into()));
         }
         if self.merge.is_merging() {

@@ -39,7 +39,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if self.pending_ready.is_some() || !self.raft_group.has_ready() {
             return;
         }
-        if self.snapshot_must_wait() {
+        if self.snapshot_must_wait(&ctx.meta) {
             return; // handled again when the apply result arrives
         }
         let mut ready = self.raft_group.ready();

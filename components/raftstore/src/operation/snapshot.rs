@@ -48,7 +48,7 @@ use crate::{
     metrics::{RaftEvent, StoreMetrics},
     msg::ApplyMsg,
     raft::{peer::Peer, storage::conf_state_from_region},
-    store_meta::StoreMeta,
+    store_meta::{SharedStoreMeta, StoreMeta},
     transport::Transport,
     worker::{self, Runnable, Scheduler},
     Error, Result,
@@ -173,25 +173,40 @@ pub(crate) fn is_merge_source_of<EK: KvEngine>(kv: &EK, id: u64, target: &Region
     else {
         return false;
     };
-    let (source, merge) = (state.get_region(), state.get_merge_state());
+    let merge = state.get_merge_state();
     state.get_state() == PeerState::Merging
         && merge.get_target().id == target.id
         && merge.get_target().get_region_epoch().version < target.get_region_epoch().version
-        && keys::data_key(&source.start_key) >= keys::data_key(&target.start_key)
-        && keys::data_end_key(&source.end_key) <= keys::data_end_key(&target.end_key)
+        && covers(target, state.get_region())
+}
+
+/// Whether `outer`'s range holds all of `inner`'s.
+pub(crate) fn covers(outer: &Region, inner: &Region) -> bool {
+    keys::data_key(&inner.start_key) >= keys::data_key(&outer.start_key)
+        && keys::data_end_key(&inner.end_key) <= keys::data_end_key(&outer.end_key)
+}
+
+/// The other regions of the store a snapshot's range overlaps, when they must give way to it.
+#[derive(Debug, Default)]
+pub(crate) struct Overlap {
+    /// The snapshot's region.
+    pub region: Region,
+    /// Merge sources of this region it covers, and regions merged away (their members said
+    /// so): displaced once raft takes the snapshot.
+    pub displace: Vec<u64>,
 }
 
 /// Checks a snapshot message before raft sees it: it must decode, be of `region_id`, hold
-/// `peer_id`, and not overlap any other region of the store. `Ok` with region ids: it overlaps
-/// only merge sources of this region it covers, which must give way; refuse it this time,
-/// raft sends another once they are gone. `Ok` with none: take it.
+/// `peer_id`, overlap no range another peer here took a snapshot over, and overlap no other
+/// region of the store but older ones that must give way to it (`must_give_way`).
+/// `Ok(None)`: nothing in the way.
 pub(crate) fn check_snapshot<EK: KvEngine>(
     msg: &RaftMessage,
     region_id: u64,
     peer_id: u64,
     meta: &StoreMeta,
     kv: &EK,
-) -> std::result::Result<(Region, Vec<u64>), String> {
+) -> std::result::Result<Option<Overlap>, String> {
     let data = RaftSnapshotData::parse_from_bytes(&msg.get_message().get_snapshot().data)
         .map_err(|e| format!("undecodable snapshot: {e}"))?;
     let region = data.get_region();
@@ -201,15 +216,50 @@ pub(crate) fn check_snapshot<EK: KvEngine>(
     if !region.get_peers().iter().any(|p| p.id == peer_id) {
         return Err("snapshot's region does not hold this peer".into());
     }
-    let (sources, others): (Vec<u64>, Vec<u64>) = meta
-        .overlapping(&region.start_key, &region.end_key)
-        .into_iter()
-        .filter(|id| *id != region_id)
-        .partition(|id| is_merge_source_of(kv, *id, region));
-    if !others.is_empty() {
-        return Err(format!("snapshot overlaps regions {others:?}"));
+    if let Some(other) = meta.promised_to_other(region_id, &region.start_key, &region.end_key) {
+        return Err(format!("region {other} took a snapshot over this range"));
     }
-    Ok((region.clone(), sources))
+    let mut displace = Vec::new();
+    for id in meta.overlapping(&region.start_key, &region.end_key) {
+        if id == region_id {
+            continue;
+        }
+        if !must_give_way(meta, kv, id, region) {
+            return Err(format!("snapshot overlaps region {id}"));
+        }
+        displace.push(id);
+    }
+    if displace.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Overlap { region: region.clone(), displace }))
+}
+
+/// Whether region `id` here must give way to a snapshot of `region`: it is older, and it is
+/// a merge source of `region` that the snapshot covers, or it was merged away (its members
+/// said so) and no log here can still apply that merge: `region` is the target itself, at
+/// or past the merge, or the local target is at or past it (or has no peer here, so it will
+/// start from a snapshot).
+pub(crate) fn must_give_way<EK: KvEngine>(
+    meta: &StoreMeta,
+    kv: &EK,
+    id: u64,
+    region: &Region,
+) -> bool {
+    let version = |r: &Region| r.get_region_epoch().version;
+    if meta.region(id).is_none_or(|r| version(r) >= version(region)) {
+        return false;
+    }
+    if is_merge_source_of(kv, id, region) {
+        return true;
+    }
+    meta.merged_into(id).is_some_and(|target| {
+        let past = |r: &Region| version(r) >= version(target);
+        match region.id == target.id {
+            true => past(region),
+            false => meta.region(target.id).is_none_or(past),
+        }
+    })
 }
 
 /// Most pieces a snapshot may come in; more is a malformed message.
@@ -411,9 +461,30 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    /// Whether a snapshot waits in raft while the apply side still works on earlier entries:
-    /// the snapshot must wait, as applying it would race with them.
-    pub(crate) fn snapshot_must_wait(&self) -> bool {
+    /// Whether a snapshot waits in raft while the apply side still works on earlier entries
+    /// (applying it would race with them), or while peers it displaces are still here (their
+    /// clean-up would delete its data).
+    pub(crate) fn snapshot_must_wait(&mut self, meta: &SharedStoreMeta) -> bool {
+        if self.raft_group.raft.raft_log.unstable.snapshot.is_none() {
+            return false;
+        }
+        if self.snapshot_waits_for_apply() {
+            return true;
+        }
+        let Some(region) = &self.displacing else {
+            return false;
+        };
+        let meta = meta.lock().unwrap_or_else(|e| e.into_inner());
+        let in_the_way = meta.overlapping(&region.start_key, &region.end_key);
+        if in_the_way.iter().any(|id| *id != region.id) {
+            return true;
+        }
+        self.displacing = None;
+        false
+    }
+
+    /// Whether a snapshot waits in raft while the apply side still works on earlier entries.
+    pub(crate) fn snapshot_waits_for_apply(&self) -> bool {
         self.raft_group.raft.raft_log.unstable.snapshot.is_some()
             && self.storage().applied_index() < self.handed_index
     }
@@ -463,7 +534,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         batch.cut_logs(region.id, 0, last + 1)?;
         self.raft_group.mut_store().apply_snapshot_state(region.clone(), apply_state.clone());
         self.handed_index = index;
-        meta.lock().unwrap_or_else(|e| e.into_inner()).set_region(region.clone());
+        {
+            let mut meta = meta.lock().unwrap_or_else(|e| e.into_inner());
+            meta.set_region(region.clone());
+            meta.release_range(region.id);
+        }
         info!(self.logger, "snapshot applied"; "index" => index, "keys" => data.get_data().len());
         // Fails only at shutdown; the apply side then never runs again.
         let _ = apply.force_send(region.id, ApplyMsg::Reset { region, apply_state });
@@ -506,5 +581,58 @@ mod sends_tests {
         s.sent(6, Duration::ZERO, 1);
         s.clear();
         assert!(s.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod give_way_tests {
+    use engine::rocks::{RocksConfig, RocksEngine};
+
+    use super::*;
+
+    fn region(id: u64, start: &[u8], end: &[u8], version: u64) -> Region {
+        let mut r =
+            Region { id, start_key: start.to_vec(), end_key: end.to_vec(), ..Default::default() };
+        r.mut_region_epoch().version = version;
+        r
+    }
+
+    /// S (a..m, v2) merged into T while this store was cut off: T became a.. at v4.
+    fn store_after_missed_merge() -> (StoreMeta, RocksEngine, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = RocksEngine::open(dir.path(), &RocksConfig::default()).unwrap();
+        let mut meta = StoreMeta::new(1);
+        meta.set_region(region(2, b"a", b"m", 2));
+        (meta, kv, dir)
+    }
+
+    #[test]
+    fn a_region_merged_away_gives_way_only_where_no_log_can_still_merge_it() {
+        let (mut meta, kv, _dir) = store_after_missed_merge();
+        let target = region(3, b"a", b"", 4);
+        let other = region(9, b"a", b"f", 5); // split off the merged region later
+        assert!(!must_give_way(&meta, &kv, 2, &target), "no member said it was merged yet");
+
+        meta.note_merged_away(2, target.clone());
+        assert!(must_give_way(&meta, &kv, 2, &target), "the target itself, past the merge");
+        assert!(!must_give_way(&meta, &kv, 2, &region(3, b"a", b"", 3)), "target before it");
+        assert!(must_give_way(&meta, &kv, 2, &other), "no peer of the target here");
+
+        meta.set_region(region(3, b"m", b"", 2)); // the target here, behind the merge
+        assert!(!must_give_way(&meta, &kv, 2, &other), "its log may still apply the merge");
+        assert!(must_give_way(&meta, &kv, 2, &target));
+        meta.set_region(region(3, b"m", b"", 6)); // now past it (a newer snapshot elsewhere)
+        assert!(must_give_way(&meta, &kv, 2, &other));
+        assert!(!must_give_way(&meta, &kv, 2, &region(9, b"a", b"f", 2)), "not newer");
+    }
+
+    #[test]
+    fn a_promised_range_refuses_other_snapshots_until_released() {
+        let (mut meta, _kv, _dir) = store_after_missed_merge();
+        meta.promise_range(3, region(3, b"a", b"", 4));
+        assert_eq!(meta.promised_to_other(9, b"a", b"f"), Some(3));
+        assert_eq!(meta.promised_to_other(3, b"a", b""), None, "its own");
+        meta.release_range(3);
+        assert_eq!(meta.promised_to_other(9, b"a", b"f"), None);
     }
 }

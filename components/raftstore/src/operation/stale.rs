@@ -11,19 +11,35 @@
 //! missed a split     ─▶ still a member: catches up by log, or by a snapshot that narrows its
 //!                       range; the new region's peer is created once the range is free
 //! missed a merge     ─▶ its store's target catches up by log: CatchUpLogs  (merge/commit.rs)
-//!                    ─▶ applied PrepareMerge, target replaced by a snapshot: gives way (merge)
-//!                    ─▶ never applied PrepareMerge, target replaced by a snapshot: NOT
-//!                       handled yet (the snapshot is refused as an overlap; see docs)
+//!                    ─▶ its votes reach a store keeping the merged tombstone: a GC message
+//!                       naming the target; it notes it is merged away, and lives on
+//!                    ─▶ a newer snapshot over its range (it merged into that region, or it
+//!                       is merged away) taken by raft on its store: displaced, the snapshot
+//!                       waiting till it is gone                                  (here)
 //! ```
+//!
+//! Why a peer that missed a merge never goes on its own: its store's target may still apply
+//! the CommitMerge from its log, which needs it. Once raft took a newer snapshot of the
+//! target (or of whatever region holds the range now), that log is gone for good.
 
 use std::time::Duration;
 
-use engine::{KvEngine, RaftEngine};
-use proto::{eraftpb::MessageType, metapb::Region, raft_serverpb::RaftMessage};
+use engine::{keys, KvEngine, RaftEngine};
+use proto::{
+    eraftpb::MessageType,
+    metapb::{Region, RegionEpoch},
+    raft_serverpb::{RaftMessage, RegionLocalState},
+};
 use slog::{debug, info};
 
 use crate::{
-    batch::StoreContext, metrics::RaftEvent, raft::peer::Peer, transport::Transport,
+    batch::StoreContext,
+    metrics::RaftEvent,
+    msg::PeerMsg,
+    operation::snapshot::{covers, Overlap},
+    raft::peer::Peer,
+    store_meta::SharedStoreMeta,
+    transport::Transport,
     worker::pd::PdTask,
 };
 
@@ -54,25 +70,30 @@ impl StaleCheck {
     }
 }
 
-/// A message for a region whose peer here is a tombstone: when it is a vote request of a peer
-/// on a store the tombstone's (newer) membership no longer holds, the sender was removed and
-/// may have no member left to tell it: the store answers with a GC message itself.
+/// A message for a region whose peer here is a tombstone, answered when it is a vote request
+/// (the sender knows no leader, and may have no member left to tell it anything): if the
+/// region was merged away, a GC message naming the target; if the tombstone's (newer)
+/// membership no longer holds the sender's store, a GC message of its removal.
 pub(crate) fn answer_from_tombstone<EK: KvEngine, ER: RaftEngine, T: Transport>(
     ctx: &mut StoreContext<EK, ER, T>,
     msg: &RaftMessage,
-    tombstone: &Region,
+    state: &RegionLocalState,
 ) {
     let vote = matches!(
         msg.get_message().get_msg_type(),
         MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
     );
-    let from = msg.get_from_peer();
+    let (tombstone, from) = (state.get_region(), msg.get_from_peer());
+    let merged = state.get_merge_state().has_target();
     let sender_kept = tombstone.get_peers().iter().any(|p| p.store_id == from.store_id);
     let newer = msg.get_region_epoch().conf_ver < tombstone.get_region_epoch().conf_ver;
-    if !vote || sender_kept || !newer {
+    if !vote || !merged && (sender_kept || !newer) {
         return;
     }
     let mut gc = RaftMessage::default();
+    if merged {
+        gc.set_merge_target(state.get_merge_state().get_target().clone());
+    }
     gc.region_id = msg.region_id;
     gc.set_from_peer(msg.get_to_peer().clone());
     gc.set_to_peer(from.clone());
@@ -145,6 +166,106 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         self.destroy_as_removed(region.get_region_epoch().conf_ver, "placement driver", ctx);
     }
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// A store keeping the region's tombstone, at `epoch`, says it was merged into
+    /// `target`. Noted store-wide (`must_give_way`): a newer snapshot over this peer's range,
+    /// once raft here takes it, displaces it. Until then it lives on (its store's target may
+    /// still apply the merge from its log and need it). A peer newer than the tombstone (a
+    /// rollback it applied bumped its version) is not the region that merged: ignored.
+    pub(crate) fn on_merged_per_member(
+        &mut self,
+        target: &Region,
+        epoch: &RegionEpoch,
+        meta: &SharedStoreMeta,
+    ) {
+        let ours = self.region().get_region_epoch().version;
+        if ours > epoch.version || self.region().get_peers().is_empty() {
+            return;
+        }
+        let mut meta = meta.lock().unwrap_or_else(|e| e.into_inner());
+        if !meta.is_merged_away(self.region_id()) {
+            meta.note_merged_away(self.region_id(), target.clone());
+            info!(self.logger, "merged away while cut off: waiting for a snapshot over this range";
+                "target" => target.id);
+        }
+    }
+
+    /// A snapshot of this region over other regions' peers that must give way to it. Taken
+    /// only with nothing committed left to apply here (a CommitMerge among it would need its
+    /// source); once raft has it, those peers are told to go, and the snapshot waits for
+    /// them before it is applied (`snapshot_must_wait`). False: not taken, refuse it.
+    pub(crate) fn take_displacing_snapshot<T: Transport>(
+        &mut self,
+        msg: &mut RaftMessage,
+        overlap: Overlap,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) -> bool {
+        let raft = &self.raft_group.raft;
+        let applied = self.storage().applied_index();
+        let ready = raft.raft_log.committed == applied
+            && self.handed_index == applied
+            && raft.raft_log.unstable.snapshot.is_none()
+            && self.displacing.is_none()
+            && !self.merge.holds_commit_merge();
+        if !ready {
+            info!(self.logger, "a snapshot over other regions waits till this peer has applied";
+                "regions" => ?overlap.displace, "committed" => raft.raft_log.committed,
+                "applied" => applied);
+            return false;
+        }
+        let index = msg.get_message().get_snapshot().get_metadata().index;
+        if let Err(e) = self.raft_group.step(msg.take_message()) {
+            debug!(self.logger, "raft refused a snapshot"; "err" => %e);
+            return true;
+        }
+        let unstable = &self.raft_group.raft.raft_log.unstable.snapshot;
+        if unstable.as_ref().is_none_or(|s| s.get_metadata().index != index) {
+            return true; // raft did not take it (stale), and answered
+        }
+        info!(self.logger, "took a snapshot over other regions: they go first";
+            "regions" => ?overlap.displace, "index" => index);
+        let region = overlap.region;
+        let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+        meta.promise_range(self.region_id(), region.clone());
+        drop(meta);
+        for id in &overlap.displace {
+            let msg = PeerMsg::DisplacedBySnapshot(Box::new(region.clone()));
+            let _ = ctx.router.force_send(*id, msg);
+        }
+        self.displacing = Some(region);
+        true
+    }
+
+    /// Raft on this store took a snapshot of `by` (newer) over this peer's range: the peer
+    /// goes. A merge source of `by` inside its range leaves its data for the snapshot, as a
+    /// merged source would; any other peer's data goes with it.
+    pub(crate) fn on_displaced_by_snapshot<T: Transport>(
+        &mut self,
+        ctx: &mut StoreContext<EK, ER, T>,
+        by: Region,
+    ) {
+        // It goes whatever it applied since the snapshot was checked (it must not hold the
+        // snapshot back); only a peer whose range left the snapshot's is not in the way.
+        if !overlaps(&by, self.region()) {
+            return;
+        }
+        info!(self.logger, "displaced by a snapshot taken on this store: destroying";
+            "by" => by.id, "version" => by.get_region_epoch().version);
+        ctx.counters.inc(RaftEvent::StalePeerDestroyed);
+        if self.merge.replaceable_by(&by) && covers(&by, self.region()) {
+            self.merge.on_merged(by);
+        }
+        self.destroy(ctx);
+    }
+}
+
+/// Whether two regions' ranges share a key.
+fn overlaps(a: &Region, b: &Region) -> bool {
+    let (a_start, a_end) = (keys::data_key(&a.start_key), keys::data_end_key(&a.end_key));
+    let (b_start, b_end) = (keys::data_key(&b.start_key), keys::data_end_key(&b.end_key));
+    a_start < b_end && b_start < a_end
 }
 
 #[cfg(test)]

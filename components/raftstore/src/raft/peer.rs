@@ -58,6 +58,9 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) ticks: u64,
     /// The last log index handed to the apply side.
     pub(crate) handed_index: u64,
+    /// The region of a snapshot raft took over other regions' peers: it waits till they are
+    /// gone from its range.
+    pub(crate) displacing: Option<Region>,
     /// Where the peer is in its life (see `operation::life`).
     pub(crate) life: Life,
     /// Peers learned from incoming messages, so that a peer that does not know its region
@@ -151,6 +154,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             applied_term,
             ticks: 0,
             handed_index: applied,
+            displacing: None,
             life: Life::Alive,
             peer_cache: HashMap::new(),
             snap_chunks: None,

@@ -106,7 +106,7 @@ impl<N: PeerNotifier> PdRunner<N> {
 impl<N: PeerNotifier> PdRunner<N> {
     /// Tells the peer it is stale only on a definite answer: the placement driver knows the
     /// region at a newer epoch without the peer. A region it does not know (merged away, or
-    /// not reported yet) proves nothing: a merged source gives way to its target's snapshot.
+    /// not reported yet) proves nothing: a merged source is displaced by a newer snapshot.
     fn validate_peer(&self, region: metapb::Region, peer: metapb::Peer) {
         let pd_region = match self.pd.get_region_by_id(region.id) {
             Ok((pd_region, _)) => pd_region,

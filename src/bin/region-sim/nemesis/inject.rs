@@ -5,17 +5,17 @@
 use std::{
     collections::BTreeSet,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
     },
-    thread::Scope,
+    thread::{Scope, ScopedJoinHandle},
     time::{Duration, Instant},
 };
 
 use client::{Client, ClientConfig};
 use local_reader::SkewedClock;
 use pd_client::{Operator, PdClient};
-use proto::eraftpb::MessageType;
+use proto::{eraftpb::MessageType, metapb};
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use server::{
     faults::{
@@ -47,7 +47,7 @@ pub struct NemesisEnv<'a> {
 }
 
 /// How to undo an injected fault.
-enum Undo {
+enum Undo<'s> {
     Filter(FilterId),
     Restart(u64),
     /// A paused store: its raft and apply gates.
@@ -55,7 +55,8 @@ enum Undo {
     /// A store whose apply alone is paused.
     ApplyGate(u64, raftstore::PollGate),
     Clock(u64, Arc<SkewedClock>),
-    Storm(Arc<AtomicBool>),
+    /// A storm's stop flag and thread.
+    Storm(Arc<AtomicBool>, ScopedJoinHandle<'s, ()>),
 }
 
 /// Stores under a store fault, by kind of fault.
@@ -99,7 +100,24 @@ struct Executor<'s, 'e, 'a> {
     scope: &'s Scope<'s, 'e>,
     busy: Busy,
     /// Faults on now: index in the records, its undo, its heal time, leader changes at start.
-    active: Vec<(usize, Undo, Duration, u64)>,
+    active: Vec<(usize, Undo<'s>, Duration, u64)>,
+}
+
+impl Drop for Executor<'_, '_, '_> {
+    /// Nothing is on after a normal run. After a panic the storms must stop (the scope waits
+    /// for them), and frozen stores and filters go, so the clients end and the panic shows.
+    fn drop(&mut self) {
+        for (_, undo, _, _) in &self.active {
+            match undo {
+                Undo::Storm(stop, _) => stop.store(true, Ordering::Relaxed),
+                Undo::Gates(_, gates) => gates.iter().for_each(|g| g.open()),
+                Undo::ApplyGate(_, gate) => gate.open(),
+                Undo::Clock(_, clock) => clock.set_rate(1.0),
+                Undo::Filter(_) | Undo::Restart(_) => {}
+            }
+        }
+        self.env.net.clear_filters();
+    }
 }
 
 impl<'s, 'e, 'a> Executor<'s, 'e, 'a> {
@@ -205,7 +223,11 @@ impl<'s, 'e, 'a> Executor<'s, 'e, 'a> {
     }
 
     /// Injects one fault: what it hit and how to undo it, or why it was skipped.
-    fn injected(&mut self, kind: FaultKind, rng: &mut StdRng) -> Result<(String, Undo), String> {
+    fn injected(
+        &mut self,
+        kind: FaultKind,
+        rng: &mut StdRng,
+    ) -> Result<(String, Undo<'s>), String> {
         let env = self.env;
         let stores = env.cluster.nodes.all().iter().map(|n| n.store_id()).collect::<Vec<_>>();
         let filter = |f: Box<dyn server::faults::Filter>, what: String| {
@@ -291,8 +313,8 @@ impl<'s, 'e, 'a> Executor<'s, 'e, 'a> {
                 let stop = Arc::new(AtomicBool::new(false));
                 let (cluster, key_space, seed) = (env.cluster, env.key_space, rng.gen());
                 let flag = stop.clone();
-                self.scope.spawn(move || storm(kind, cluster, key_space, seed, &flag));
-                Ok(("random regions".into(), Undo::Storm(stop)))
+                let thread = self.scope.spawn(move || storm(kind, cluster, key_space, seed, &flag));
+                Ok(("random regions".into(), Undo::Storm(stop, thread)))
             }
         }
     }
@@ -303,7 +325,7 @@ impl<'s, 'e, 'a> Executor<'s, 'e, 'a> {
         kind: FaultKind,
         stores: &[u64],
         rng: &mut StdRng,
-    ) -> Result<(String, Undo), String> {
+    ) -> Result<(String, Undo<'s>), String> {
         // A region has at most three replicas: out of any three stores, one may be out.
         let replicas = self.env.cluster.store_ids().len().min(3);
         if self.busy.out.len() + 1 > (replicas - 1) / 2 {
@@ -324,7 +346,7 @@ impl<'s, 'e, 'a> Executor<'s, 'e, 'a> {
         Ok((format!("store {s}"), Undo::Gates(s, vec![store, apply])))
     }
 
-    fn undo(&mut self, undo: Undo) -> Result<(), String> {
+    fn undo(&mut self, undo: Undo<'s>) -> Result<(), String> {
         match undo {
             Undo::Filter(id) => self.env.net.remove_filter(id),
             Undo::Restart(s) => {
@@ -344,7 +366,10 @@ impl<'s, 'e, 'a> Executor<'s, 'e, 'a> {
                 clock.set_rate(1.0);
                 self.busy.skewed.remove(&s);
             }
-            Undo::Storm(stop) => stop.store(true, Ordering::Relaxed),
+            Undo::Storm(stop, thread) => {
+                stop.store(true, Ordering::Relaxed);
+                thread.join().map_err(|_| "a storm thread panicked".to_string())?;
+            }
         }
         Ok(())
     }
@@ -357,9 +382,10 @@ fn pick(stores: &[u64], taken: &BTreeSet<u64>, rng: &mut StdRng) -> Result<u64, 
 }
 
 /// One storm until `stop`: leader transfers, splits or merges of random regions, back to
-/// back.
+/// back. Merges not handed out by then are withdrawn: the storm ends at its heal.
 fn storm(kind: FaultKind, cluster: &LocalCluster, key_space: u64, seed: u64, stop: &AtomicBool) {
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut merges = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let regions = cluster.pd.regions();
         let Some(region) = regions.choose(&mut rng) else { break };
@@ -387,12 +413,17 @@ fn storm(kind: FaultKind, cluster: &LocalCluster, key_space: u64, seed: u64, sto
                 // source's leader with its next heartbeat.
                 if let Ok((target, _)) = cluster.pd.get_region(&region.end_key) {
                     if !region.end_key.is_empty() && target.id != region.id {
-                        cluster.pd.add_operator(region.id, Operator::Merge { target });
+                        let op = Operator::Merge { target };
+                        cluster.pd.add_operator(region.id, op.clone());
+                        merges.push((region.id, op));
                     }
                 }
             }
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(10..60)));
+    }
+    for (region_id, op) in merges {
+        cluster.pd.remove_operator(region_id, &op);
     }
 }
 
@@ -403,20 +434,50 @@ fn probe_key(start: &[u8]) -> Vec<u8> {
     key
 }
 
-/// Writes and reads a probe key in every region the placement driver knows, retrying until
-/// `deadline`: whether the whole key space serves.
+/// Threads probing regions at once after a heal.
+const PROBERS: u64 = 4;
+
+/// Writes and reads a probe key in every region the placement driver knows, `PROBERS`
+/// regions at a time, each retried until `deadline`: whether the whole key space serves.
 fn probe_regions(cluster: &LocalCluster, deadline: Instant, seed: u64) -> Result<(), String> {
-    let pd: Arc<dyn PdClient> = cluster.pd.clone();
-    let cfg = ClientConfig { attempt_timeout: Duration::from_millis(500), ..Default::default() };
-    let mut client = Client::new(pd, cluster.nodes.clone(), cfg, seed);
-    for region in cluster.pd.regions() {
-        let key = probe_key(&region.start_key);
-        if !retry_until(deadline, || client.put(&key, b"probe", deadline).is_ok()) {
-            return Err(format!("region {} served no write in time", region.id));
+    let regions = cluster.pd.regions();
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for prober in 0..PROBERS {
+            let (regions, next, failure) = (&regions, &next, &failure);
+            s.spawn(move || {
+                let pd: Arc<dyn PdClient> = cluster.pd.clone();
+                let cfg = ClientConfig {
+                    attempt_timeout: Duration::from_millis(500),
+                    ..Default::default()
+                };
+                let mut client =
+                    Client::new(pd, cluster.nodes.clone(), cfg, seed * PROBERS + prober);
+                while let Some(region) = regions.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let Err(e) = probe_region(&mut client, region, deadline) {
+                        failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                        next.store(regions.len(), Ordering::Relaxed); // the others stop too
+                    }
+                }
+            });
         }
-        if !retry_until(deadline, || client.get(&key, deadline).is_ok()) {
-            return Err(format!("region {} served no read in time", region.id));
-        }
+    });
+    failure.into_inner().unwrap_or_else(|e| e.into_inner()).map_or(Ok(()), Err)
+}
+
+/// A write and a read of a probe key in `region`, each retried until `deadline`.
+fn probe_region(
+    client: &mut Client,
+    region: &metapb::Region,
+    deadline: Instant,
+) -> Result<(), String> {
+    let key = probe_key(&region.start_key);
+    if !retry_until(deadline, || client.put(&key, b"probe", deadline).is_ok()) {
+        return Err(format!("region {} served no write in time", region.id));
+    }
+    if !retry_until(deadline, || client.get(&key, deadline).is_ok()) {
+        return Err(format!("region {} served no read in time", region.id));
     }
     Ok(())
 }

@@ -190,9 +190,11 @@ impl NemesisReport {
     }
 
     /// Fills `by_kind` from the schedule and the operations' ends (nanoseconds into the run).
+    /// An operation counts once for a kind however many of its faults overlap then.
     pub fn tally(&mut self, outcomes: &[(u64, Outcome)]) {
         let mut by_kind: BTreeMap<FaultKind, KindStats> = BTreeMap::new();
         let mut recoveries: BTreeMap<FaultKind, Vec<f64>> = BTreeMap::new();
+        let mut spans: BTreeMap<FaultKind, Vec<(u64, u64)>> = BTreeMap::new();
         for f in &self.schedule {
             let stats = by_kind.entry(f.kind).or_default();
             if !f.injected {
@@ -205,12 +207,24 @@ impl NemesisReport {
                 Some(ms) => recoveries.entry(f.kind).or_default().push(ms),
                 None => stats.not_recovered += 1,
             }
-            let (from, to) = ((f.start_s * 1e9) as u64, (f.heal_s * 1e9) as u64);
-            for (_, outcome) in outcomes.iter().filter(|(at, _)| (from..to).contains(at)) {
-                match outcome {
-                    Outcome::Ok => stats.ops_ok += 1,
-                    Outcome::Fail => stats.ops_fail += 1,
-                    Outcome::Unknown => stats.ops_unknown += 1,
+            spans
+                .entry(f.kind)
+                .or_default()
+                .push(((f.start_s * 1e9) as u64, (f.heal_s * 1e9) as u64));
+        }
+        let mut outcomes = outcomes.to_vec();
+        outcomes.sort_unstable_by_key(|(at, _)| *at);
+        for (kind, spans) in spans {
+            let stats = by_kind.entry(kind).or_default();
+            for (from, to) in merged(spans) {
+                let lo = outcomes.partition_point(|(at, _)| *at < from);
+                let hi = outcomes.partition_point(|(at, _)| *at < to);
+                for (_, outcome) in &outcomes[lo..hi] {
+                    match outcome {
+                        Outcome::Ok => stats.ops_ok += 1,
+                        Outcome::Fail => stats.ops_fail += 1,
+                        Outcome::Unknown => stats.ops_unknown += 1,
+                    }
                 }
             }
         }
@@ -254,6 +268,19 @@ impl NemesisReport {
     }
 }
 
+/// Time spans, overlapping ones joined, in order.
+fn merged(mut spans: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    spans.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+    for (from, to) in spans {
+        match out.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => out.push((from, to)),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +296,12 @@ mod tests {
         assert!(a.len() >= 15, "about one fault per interval: {}", a.len());
         assert!(a.iter().all(|f| f.start_s >= 1.0 && f.start_s < f.heal_s && f.heal_s <= 50.0));
         assert!(a.windows(2).all(|w| w[0].start_s < w[1].start_s));
+    }
+
+    #[test]
+    fn overlapping_spans_join() {
+        assert_eq!(merged(vec![(5, 9), (1, 3), (2, 4), (9, 10)]), vec![(1, 4), (5, 10)]);
+        assert_eq!(merged(vec![]), vec![]);
     }
 
     #[test]
@@ -300,6 +333,7 @@ mod tests {
                 fault(FaultKind::Crash, 1.0, 2.0, true, Some(30.0)),
                 fault(FaultKind::Crash, 2.5, 3.0, true, Some(10.0)),
                 fault(FaultKind::Loss, 1.5, 3.0, true, None),
+                fault(FaultKind::Loss, 2.0, 2.8, true, Some(20.0)), // inside the other
                 fault(FaultKind::Crash, 3.5, 4.0, false, None),
             ],
             by_kind: BTreeMap::new(),
@@ -321,7 +355,8 @@ mod tests {
         assert_eq!((crash.recovery_ms_p50, crash.recovery_ms_max), (Some(30.0), Some(30.0)));
         assert_eq!(crash.leader_changes, 2);
         let loss = &report.by_kind[&FaultKind::Loss];
-        assert_eq!((loss.ops_fail, loss.ops_unknown, loss.not_recovered), (1, 1, 1));
+        assert_eq!(loss.injected, 2);
+        assert_eq!((loss.ops_fail, loss.ops_unknown, loss.not_recovered), (1, 1, 1), "once each");
         assert!(report.recovered());
     }
 }

@@ -268,29 +268,6 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.merge.on_merged(target);
         self.destroy(ctx);
     }
-
-    /// A snapshot of the merged target covers this source. It gives way only while merging
-    /// into that target and with nothing committed left to apply (a RollbackMerge in its log
-    /// would make it live again); it is then destroyed as merged, its tombstone written by
-    /// its own clean-up once its apply side has stopped, its data left for the snapshot.
-    pub(crate) fn on_replaced_by_snapshot<T: Transport>(
-        &mut self,
-        ctx: &mut StoreContext<EK, ER, T>,
-        target: Region,
-    ) {
-        let raft_log = &self.raft_group.raft.raft_log;
-        let applied = self.storage().applied_index();
-        let idle = raft_log.committed == applied && self.handed_index == applied;
-        if !self.merge.replaceable_by(&target) || !idle {
-            info!(self.logger, "not giving way to the target's snapshot yet";
-                "target" => target.id, "committed" => raft_log.committed, "applied" => applied);
-            return;
-        }
-        info!(self.logger, "a snapshot of the merged target covers this source: giving way";
-            "target" => target.id, "target_version" => target.get_region_epoch().version);
-        self.merge.on_merged(target);
-        self.destroy(ctx);
-    }
 }
 
 /// A CommitMerge must come from the source peer on this store, merging into `target` at its
@@ -353,7 +330,15 @@ impl<EK: KvEngine> Apply<EK> {
             {
                 None
             }
-            Some(s) if s.get_state() == PeerState::Tombstone => None, // refused when executed
+            Some(s) if s.get_state() == PeerState::Tombstone => {
+                // Never expected: the source went without this merge (displaced by a snapshot
+                // raft here took, then lost in a crash before it was written). Refusing the
+                // merge would leave this replica without the source's range while its peers
+                // have it; waiting keeps it from diverging.
+                error!(self.logger, "CommitMerge waits for a source that is a tombstone here";
+                    "source" => cm.get_source().id);
+                Some(cm.clone())
+            }
             Some(s) => {
                 let past = s.get_region().get_region_epoch().version
                     >= cm.get_source().get_region_epoch().version;
