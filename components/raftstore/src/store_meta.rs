@@ -37,8 +37,8 @@ pub struct StoreMeta {
     /// Regions whose peer here heard from a member that the region was merged away, with the
     /// region it was merged into: a newer snapshot over their range may displace them.
     merged_away: HashMap<u64, Region>,
-    /// Region id → the region of a snapshot its peer here took over other regions' peers,
-    /// not applied yet: its range is promised, no other snapshot may be taken over it.
+    /// Region id → the region of a snapshot its peer here took, not applied yet: its range
+    /// is promised, no other snapshot may be taken over it (TiKV's pending snapshot ranges).
     snapshot_ranges: HashMap<u64, Region>,
 }
 
@@ -223,14 +223,15 @@ impl StoreMeta {
         self.merged_away.get(&region_id)
     }
 
-    /// The peer of `region_id` took a snapshot of `region` over other regions' peers.
-    pub fn promise_range(&mut self, region_id: u64, region: Region) {
-        self.snapshot_ranges.insert(region_id, region);
+    /// The peer of `region_id` takes a snapshot of `region`: its range is promised to it
+    /// until applied. Returns the promise it replaces.
+    pub fn promise_range(&mut self, region_id: u64, region: Region) -> Option<Region> {
+        self.snapshot_ranges.insert(region_id, region)
     }
 
     /// The peer of `region_id` applied its snapshot, or is gone.
-    pub fn release_range(&mut self, region_id: u64) {
-        self.snapshot_ranges.remove(&region_id);
+    pub fn release_range(&mut self, region_id: u64) -> Option<Region> {
+        self.snapshot_ranges.remove(&region_id)
     }
 
     /// A region other than `region_id` whose peer here took a snapshot over `[start, end)`.
@@ -243,6 +244,19 @@ impl StoreMeta {
                 keys::data_key(&r.start_key) < end && start < keys::data_end_key(&r.end_key)
             })
             .map(|(id, _)| *id)
+    }
+
+    /// A snapshot taken here by another region over `region`'s range, newer than it.
+    pub fn promise_over(&self, region: &Region) -> Option<Region> {
+        let version = region.get_region_epoch().version;
+        let (start, end) = (keys::data_key(&region.start_key), keys::data_end_key(&region.end_key));
+        self.snapshot_ranges
+            .iter()
+            .filter(|(id, r)| **id != region.id && r.get_region_epoch().version > version)
+            .find(|(_, r)| {
+                keys::data_key(&r.start_key) < end && start < keys::data_end_key(&r.end_key)
+            })
+            .map(|(_, r)| r.clone())
     }
 
     /// Whether a member of `region_id` said it was merged away.

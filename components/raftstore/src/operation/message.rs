@@ -23,10 +23,7 @@ use proto::{
 };
 use slog::{debug, info, warn};
 
-use crate::{
-    batch::StoreContext, metrics::RaftEvent, operation::snapshot::check_snapshot, raft::peer::Peer,
-    transport::Transport,
-};
+use crate::{batch::StoreContext, metrics::RaftEvent, raft::peer::Peer, transport::Transport};
 
 /// Checks what every raft message must hold, whoever it is for: ids, a sender and a receiver
 /// that agree with the raft message inside, and a key range that is a range.
@@ -112,23 +109,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.peer_cache.insert(from, msg.get_from_peer().clone());
         self.health.heard_from(from, ctx.clock.now());
         if msg.get_message().get_msg_type() == MessageType::MsgSnapshot {
-            let meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
-            let checked = check_snapshot(&msg, self.region_id(), self.peer_id(), &meta, &ctx.kv);
-            drop(meta);
-            match checked {
-                Err(reason) => {
-                    warn!(self.logger, "refusing a snapshot"; "reason" => reason);
-                    self.refuse_snapshot(&msg, ctx);
-                    return;
-                }
-                Ok(Some(overlap)) => {
-                    if !self.take_displacing_snapshot(&mut msg, overlap, ctx) {
-                        self.refuse_snapshot(&msg, ctx);
-                    }
-                    return;
-                }
-                Ok(None) => {}
-            }
+            return self.step_snapshot(msg, ctx);
         }
         if msg.get_message().get_msg_type() == MessageType::MsgSnapStatus {
             return self.on_snapshot_status(msg.get_message(), ctx);

@@ -198,15 +198,15 @@ pub(crate) struct Overlap {
 
 /// Checks a snapshot message before raft sees it: it must decode, be of `region_id`, hold
 /// `peer_id`, overlap no range another peer here took a snapshot over, and overlap no other
-/// region of the store but older ones that must give way to it (`must_give_way`).
-/// `Ok(None)`: nothing in the way.
+/// region of the store but older ones that must give way to it (`must_give_way`): those
+/// are returned (none: nothing in the way).
 pub(crate) fn check_snapshot<EK: KvEngine>(
     msg: &RaftMessage,
     region_id: u64,
     peer_id: u64,
     meta: &StoreMeta,
     kv: &EK,
-) -> std::result::Result<Option<Overlap>, String> {
+) -> std::result::Result<Overlap, String> {
     let data = RaftSnapshotData::parse_from_bytes(&msg.get_message().get_snapshot().data)
         .map_err(|e| format!("undecodable snapshot: {e}"))?;
     let region = data.get_region();
@@ -229,10 +229,7 @@ pub(crate) fn check_snapshot<EK: KvEngine>(
         }
         displace.push(id);
     }
-    if displace.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(Overlap { region: region.clone(), displace }))
+    Ok(Overlap { region: region.clone(), displace })
 }
 
 /// Whether region `id` here must give way to a snapshot of `region`: it is older, and it is
@@ -632,7 +629,11 @@ mod give_way_tests {
         meta.promise_range(3, region(3, b"a", b"", 4));
         assert_eq!(meta.promised_to_other(9, b"a", b"f"), Some(3));
         assert_eq!(meta.promised_to_other(3, b"a", b""), None, "its own");
+        let split_child = region(7, b"c", b"e", 3);
+        assert_eq!(meta.promise_over(&split_child).map(|r| r.id), Some(3), "newer, over it");
+        assert_eq!(meta.promise_over(&region(7, b"c", b"e", 4)), None, "not newer");
         meta.release_range(3);
         assert_eq!(meta.promised_to_other(9, b"a", b"f"), None);
+        assert_eq!(meta.promise_over(&split_child), None);
     }
 }

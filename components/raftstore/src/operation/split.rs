@@ -326,6 +326,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.lease.expire_remote_lease();
         self.split.on_split(regions.clone());
         let mut created = Vec::new();
+        let mut displaced = Vec::new();
         {
             let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
             meta.set_region(derived.clone());
@@ -340,6 +341,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 match self.new_split_peer(ctx, region) {
                     Ok(Some(peer)) => {
                         meta.set_region(region.clone());
+                        // A newer snapshot taken here over its range (this peer was in its
+                        // way, the split applied before it went): it is in the way too.
+                        if let Some(by) = meta.promise_over(region) {
+                            displaced.push((region.id, by));
+                        }
                         created.push(peer);
                     }
                     Ok(None) => {}
@@ -361,6 +367,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             for msg in pending {
                 let _ = ctx.router.force_send(region_id, PeerMsg::RaftMessage(Box::new(msg)));
             }
+        }
+        for (region_id, by) in displaced {
+            let _ = ctx.router.force_send(region_id, PeerMsg::DisplacedBySnapshot(Box::new(by)));
         }
         if was_leader {
             let _ = ctx.pd.schedule(PdTask::ReportBatchSplit { regions });

@@ -30,13 +30,13 @@ use proto::{
     metapb::{Region, RegionEpoch},
     raft_serverpb::{RaftMessage, RegionLocalState},
 };
-use slog::{debug, info};
+use slog::{debug, info, warn};
 
 use crate::{
     batch::StoreContext,
     metrics::RaftEvent,
     msg::PeerMsg,
-    operation::snapshot::{covers, Overlap},
+    operation::snapshot::{check_snapshot, covers},
     raft::peer::Peer,
     store_meta::SharedStoreMeta,
     transport::Transport,
@@ -72,8 +72,8 @@ impl StaleCheck {
 
 /// A message for a region whose peer here is a tombstone, answered when it is a vote request
 /// (the sender knows no leader, and may have no member left to tell it anything): if the
-/// region was merged away, a GC message naming the target; if the tombstone's (newer)
-/// membership no longer holds the sender's store, a GC message of its removal.
+/// tombstone's (newer) membership no longer holds the sender's store, a GC message of its
+/// removal; else, if the region was merged away, a GC message naming the target.
 pub(crate) fn answer_from_tombstone<EK: KvEngine, ER: RaftEngine, T: Transport>(
     ctx: &mut StoreContext<EK, ER, T>,
     msg: &RaftMessage,
@@ -87,11 +87,12 @@ pub(crate) fn answer_from_tombstone<EK: KvEngine, ER: RaftEngine, T: Transport>(
     let merged = state.get_merge_state().has_target();
     let sender_kept = tombstone.get_peers().iter().any(|p| p.store_id == from.store_id);
     let newer = msg.get_region_epoch().conf_ver < tombstone.get_region_epoch().conf_ver;
-    if !vote || !merged && (sender_kept || !newer) {
+    let removed = !sender_kept && newer;
+    if !vote || !removed && !merged {
         return;
     }
     let mut gc = RaftMessage::default();
-    if merged {
+    if !removed {
         gc.set_merge_target(state.get_merge_state().get_target().clone());
     }
     gc.region_id = msg.region_id;
@@ -192,16 +193,18 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    /// A snapshot of this region over other regions' peers that must give way to it. Taken
-    /// only with nothing committed left to apply here (a CommitMerge among it would need its
-    /// source); once raft has it, those peers are told to go, and the snapshot waits for
-    /// them before it is applied (`snapshot_must_wait`). False: not taken, refuse it.
-    pub(crate) fn take_displacing_snapshot<T: Transport>(
+    /// A snapshot message for this peer. Checked against the store's regions and the ranges
+    /// promised to snapshots taken here, and its range promised under the same lock, before
+    /// raft sees it; the promise stays if raft took it (released once it is applied or the
+    /// peer goes), else the one it replaced comes back. A snapshot over other regions' peers
+    /// that must give way is taken only with nothing committed left to apply here (a
+    /// CommitMerge among it would need its source); once raft has it, they are told to go,
+    /// and it waits for them (`snapshot_must_wait`).
+    pub(crate) fn step_snapshot<T: Transport>(
         &mut self,
-        msg: &mut RaftMessage,
-        overlap: Overlap,
+        mut msg: RaftMessage,
         ctx: &mut StoreContext<EK, ER, T>,
-    ) -> bool {
+    ) {
         let raft = &self.raft_group.raft;
         let applied = self.storage().applied_index();
         let ready = raft.raft_log.committed == applied
@@ -209,33 +212,49 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             && raft.raft_log.unstable.snapshot.is_none()
             && self.displacing.is_none()
             && !self.merge.holds_commit_merge();
-        if !ready {
-            info!(self.logger, "a snapshot over other regions waits till this peer has applied";
-                "regions" => ?overlap.displace, "committed" => raft.raft_log.committed,
-                "applied" => applied);
-            return false;
-        }
+        let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+        let overlap = match check_snapshot(&msg, self.region_id(), self.peer_id(), &meta, &ctx.kv) {
+            Ok(o) if o.displace.is_empty() || ready => o,
+            Ok(o) => {
+                drop(meta);
+                info!(self.logger, "a snapshot over other regions waits till this peer has applied";
+                    "regions" => ?o.displace, "committed" => raft.raft_log.committed,
+                    "applied" => applied);
+                return self.refuse_snapshot(&msg, ctx);
+            }
+            Err(reason) => {
+                drop(meta);
+                warn!(self.logger, "refusing a snapshot"; "reason" => reason);
+                return self.refuse_snapshot(&msg, ctx);
+            }
+        };
+        let replaced = meta.promise_range(self.region_id(), overlap.region.clone());
+        drop(meta);
         let index = msg.get_message().get_snapshot().get_metadata().index;
         if let Err(e) = self.raft_group.step(msg.take_message()) {
             debug!(self.logger, "raft refused a snapshot"; "err" => %e);
-            return true;
         }
         let unstable = &self.raft_group.raft.raft_log.unstable.snapshot;
         if unstable.as_ref().is_none_or(|s| s.get_metadata().index != index) {
-            return true; // raft did not take it (stale), and answered
+            // Not taken (stale): the promise of a snapshot raft took before, if any, stands.
+            let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+            match replaced.filter(|_| unstable.is_some()) {
+                Some(region) => drop(meta.promise_range(self.region_id(), region)),
+                None => drop(meta.release_range(self.region_id())),
+            }
+            return;
+        }
+        if overlap.displace.is_empty() {
+            self.displacing = None; // a plain one replaced one that displaced: nothing waits
+            return;
         }
         info!(self.logger, "took a snapshot over other regions: they go first";
             "regions" => ?overlap.displace, "index" => index);
-        let region = overlap.region;
-        let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
-        meta.promise_range(self.region_id(), region.clone());
-        drop(meta);
         for id in &overlap.displace {
-            let msg = PeerMsg::DisplacedBySnapshot(Box::new(region.clone()));
+            let msg = PeerMsg::DisplacedBySnapshot(Box::new(overlap.region.clone()));
             let _ = ctx.router.force_send(*id, msg);
         }
-        self.displacing = Some(region);
-        true
+        self.displacing = Some(overlap.region);
     }
 
     /// Raft on this store took a snapshot of `by` (newer) over this peer's range: the peer
@@ -248,7 +267,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     ) {
         // It goes whatever it applied since the snapshot was checked (it must not hold the
         // snapshot back); only a peer whose range left the snapshot's is not in the way.
-        if !overlaps(&by, self.region()) {
+        let initialized = !self.region().get_peers().is_empty();
+        if by.id == self.region_id() || !initialized || !overlaps(&by, self.region()) {
             return;
         }
         info!(self.logger, "displaced by a snapshot taken on this store: destroying";
