@@ -398,15 +398,18 @@ fn a_lagging_target_replaces_its_merging_source_with_a_snapshot() {
     assert!(cluster.store_meta(lag).lock().unwrap().reader(left.id).is_none());
 }
 
-/// A store is cut off before the merge starts: its source peer never applies the PrepareMerge,
-/// and the target's log is compacted past the CommitMerge. After the heal the merged region's
-/// snapshot covers the source there and is refused; the placement driver knows the source no
-/// more and gives its range to the merged region, so the source gives way and the store takes
-/// the merged region by snapshot.
-#[test]
-fn a_source_that_missed_the_whole_merge_gives_way_to_the_targets_snapshot() {
-    let cfg =
-        Config { raft_log_gc_count_limit: 20, raft_log_gc_threshold: 5, ..Config::for_tests() };
+/// Keys 0..20 split at 10 on three stores; a store leading neither half is cut off, and the
+/// left half merges into the right one on the other two.
+struct MissedMerge {
+    cluster: Cluster,
+    left: metapb::Region,
+    right: metapb::Region,
+    lag: u64,
+    others: Vec<u64>,
+    cut: test_raftstore::transport::FilterId,
+}
+
+fn merge_with_a_store_cut_off(cfg: Config) -> MissedMerge {
     let mut cluster = Cluster::with_config(3, cfg);
     cluster.run();
     for i in 0..20 {
@@ -422,6 +425,19 @@ fn a_source_that_missed_the_whole_merge_gives_way_to_the_targets_snapshot() {
     wait_until("merged where the store is heard", TIMEOUT, || {
         others.iter().all(|s| cluster.peer_status(*s, left.id).is_none())
     });
+    MissedMerge { cluster, left, right, lag, others, cut }
+}
+
+/// A store is cut off before the merge starts: its source peer never applies the PrepareMerge,
+/// and the target's log is compacted past the CommitMerge. After the heal the source hears
+/// from a store keeping its merged tombstone that it was merged away; the merged region's
+/// snapshot over it is then taken on the cut-off store, the source displaced, and the store
+/// holds the merged region.
+#[test]
+fn a_source_that_missed_the_whole_merge_gives_way_to_the_targets_snapshot() {
+    let cfg =
+        Config { raft_log_gc_count_limit: 20, raft_log_gc_threshold: 5, ..Config::for_tests() };
+    let MissedMerge { cluster, left, right, lag, others, cut } = merge_with_a_store_cut_off(cfg);
     let behind = cluster.peer_status(lag, right.id).unwrap().last_index;
     for i in 0..40 {
         cluster.must_put(&key(i % 20), format!("m{i}").as_bytes()); // the log moves on
@@ -453,21 +469,8 @@ fn a_source_that_missed_the_whole_merge_gives_way_to_the_targets_snapshot() {
 /// it stays, for its local target applies the merge from its log and needs it to catch up.
 #[test]
 fn a_source_that_missed_the_whole_merge_stays_for_its_target_catching_up_by_log() {
-    let mut cluster = Cluster::new(3);
-    cluster.run();
-    for i in 0..20 {
-        cluster.must_put(&key(i), b"v");
-    }
-    let (left, right) = cluster.must_split(&key(10));
-    let leaders = [cluster.wait_leader(left.id).store_id, cluster.wait_leader(right.id).store_id];
-    let lag = (1..=3).find(|s| !leaders.contains(s)).unwrap();
-    cluster.must_get_equal(lag, &key(5), b"v");
-    let cut = cluster.isolate(lag);
-    cluster.start_merge(left.id, right.id);
-    let others: Vec<u64> = (1..=3).filter(|s| *s != lag).collect();
-    wait_until("merged where the store is heard", TIMEOUT, || {
-        others.iter().all(|s| cluster.peer_status(*s, left.id).is_none())
-    });
+    let MissedMerge { cluster, left, right, lag, others, cut } =
+        merge_with_a_store_cut_off(Config::for_tests());
     cluster.must_put(&key(3), b"merged");
     let merged = cluster.peer_status(others[0], right.id).unwrap();
     let behind = cluster.peer_status(lag, right.id).unwrap();
