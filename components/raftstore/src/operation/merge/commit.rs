@@ -231,7 +231,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         };
         let have_all = entries.iter().all(|e| raft.raft_log.term(e.index).ok() == Some(e.term));
         if have_all {
-            return; // in the log already, to be committed by its own leader
+            // In the log already, but maybe never to be committed by its own leader (merged
+            // away meanwhile): the CommitMerge carrying them proves they are committed.
+            if raft.raft_log.committed < merge.commit {
+                raft.raft_log.commit_to(merge.commit);
+            }
+            return;
         }
         if raft.state == raft::StateRole::Leader {
             // A leader whose log differs from committed entries is a stale one: it must not
