@@ -489,3 +489,39 @@ fn a_source_that_missed_the_whole_merge_stays_for_its_target_catching_up_by_log(
     cluster.must_get_equal(lag, &key(3), b"merged");
     cluster.must_get_equal(lag, &key(15), b"v");
 }
+
+/// Keeps a store's peer of a region from hearing of commits: heartbeats and appends without
+/// entries to it are dropped.
+struct NoCommitNews {
+    region: u64,
+    store: u64,
+}
+
+impl Filter for NoCommitNews {
+    fn allow(&self, _: u64, to: u64, msg: &RaftMessage) -> bool {
+        let m = msg.get_message();
+        let news = m.get_msg_type() == MessageType::MsgHeartbeat
+            || m.get_msg_type() == MessageType::MsgAppend && m.get_entries().is_empty();
+        !(to == self.store && msg.region_id == self.region && news)
+    }
+}
+
+/// A store's source peer gets the PrepareMerge entry but never hears that it committed, and
+/// its leader is merged away: the CommitMerge its target applies by log carries the word that
+/// the entry committed, so the source catches up and the store merges.
+#[test]
+fn a_source_that_never_heard_its_prepare_merge_commit_catches_up_through_the_target() {
+    let (cluster, regions) = split_cluster(20, &[10]);
+    let (source, target) = (&regions[0], &regions[1]);
+    let (leader, _) = cluster.leader_region(source.id);
+    let lag = (1..=3).find(|s| *s != leader.store_id).unwrap();
+    cluster.must_get_equal(lag, &key(3), b"v");
+    cluster.network.add_filter(Box::new(NoCommitNews { region: source.id, store: lag }));
+    cluster.start_merge(source.id, target.id);
+    wait_until("the lag store merged", TIMEOUT, || {
+        cluster.peer_status(lag, source.id).is_none()
+            && cluster.peer_status(lag, target.id).is_some_and(|s| s.region.start_key.is_empty())
+    });
+    cluster.must_put(&key(3), b"merged");
+    cluster.must_get_equal(lag, &key(3), b"merged");
+}
