@@ -42,6 +42,10 @@ pub struct Config {
     pub raft_max_size_per_msg: u64,
     /// Most bytes of one proposed entry; larger proposals get `RaftEntryTooLarge`.
     pub raft_entry_max_size: u64,
+    /// Most bytes of its log's tail a peer keeps in memory, so that entries just appended are
+    /// sent, applied and looked up without reading the raft engine (0: none). The tail is
+    /// released once applied and, on a leader, replicated to every follower.
+    pub raft_entry_cache_limit: usize,
     /// Sync the raft log before acknowledging; off trades durability on power loss for speed.
     pub sync_log: bool,
     /// How often a leader considers compacting its log.
@@ -121,6 +125,7 @@ impl Default for Config {
             raft_max_inflight_msgs: 256,
             raft_max_size_per_msg: 1 << 20,
             raft_entry_max_size: 8 << 20,
+            raft_entry_cache_limit: crate::raft::entry_cache::DEFAULT_ENTRY_CACHE_LIMIT,
             sync_log: true,
             raft_log_gc_tick_interval: Duration::from_secs(3),
             raft_log_gc_threshold: 50,

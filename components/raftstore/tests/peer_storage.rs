@@ -219,3 +219,71 @@ fn store_ident_must_match() {
         Err(Error::AlreadyBootstrapped(_))
     ));
 }
+
+/// The in-memory tail of the log reads exactly as the raft engine does, whatever appends
+/// (conflicting ones among them), cache compactions and size limits came before: random runs
+/// against the engine itself, with caches from none to larger than the log.
+#[test]
+fn the_cached_tail_reads_as_the_engine_does() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n.max(1)
+    };
+    for limit in [0, 200, 1_000, 1 << 20] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ps = bootstrapped(dir.path());
+        ps.set_entry_cache_limit(limit);
+        let mut term = 6;
+        for _ in 0..300 {
+            let (first, last) = (ps.first_index().unwrap(), ps.last_index().unwrap());
+            match next(3) {
+                0 => {
+                    // An append at any point after the truncated index, maybe replacing a tail.
+                    let from = first + next(last + 2 - first);
+                    term += next(2);
+                    let ents = entries(from, from + 1 + next(8), term);
+                    persist(&mut ps, &ents, term, first - 1);
+                }
+                1 => ps.compact_entry_cache(first + next(last + 2 - first)),
+                _ => {}
+            }
+            let last = ps.last_index().unwrap();
+            let low = first + next(last + 1 - first);
+            let high = low + next(last + 2 - low);
+            let max = [None, Some(0), Some(100), Some(300)][next(4) as usize];
+            let mut want = Vec::new();
+            if low < high {
+                let limit = max.map(|m| m as usize);
+                ps.raft_engine().fetch_entries_to(1, low, high, limit, &mut want).unwrap();
+            }
+            assert_eq!(ps.entries(low, high, max, ctx()).unwrap(), want, "[{low}, {high}) {max:?}");
+            for idx in first..=last {
+                let stored = ps.raft_engine().get_entry(1, idx).unwrap().unwrap().term;
+                assert_eq!(ps.term(idx).unwrap(), stored, "term of {idx}");
+            }
+            assert!(ps.entry_cache().bytes() <= limit);
+        }
+    }
+}
+
+/// A snapshot replaces the whole log: nothing of the old tail is served from memory after it.
+#[test]
+fn a_snapshot_empties_the_cached_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = bootstrapped(dir.path());
+    persist(&mut ps, &entries(6, 11, 6), 6, 6);
+    assert_eq!(ps.entry_cache().first_index(), Some(6));
+    let mut apply = ps.apply_state().clone();
+    apply.applied_index = 20;
+    apply.mut_truncated_state().index = 20;
+    apply.mut_truncated_state().term = 7;
+    ps.apply_snapshot_state(region(), apply);
+    assert!(ps.entry_cache().is_empty());
+    assert_eq!((ps.last_index().unwrap(), ps.term(20).unwrap()), (20, 7));
+    persist(&mut ps, &entries(21, 23, 7), 7, 20);
+    assert_eq!(ps.entries(21, 23, None, ctx()).unwrap(), entries(21, 23, 7));
+    assert!(ps.entries(10, 23, None, ctx()).is_err(), "the old log is compacted");
+}

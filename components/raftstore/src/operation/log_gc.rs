@@ -4,7 +4,11 @@
 //!
 //! The leader compacts applied entries that every peer already has. When more than
 //! `raft_log_gc_count_limit` applied entries pile up it compacts past lagging peers too; they
-//! then catch up by snapshot. (`raft_log_gc_size_limit` is validated but not yet measured: the
+//! then catch up by snapshot.
+//!
+//! The log's tail also lives in memory (`raft/entry_cache.rs`) until it is applied here and,
+//! on a leader, replicated to every follower: after each apply result and on the GC tick the
+//! cache lets go of what is behind that point, so an idle peer holds no entries. (`raft_log_gc_size_limit` is validated but not yet measured: the
 //! peer does not track the log's byte size.)
 
 use engine::{KvEngine, RaftEngine};
@@ -61,6 +65,18 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
             Err(e) => warn!(self.logger, "cannot encode CompactLog"; "err" => %e),
         }
+    }
+
+    /// Lets the log's in-memory tail go up to what nothing is likely to read again: entries
+    /// applied here and, on a leader, replicated to every follower. (A later read of them
+    /// goes to the raft engine.)
+    pub(crate) fn compact_entry_cache(&mut self) {
+        let mut keep_from = self.storage().applied_index() + 1;
+        if self.is_leader() {
+            let replicated = self.raft_group.raft.prs().iter().map(|(_, pr)| pr.matched).min();
+            keep_from = keep_from.min(replicated.map_or(keep_from, |m| m + 1));
+        }
+        self.raft_group.mut_store().compact_entry_cache(keep_from);
     }
 
     /// The apply side moved the truncated index from `old` to the one in the storage: delete

@@ -254,6 +254,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
         self.on_log_compacted(old_truncated);
+        self.compact_entry_cache();
         for result in res.exec_results {
             match result {
                 ExecResult::ChangePeer { cc, region } => self.on_change_peer(cc, region, ctx),

@@ -5,7 +5,8 @@
 //! ticker ──PeerMsg::Tick──▶ on_tick: ticks += 1
 //!   for each PeerTick due (every N base ticks, N from the config):
 //!     Raft               raft's logical clock: elections, heartbeats      every tick
-//!     LogGc              leader proposes CompactLog                       raft_log_gc_tick_interval
+//!     LogGc              leader proposes CompactLog; the entry cache      raft_log_gc_tick_interval
+//!                        lets go of what was applied and replicated
 //!     PdHeartbeat        leader reports its region                        pd_heartbeat_tick_interval
 //!     LeaseCheck         leader renews a lease about to lapse             lease_check_interval
 //!     SplitCheck         leader checks a grown region                     split_region_check_tick_interval
@@ -108,7 +109,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             PeerTick::Raft => {
                 self.raft_group.tick();
             }
-            PeerTick::LogGc => self.propose_log_gc(cfg),
+            PeerTick::LogGc => self.on_log_gc_tick(cfg),
             PeerTick::PdHeartbeat => self.heartbeat_pd(ctx),
             PeerTick::LeaseCheck => self.on_lease_check(ctx),
             PeerTick::SplitCheck => self.on_split_check_tick(ctx),
@@ -120,6 +121,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             PeerTick::MergeCheck => self.on_merge_check_tick(ctx),
             PeerTick::StaleCheck => self.on_stale_check_tick(ctx),
         }
+    }
+
+    fn on_log_gc_tick(&mut self, cfg: &Config) {
+        self.compact_entry_cache();
+        self.propose_log_gc(cfg);
     }
 
     fn on_read_retry_tick(&mut self, election_ticks: u64) {

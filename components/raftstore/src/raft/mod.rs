@@ -2,5 +2,6 @@
 //! and the [`apply::Apply`] state of the apply side.
 
 pub mod apply;
+pub mod entry_cache;
 pub mod peer;
 pub mod storage;

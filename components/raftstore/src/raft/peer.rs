@@ -140,6 +140,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if let Some(generator) = snap_gen {
             storage.set_snap_generator(generator);
         }
+        storage.set_entry_cache_limit(cfg.raft_entry_cache_limit);
         let applied = storage.applied_index();
         let applied_term = storage.apply_state().commit_term.max(storage.truncated_term());
         let raft_cfg = cfg.raft_config(peer.id, applied);

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use slog::{info, Logger};
 
 use crate::operation::snapshot::{SnapGenerator, SnapState};
+use crate::raft::entry_cache::{EntryCache, DEFAULT_ENTRY_CACHE_LIMIT};
 
 use crate::{Error, Result};
 
@@ -70,6 +71,9 @@ pub struct PeerStorage<EK: KvEngine, ER: RaftEngine> {
     /// Where to ask for snapshot generation; without it `snapshot` is always unavailable.
     snap_gen: Option<SnapGenerator<EK>>,
     snap_state: Arc<Mutex<SnapState>>,
+    /// The log's tail in memory: appends, reads and term lookups of recent entries never
+    /// touch the raft engine.
+    cache: EntryCache,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
@@ -142,6 +146,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
             logger,
             snap_gen: None,
             snap_state: Default::default(),
+            cache: EntryCache::new(DEFAULT_ENTRY_CACHE_LIMIT),
         })
     }
 
@@ -224,6 +229,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
         }
         self.raft_state.last_index = last.index;
         self.last_term = last.term;
+        self.cache.append(entries);
         Ok(())
     }
 
@@ -243,6 +249,23 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
         self.apply_state = state;
     }
 
+    /// Keeps at most `bytes` of the log's tail in memory (0: none). Takes effect from the
+    /// next append.
+    pub fn set_entry_cache_limit(&mut self, bytes: usize) {
+        self.cache = EntryCache::new(bytes);
+    }
+
+    /// Lets the log's tail before `index` leave memory: applied here and, on a leader,
+    /// replicated to every follower, so it is rarely read again (and then from the engine).
+    pub fn compact_entry_cache(&mut self, index: u64) {
+        self.cache.compact_to(index);
+    }
+
+    /// The in-memory tail of the log.
+    pub fn entry_cache(&self) -> &EntryCache {
+        &self.cache
+    }
+
     /// Lets this storage generate snapshots through `generator`.
     pub fn set_snap_generator(&mut self, generator: SnapGenerator<EK>) {
         self.snap_gen = Some(generator);
@@ -254,6 +277,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
         let truncated = apply_state.get_truncated_state();
         self.raft_state.last_index = truncated.index;
         self.last_term = truncated.term;
+        self.cache.clear();
         self.region = region;
         self.apply_state = apply_state;
     }
@@ -337,11 +361,22 @@ impl<EK: KvEngine, ER: RaftEngine> ::raft::Storage for PeerStorage<EK, ER> {
         if high > self.raft_state.last_index + 1 || low > high {
             return Err(::raft::Error::Store(StorageError::Unavailable));
         }
-        let max = max_size.into().map(|m| m as usize);
+        let max = max_size.into();
         let mut buf = Vec::with_capacity((high - low) as usize);
-        self.raft
-            .fetch_entries_to(self.region.id, low, high, max, &mut buf)
-            .map_err(|e| self.storage_error(e))?;
+        let cached_from = self.cache.first_index().map_or(high, |first| first.clamp(low, high));
+        if low < cached_from {
+            let limit = max.map(|m| m as usize);
+            self.raft
+                .fetch_entries_to(self.region.id, low, cached_from, limit, &mut buf)
+                .map_err(|e| self.storage_error(e))?;
+            if buf.len() < (cached_from - low) as usize {
+                return Ok(buf); // the size limit stopped it
+            }
+        }
+        if !self.cache.fetch(cached_from, high, &mut buf) {
+            return Err(self.storage_error(format!("entries [{cached_from}, {high}) not cached")));
+        }
+        ::raft::util::limit_size(&mut buf, max);
         Ok(buf)
     }
 
@@ -358,6 +393,9 @@ impl<EK: KvEngine, ER: RaftEngine> ::raft::Storage for PeerStorage<EK, ER> {
         }
         if idx == self.raft_state.last_index {
             return Ok(self.last_term);
+        }
+        if let Some(term) = self.cache.term(idx) {
+            return Ok(term);
         }
         match self.raft.get_entry(self.region.id, idx) {
             Ok(Some(e)) => Ok(e.term),
