@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/regionstore/target
 CARGO_PROFILE := --profile opt
 
-.PHONY: all deps build run demo test nemesis fmt fmt-check clippy bench ci
+.PHONY: all deps build run demo test nemesis bench-write fmt fmt-check clippy bench ci
 
 all: build
 
@@ -27,6 +27,11 @@ demo: build
 nemesis: build
 	scripts/nemesis.sh
 
+# Writes per second at 1, 8 and 64 clients, 16 and 512 regions, sync-log on and off, next to a
+# 3-member etcd started on loopback in the same run (see scripts/bench-write.sh for the knobs).
+bench-write: build
+	scripts/bench-write.sh
+
 test: deps
 	cargo test $(CARGO_PROFILE) --workspace --all-targets
 	cargo test $(CARGO_PROFILE) --workspace --doc
@@ -37,16 +42,22 @@ test: deps
 	# The batch system's FSM state, model-checked exhaustively on loom's atomics.
 	cargo test $(CARGO_PROFILE) -p router --features loom --lib -- loom_
 
+# tools/etcd-bench is a workspace of its own (see its Cargo.toml), built in a target dir of its own.
+TOOLS := --manifest-path tools/etcd-bench/Cargo.toml
+
 fmt:
 	cargo fmt --all
+	cargo fmt $(TOOLS)
 
 fmt-check:
 	cargo fmt --all -- --check
+	cargo fmt $(TOOLS) -- --check
 
 clippy: deps
 	cargo clippy $(CARGO_PROFILE) --workspace --all-targets -- -D warnings
 	cargo clippy $(CARGO_PROFILE) --features failpoints --test failpoints -- -D warnings
 	cargo clippy $(CARGO_PROFILE) -p router --features loom --lib --tests -- -D warnings
+	CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/tools cargo clippy --release $(TOOLS) -- -D warnings
 
 bench: deps
 	cargo bench $(CARGO_PROFILE) --workspace $(if $(BENCH),--bench $(BENCH),)
