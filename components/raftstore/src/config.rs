@@ -101,6 +101,16 @@ pub struct Config {
     /// member of its region (it may have been removed, with no member left to tell it).
     #[serde(with = "humantime_serde")]
     pub max_leader_missing_duration: Duration,
+    /// Idle regions sleep: once the leader has nothing in flight and every live follower holds
+    /// its whole log, leader and followers agree to stop ticking (no heartbeats, no election
+    /// clock) until a proposal, a read that needs the leader, or a raft message wakes them.
+    /// Off only for tests that need constant ticking.
+    pub hibernate_regions: bool,
+    /// How often a sleeping peer still runs its slow periodic work: the stale-state check, the
+    /// leader's report to the placement driver, and a follower's check that its leader is
+    /// alive (two checks without an answer wake it, so a dead leader is replaced).
+    #[serde(with = "humantime_serde")]
+    pub hibernated_tick_interval: Duration,
     /// Most entries the apply side writes in one kv write batch.
     pub apply_batch_max_entries: usize,
     /// Poller threads of the store batch system.
@@ -146,6 +156,8 @@ impl Default for Config {
             max_leader_missing_duration: Duration::from_secs(300),
             snap_chunk_size: 1 << 20,
             snap_send_timeout: Duration::from_secs(60),
+            hibernate_regions: true,
+            hibernated_tick_interval: Duration::from_secs(10),
             apply_batch_max_entries: 256,
             store_pool_size: 2,
             messages_per_tick: 4096,
@@ -194,6 +206,8 @@ impl Config {
             merge_check_tick_interval: Duration::from_millis(50),
             peer_stale_state_check_interval: Duration::from_millis(100),
             max_leader_missing_duration: Duration::from_millis(1000),
+            hibernate_regions: true,
+            hibernated_tick_interval: Duration::from_millis(200),
             snap_chunk_size: 16 << 10,
             snap_send_timeout: Duration::from_secs(1),
             sync_log: false,
@@ -224,6 +238,7 @@ impl Config {
             ("merge_check_tick_interval", self.merge_check_tick_interval),
             ("peer_stale_state_check_interval", self.peer_stale_state_check_interval),
             ("max_leader_missing_duration", self.max_leader_missing_duration),
+            ("hibernated_tick_interval", self.hibernated_tick_interval),
         ];
         for (field, value) in durations {
             if value > MAX_DURATION {
@@ -311,6 +326,17 @@ impl Config {
         }
         if self.merge_check_tick_interval.is_zero() {
             return refuse("merge_check_tick_interval", "must be positive");
+        }
+        if self.hibernated_tick_interval < self.raft_base_tick_interval {
+            return refuse("hibernated_tick_interval", "must be at least raft_base_tick_interval");
+        }
+        if self.hibernated_tick_interval * 2 > self.max_peer_down_duration {
+            // Sleeping followers are heard from once per interval (their leader checks):
+            // slower, and a sleeping leader would report them down.
+            return refuse(
+                "hibernated_tick_interval",
+                "must be at most half of max_peer_down_duration",
+            );
         }
         if self.peer_stale_state_check_interval.is_zero() {
             return refuse("peer_stale_state_check_interval", "must be positive");
@@ -418,6 +444,9 @@ mod tests {
         assert_eq!(field(Config { region_split_size: 1 << 40, ..d() }), "region_split_size");
         assert_eq!(field(Config { region_split_keys: 1 << 40, ..d() }), "region_split_keys");
         assert_eq!(field(Config { batch_split_limit: 0, ..d() }), "batch_split_limit");
+        let slow = |s| Config { hibernated_tick_interval: Duration::from_secs(s), ..d() };
+        assert_eq!(field(slow(301)), "hibernated_tick_interval", "beyond half the down time");
+        assert!(slow(300).validate().is_ok());
         assert_eq!(
             field(Config { snap_send_timeout: Duration::from_secs(1), ..d() }),
             "snap_send_timeout"

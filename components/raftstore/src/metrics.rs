@@ -13,6 +13,8 @@ use std::{
 };
 
 use local_reader::{Clock, LeaseState};
+
+use crate::operation::hibernate::GroupState;
 use prometheus::{
     core::{Collector, Desc},
     exponential_buckets,
@@ -143,6 +145,9 @@ pub struct StoreMetrics {
     /// Writing an apply round's kv write batch.
     pub apply_duration: Histogram,
     vecs: Vec<IntCounterVec>,
+    /// Peers by hibernation state, indexed by `GroupState::ALL`.
+    hibernate: Vec<IntGauge>,
+    hibernate_vec: IntGaugeVec,
 }
 
 fn counter_vec(name: &str, help: &str, label: &str) -> IntCounterVec {
@@ -184,7 +189,17 @@ impl Default for StoreMetrics {
             "type",
         );
         let types: Vec<String> = MessageType::values().iter().map(|t| format!("{t:?}")).collect();
+        let hibernate_vec = IntGaugeVec::new(
+            Opts::new("peers_by_hibernate_state", "Peers by hibernation state (idle: asleep)."),
+            &["state"],
+        )
+        .expect("valid metric");
         StoreMetrics {
+            hibernate: GroupState::ALL
+                .iter()
+                .map(|s| hibernate_vec.with_label_values(&[s.name()]))
+                .collect(),
+            hibernate_vec,
             events: RaftEvent::ALL.iter().map(|e| events.with_label_values(&[e.name()])).collect(),
             proposals: ProposalKind::ALL
                 .iter()
@@ -220,7 +235,24 @@ impl StoreMetrics {
         for h in [&self.append_duration, &self.commit_duration, &self.apply_duration] {
             registry.register(Box::new(h.clone()))?;
         }
-        Ok(())
+        registry.register(Box::new(self.hibernate_vec.clone()))
+    }
+
+    /// A peer moved from hibernation state `from` to `to` (`None`: not counted).
+    pub fn move_hibernate_state(&self, from: Option<GroupState>, to: Option<GroupState>) {
+        let index = |s: GroupState| GroupState::ALL.iter().position(|x| *x == s).unwrap_or(0);
+        if let Some(s) = from {
+            self.hibernate[index(s)].dec();
+        }
+        if let Some(s) = to {
+            self.hibernate[index(s)].inc();
+        }
+    }
+
+    /// Peers counted in hibernation state `state`.
+    pub fn peers_in_hibernate_state(&self, state: GroupState) -> i64 {
+        let index = GroupState::ALL.iter().position(|x| *x == state).unwrap_or(0);
+        self.hibernate[index].get()
     }
 
     /// Counts one `event`.

@@ -171,6 +171,8 @@ pub struct PeerStatus {
     pub applied_index: u64,
     /// Index of the last compacted log entry.
     pub truncated_index: u64,
+    /// Where it is in the sleep protocol.
+    pub hibernate: crate::operation::hibernate::GroupState,
 }
 
 /// Messages of a peer FSM; `S` is the kv engine's snapshot type.

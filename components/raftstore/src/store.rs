@@ -322,8 +322,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
 
         let stop = Arc::new(AtomicBool::new(false));
         let ticker =
-            spawn_ticker(store_id, cfg.raft_base_tick_interval, router.clone(), stop.clone())
-                .map_err(unavailable)?;
+            spawn_ticker(store_id, &cfg, router.clone(), stop.clone()).map_err(unavailable)?;
         Ok(RaftStore {
             store_id,
             kv,
@@ -519,17 +518,22 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
     Ok(count)
 }
 
-/// Sends a tick to every peer once per base tick until `stop`.
+/// Sends a tick to every awake peer once per base tick, and to sleeping ones (quiet
+/// mailboxes, `operation/hibernate.rs`) once per `hibernated_tick_interval`, until `stop`.
 fn spawn_ticker<EK: KvEngine, ER: RaftEngine>(
     store_id: u64,
-    tick: Duration,
+    cfg: &Config,
     router: StoreRouter<EK, ER>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
+    let tick = cfg.raft_base_tick_interval;
+    let slow_every = (cfg.hibernated_tick_interval.as_nanos() / tick.as_nanos().max(1)).max(1);
     std::thread::Builder::new().name(format!("ticker-{store_id}")).spawn(move || {
+        let mut round: u128 = 0;
         while !stop.load(Ordering::Acquire) {
             std::thread::sleep(tick);
-            router.broadcast_normal(|| PeerMsg::Tick);
+            round += 1;
+            router.broadcast_normal_to_awake(round.is_multiple_of(slow_every), || PeerMsg::Tick);
         }
     })
 }

@@ -13,7 +13,7 @@ use std::{
     num::NonZeroUsize,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
     },
 };
 
@@ -32,6 +32,9 @@ pub const CONTROL_ADDR: u64 = u64::MAX;
 
 struct Shared<N: Fsm, C: Fsm> {
     normals: RwLock<HashMap<u64, BasicMailbox<N>>>,
+    /// The normal mailboxes not marked quiet, so that a broadcast to the awake costs what they
+    /// number, not what all do. May hold a mailbox closed meanwhile (dropped when met).
+    awake: Mutex<HashMap<u64, BasicMailbox<N>>>,
     control: BasicMailbox<C>,
     normal_scheduler: Scheduler<N>,
     control_scheduler: Scheduler<C>,
@@ -63,6 +66,7 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
     ) -> Self {
         let shared = Shared {
             normals: RwLock::new(HashMap::new()),
+            awake: Mutex::new(HashMap::new()),
             control,
             normal_scheduler,
             control_scheduler,
@@ -73,6 +77,7 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
 
     /// Registers `mailbox` at `addr`. A mailbox already there is closed and its FSM dropped.
     pub fn register(&self, addr: u64, mailbox: BasicMailbox<N>) {
+        self.awake_map().insert(addr, mailbox.clone());
         let old = self.write_map().insert(addr, mailbox);
         if let Some(old) = old {
             old.close();
@@ -83,8 +88,10 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
     /// Registers many mailboxes under one lock.
     pub fn register_all(&self, mailboxes: impl IntoIterator<Item = (u64, BasicMailbox<N>)>) {
         let mut map = self.write_map();
+        let mut awake = self.awake_map();
         let mut cache = self.cache.borrow_mut();
         for (addr, mailbox) in mailboxes {
+            awake.insert(addr, mailbox.clone());
             if let Some(old) = map.insert(addr, mailbox) {
                 old.close();
             }
@@ -172,11 +179,52 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
         map.iter().filter(|(addr, mb)| mb.force_send(**addr, make(), scheduler).is_ok()).count()
     }
 
+    /// Like [`Router::broadcast_normal`], but only to mailboxes not marked quiet (all of them
+    /// when `include_quiet`): a periodic message (a tick) costs nothing for an FSM that said it
+    /// needs none. Returns how many got it.
+    pub fn broadcast_normal_to_awake(
+        &self,
+        include_quiet: bool,
+        mut make: impl FnMut() -> N::Message,
+    ) -> usize {
+        if self.is_shutdown() {
+            return 0;
+        }
+        let scheduler = &self.shared.normal_scheduler;
+        if include_quiet {
+            let map = self.read_map();
+            return map
+                .iter()
+                .filter(|(a, mb)| mb.force_send(**a, make(), scheduler).is_ok())
+                .count();
+        }
+        let mut awake = self.awake_map();
+        awake.retain(|addr, mb| mb.force_send(*addr, make(), scheduler).is_ok());
+        awake.len()
+    }
+
+    /// Marks the mailbox at `addr` quiet (skipped by [`Router::broadcast_normal_to_awake`]) or
+    /// awake. Returns whether a mailbox was there. Messages sent to it directly still arrive.
+    pub fn set_quiet(&self, addr: u64, quiet: bool) -> bool {
+        let Some(mailbox) = self.lookup(addr) else {
+            return false;
+        };
+        mailbox.set_quiet(quiet);
+        let mut awake = self.awake_map();
+        if quiet {
+            awake.remove(&addr);
+        } else {
+            awake.insert(addr, mailbox);
+        }
+        true
+    }
+
     /// Unregisters and closes the mailbox at `addr`: later sends fail with `Closed` or
     /// `NotFound`, and its FSM is dropped (now if idle, or by the poller holding it). Returns
     /// whether a mailbox was there.
     pub fn close(&self, addr: u64) -> bool {
         self.cache.borrow_mut().pop(&addr);
+        self.awake_map().remove(&addr);
         let removed = self.write_map().remove(&addr);
         match removed {
             Some(mailbox) => {
@@ -199,6 +247,7 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
 
     /// Closes every mailbox, in address order, then the control mailbox.
     pub(crate) fn close_all(&self) {
+        self.awake_map().clear();
         let mut all: Vec<_> = self.write_map().drain().collect();
         all.sort_by_key(|(addr, _)| *addr);
         for (_, mailbox) in all {
@@ -232,6 +281,10 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
     fn read_map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, BasicMailbox<N>>> {
         // A poisoned lock only means a panic elsewhere while holding it; the map stays valid.
         self.shared.normals.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn awake_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, BasicMailbox<N>>> {
+        self.shared.awake.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, BasicMailbox<N>>> {

@@ -95,6 +95,25 @@ fn broadcast_reaches_every_mailbox() {
 }
 
 #[test]
+fn a_broadcast_to_the_awake_skips_quiet_mailboxes_unless_told_not_to() {
+    let shared = Shared::new(10);
+    let (router, _system) = system(&Config::default(), &shared, true);
+    router.register_all((0..10).map(|id| (id, new_fsm(id, 64, &shared).0)));
+    for id in 0..4 {
+        assert!(router.set_quiet(id, true));
+    }
+    assert!(!router.set_quiet(99, true), "nothing registered there");
+    assert_eq!(router.broadcast_normal_to_awake(false, || Msg::Noop), 6);
+    assert!(wait_until(Duration::from_secs(5), || shared.total() == 6));
+    router.try_send(0, Msg::Noop).unwrap(); // a direct send still arrives
+    assert!(wait_until(Duration::from_secs(5), || shared.total() == 7));
+    assert!(router.set_quiet(1, false));
+    assert_eq!(router.broadcast_normal_to_awake(false, || Msg::Noop), 7);
+    assert_eq!(router.broadcast_normal_to_awake(true, || Msg::Noop), 10);
+    assert!(wait_until(Duration::from_secs(5), || shared.total() == 24));
+}
+
+#[test]
 fn shutdown_with_messages_in_flight_blocks_nobody() {
     let shared = Shared::new(100);
     let cfg = Config { pool_size: 2, ..Config::default() };

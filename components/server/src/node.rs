@@ -314,6 +314,14 @@ impl Node {
         self.with_store(|s| s.raft_events().all()).unwrap_or_default()
     }
 
+    /// How many of this node's peers are in hibernation state `state` (0 when stopped).
+    pub fn peers_in_hibernate_state(
+        &self,
+        state: raftstore::operation::hibernate::GroupState,
+    ) -> i64 {
+        self.with_store(|s| s.raft_events().peers_in_hibernate_state(state)).unwrap_or(0)
+    }
+
     /// Switches lease reads on or off at run time (off: every read takes ReadIndex).
     pub fn set_lease_reads(&self, on: bool) {
         let _ = self.with_store(|s| s.set_lease_reads(on));

@@ -120,6 +120,9 @@ pub enum Scenario {
     Steady,
     /// Writes until a region count, then mostly deletes.
     GrowShrink,
+    /// No load: the key space cut into --regions regions, left alone to settle, then the
+    /// process's CPU by thread kind and its memory per peer measured for --duration seconds.
+    Idle,
 }
 
 /// The share of writes that are deletes once a grow-shrink run shrinks.

@@ -13,6 +13,7 @@
 mod args;
 mod chart;
 mod history;
+mod idle;
 mod nemesis;
 mod report;
 mod workload;
@@ -85,8 +86,19 @@ fn run(args: Args) -> Result<(), Error> {
         &logger,
     )?;
     cluster.wait_ready(replicas, Duration::from_secs(60))?;
-    cluster.split(&args.split_keys(), 10, Duration::from_secs(120))?;
-    cluster.wait_ready(replicas, Duration::from_secs(60))?;
+    // Long enough for tens of thousands of regions (a split of 10 a round).
+    let split_timeout = Duration::from_secs(120) + Duration::from_millis(args.regions * 20);
+    cluster.split(&args.split_keys(), 10, split_timeout)?;
+    cluster.wait_ready(replicas, Duration::from_secs(60) + split_timeout / 2)?;
+    if args.scenario == Scenario::Idle {
+        let report = idle::run_idle(&args, &cluster)?;
+        report.print();
+        if let Some(path) = &args.report_json {
+            std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        }
+        cluster.stop();
+        return Ok(());
+    }
     let _metrics = serve_metrics(&args, &cluster)?;
     let initial = cluster.pd.regions().len();
     cluster.pd.set_balance_leaders(true);
@@ -255,6 +267,7 @@ fn settings(args: &Args) -> Result<FileConfig, Error> {
         raft_store_max_leader_lease: tick * 8,
         raft_log_gc_tick_interval: tick * 5,
         split_region_check_tick_interval: tick * 5,
+        hibernated_tick_interval: tick * 100,
         region_split_check_diff: args.split_size / 8,
         region_split_size: args.split_size,
         region_max_size: args.split_size * 3 / 2,

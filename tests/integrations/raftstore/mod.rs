@@ -1,6 +1,7 @@
 mod test_admin;
 mod test_errors;
 mod test_failover;
+mod test_hibernate;
 mod test_lease_read;
 mod test_membership;
 mod test_merge;

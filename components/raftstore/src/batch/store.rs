@@ -121,6 +121,8 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
         fsm.peer.collect_ready(&mut self.ctx);
         fsm.peer.sync_delegate(&self.ctx);
         self.ctx.counters.take_proposals(&mut fsm.peer.proposals_made);
+        let alive = fsm.peer.life != crate::raft::peer::Life::Destroyed;
+        fsm.peer.hibernation.sync_gauge(&self.ctx.counters, alive);
         res
     }
 

@@ -42,6 +42,9 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             _ if self.peer.life != Life::Alive => return self.peer.refuse_while_destroying(msg),
             _ => {}
         }
+        if self.peer.hibernation.is_idle() && self.peer.wakes(&msg) {
+            self.peer.wake_up(&msg, ctx);
+        }
         match msg {
             PeerMsg::RaftMessage(m) => self.peer.on_raft_message(*m, ctx),
             PeerMsg::RaftCommand(c) => self.peer.propose_command(ctx, *c),

@@ -153,6 +153,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let removed = (cc.get_change_type() == RaftChangeType::RemoveNode)
             .then(|| self.peer_by_id(cc.node_id))
             .flatten();
+        if removed.is_none() {
+            // A new peer is not down before it had the chance to speak: a leader must not
+            // sleep leaving it empty (operation/hibernate.rs).
+            self.health.heard_from(cc.node_id, ctx.clock.now());
+        }
         self.raft_group.mut_store().set_region(region.clone());
         ctx.meta.lock().unwrap_or_else(|e| e.into_inner()).set_region(region);
         match removed {

@@ -142,6 +142,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// The lease-check tick: renews a lease that ends within two checks.
     pub(crate) fn on_lease_check<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
+        if ctx.cfg.hibernate_regions {
+            // A renewal would wake an idle region for nobody: readers near the lease's end
+            // ask for one themselves (`on_renew_lease_request`), and writes renew it.
+            return;
+        }
         let now = ctx.clock.now();
         let horizon = now + ctx.cfg.lease_check_interval * 2;
         if self.lease.inspect(horizon) != LeaseState::Valid {

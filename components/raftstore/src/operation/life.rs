@@ -44,6 +44,9 @@ pub(crate) fn maybe_create_peer<EK: KvEngine, ER: RaftEngine, T: Transport>(
     msg: RaftMessage,
 ) {
     let region_id = msg.region_id;
+    if msg.has_extra() {
+        return; // not raft's own: a peer comes into being only for raft
+    }
     if let Err(reason) = check_create(ctx, &msg) {
         debug!(ctx.logger, "not creating a peer"; "region_id" => region_id, "reason" => reason);
         return;

@@ -108,6 +108,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let from = msg.get_from_peer().id;
         self.peer_cache.insert(from, msg.get_from_peer().clone());
         self.health.heard_from(from, ctx.clock.now());
+        self.on_heard_from_leader(from, msg.get_message().term);
         if msg.get_message().get_msg_type() == MessageType::MsgSnapshot {
             return self.step_snapshot(msg, ctx);
         }

@@ -16,10 +16,12 @@
 //! - `split`: region split: check, ids, propose, apply, and the new peers;
 //! - `merge`: region merge: PrepareMerge, CommitMerge (with the source catching up),
 //!   RollbackMerge, and the source's end;
+//! - `hibernate`: idle regions sleep (no ticks, no heartbeats) and wake on demand;
 //! - `stale`: peers that missed their removal, a split or a merge: how they learn it and go.
 
 pub mod command;
 pub mod conf_change;
+pub mod hibernate;
 pub mod lease;
 pub mod life;
 pub mod log_gc;

@@ -119,6 +119,14 @@ impl<S: engine::Snapshot> ReadQueue<S> {
         self.batches.push_back(batch);
     }
 
+    /// Whether nothing waits: no round in flight, no read new or held, no answer held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+            && self.new.is_empty()
+            && self.held.is_empty()
+            && self.answers.is_empty()
+    }
+
     /// Whether a renewal round (one without reads) is in flight.
     pub(crate) fn renewal_in_flight(&self) -> bool {
         self.batches.iter().any(|b| b.reads.is_empty())

@@ -50,6 +50,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 self.on_leadership_lost();
             }
             self.on_role_changed(now);
+            self.on_hibernate_role_changed();
         }
         self.on_read_states(ready.take_read_states());
         self.note_committed_admin(ready.committed_entries(), now);
@@ -151,6 +152,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         for mut m in msgs {
             let to = m.to;
             let msg_type = m.get_msg_type();
+            if msg_type != MessageType::MsgHeartbeat || !m.context.is_empty() {
+                self.hibernation.on_waking_send(); // it may wake a follower that agreed
+            }
             if msg_type == MessageType::MsgTimeoutNow {
                 self.on_timeout_now_sent(&mut m, now);
             }

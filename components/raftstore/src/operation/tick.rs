@@ -18,7 +18,11 @@
 //!                        (or votes to roll back)
 //!     StaleCheck         a peer long without a leader asks the placement  peer_stale_state_check_interval
 //!                        driver whether it is still a member
+//!     Hibernate          a leader with nothing in flight proposes sleep   every tick
 //! ```
+//!
+//! A sleeping peer (`operation/hibernate.rs`) gets a tick only every `hibernated_tick_interval`
+//! and runs none of these, only its slow checks.
 
 use std::time::Duration;
 
@@ -49,11 +53,13 @@ pub enum PeerTick {
     MergeCheck,
     /// A peer long without a leader asking the placement driver whether it is stale.
     StaleCheck,
+    /// A leader with nothing in flight proposing sleep (see `operation::hibernate`).
+    Hibernate,
 }
 
 impl PeerTick {
     /// Every kind, in the order they run within one base tick.
-    pub const ALL: [PeerTick; 10] = [
+    pub const ALL: [PeerTick; 11] = [
         PeerTick::Raft,
         PeerTick::LogGc,
         PeerTick::PdHeartbeat,
@@ -64,6 +70,7 @@ impl PeerTick {
         PeerTick::SnapshotSendCheck,
         PeerTick::MergeCheck,
         PeerTick::StaleCheck,
+        PeerTick::Hibernate,
     ];
 
     /// How many base ticks apart this kind runs under `cfg` (at least 1).
@@ -81,7 +88,8 @@ impl PeerTick {
             PeerTick::Raft
             | PeerTick::ReadRetry
             | PeerTick::TransferCheck
-            | PeerTick::SnapshotSendCheck => 1,
+            | PeerTick::SnapshotSendCheck
+            | PeerTick::Hibernate => 1,
         }
     }
 }
@@ -89,6 +97,9 @@ impl PeerTick {
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// One base tick: every kind of periodic work that is due.
     pub(crate) fn on_tick<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
+        if self.hibernation.is_idle() {
+            return self.on_idle_tick(ctx); // no raft clock while asleep
+        }
         self.ticks += 1;
         let now = ctx.clock.now(); // one reading for the whole tick
         for tick in PeerTick::ALL {
@@ -120,6 +131,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
             PeerTick::MergeCheck => self.on_merge_check_tick(ctx),
             PeerTick::StaleCheck => self.on_stale_check_tick(ctx),
+            PeerTick::Hibernate => self.on_hibernate_tick(ctx),
         }
     }
 
@@ -161,7 +173,7 @@ mod tests {
             ..Config::for_tests()
         };
         let every: Vec<u64> = PeerTick::ALL.iter().map(|t| t.every(&cfg)).collect();
-        assert_eq!(every, [1, 10, 2, 1, 1, 1, 1, 1, 3, 20]);
+        assert_eq!(every, [1, 10, 2, 1, 1, 1, 1, 1, 3, 20, 1]);
     }
 
     #[test]

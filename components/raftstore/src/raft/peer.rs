@@ -19,6 +19,7 @@ use crate::{
     operation::snapshot::{SnapChunks, SnapGenerator, SnapSends},
     operation::{
         conf_change::RemovalHold,
+        hibernate::Hibernation,
         lease::{LeaseEvidence, PublishedDelegate},
         merge::MergeFlow,
         pd::PeerHealth,
@@ -99,6 +100,8 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     /// How long the peer has known no leader, and when it last asked the placement driver
     /// whether it is stale.
     pub(crate) stale: StaleCheck,
+    /// Whether the region sleeps, and a leader's sleep votes (see `operation::hibernate`).
+    pub(crate) hibernation: Hibernation,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -172,6 +175,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             health: PeerHealth::default(),
             merge: MergeFlow::default(),
             stale: StaleCheck::default(),
+            hibernation: Hibernation::default(),
         })
     }
 
@@ -238,6 +242,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             commit_index: raft.raft_log.committed,
             applied_index: self.storage().applied_index(),
             truncated_index: self.storage().truncated_index(),
+            hibernate: self.hibernation.state(),
         }
     }
 

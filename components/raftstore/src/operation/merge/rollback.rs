@@ -56,11 +56,17 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if !self.region().get_peers().iter().any(|p| p.id == from) {
             return;
         }
+        self.health.heard_from(from, ctx.clock.now()); // a sleeping member is not down
         match msg.get_extra().get_field_type() {
             ExtraMessageType::MsgWantRollbackMerge => {
                 self.on_rollback_vote(ctx, from, msg.get_extra().premerge_commit)
             }
-            ExtraMessageType::MsgNoExtra => {}
+            ExtraMessageType::MsgHibernateRequest
+            | ExtraMessageType::MsgHibernateResponse
+            | ExtraMessageType::MsgCheckLeader
+            | ExtraMessageType::MsgLeaderAlive => self.on_hibernate_message(msg, ctx),
+            // It woke this peer on arrival (operation/hibernate.rs): nothing more to do.
+            ExtraMessageType::MsgRegionWakeUp | ExtraMessageType::MsgNoExtra => {}
         }
     }
 

@@ -1,0 +1,432 @@
+//! Hibernation: an idle region stops ticking, on its leader and its followers alike, so that a
+//! store pays nothing per idle region (TiKV's hibernate regions, simplified).
+//!
+//! ```text
+//!            role change, start                 leader known
+//!   (new) ─────────────────────▶ Chaos ─────────────────────────▶ Ordered
+//!                                                                   │  ▲
+//!   leader: nothing in flight, every live follower at its last      │  │ proposal, read, raft
+//!   index → MsgHibernateRequest{index}; a follower whose log ends   │  │ message, transfer,
+//!   there answers MsgHibernateResponse and sleeps; with every live  │  │ lease renewal, ...
+//!   follower's answer (and a quorum) the leader sleeps.             ▼  │ (wakes; a leader pings)
+//!                                                                  Idle
+//!   a sleeping follower asks its leader MsgCheckLeader every        │
+//!   hibernated_tick_interval; two unanswered → PreChaos (ticking,   ▼
+//!   raft elects anew if the leader is dead); word from the leader → Ordered
+//! ```
+//!
+//! A sleeping peer's mailbox is quiet: the store's ticker skips it but every
+//! `hibernated_tick_interval`, when the peer does its slow work only (a leader's report to the
+//! placement driver, a follower's check of its leader). It does not tick raft: a sleeping leader
+//! sends no heartbeat and a sleeping follower's election clock stands still.
+//!
+//! Leases need nothing from this: a lease is a bound on the clock, so a sleeping leader's lease
+//! expires on time, and a read after that goes to the peer, which wakes and asks raft
+//! (ReadIndex). A leader renews its lease only while awake; a reader near the bound asks for a
+//! renewal (which wakes the region), so steady lease reads keep the lease without keeping the
+//! region awake between renewals. A follower that stops ticking can only campaign later than
+//! it would have, never earlier, so no lease is cut short by sleep.
+
+use std::time::Duration;
+
+use engine::{KvEngine, RaftEngine};
+use proto::{
+    eraftpb::{self, MessageType},
+    metapb::PeerRole,
+    raft_serverpb::{ExtraMessageType, RaftMessage},
+};
+use raft::INVALID_ID;
+use slog::debug;
+
+use crate::{batch::StoreContext, msg::PeerMsg, raft::peer::Peer, transport::Transport};
+
+/// Where a region's peer is in the sleep protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupState {
+    /// A leader is known and the peer ticks; a leader may propose sleep.
+    Ordered,
+    /// The peer started, or its role changed: it ticks and may not sleep until it knows a
+    /// leader.
+    Chaos,
+    /// A sleeping follower's leader stopped answering: it ticks, and goes back to Ordered on
+    /// word from its leader (or from a new one raft elects).
+    PreChaos,
+    /// Asleep: no raft ticks, only the slow checks.
+    Idle,
+}
+
+impl GroupState {
+    /// Every state, in the order of the metric's labels.
+    pub const ALL: [GroupState; 4] =
+        [GroupState::Ordered, GroupState::Chaos, GroupState::PreChaos, GroupState::Idle];
+
+    /// The metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Ordered => "ordered",
+            GroupState::Chaos => "chaos",
+            GroupState::PreChaos => "pre_chaos",
+            GroupState::Idle => "idle",
+        }
+    }
+}
+
+/// A peer's hibernation state.
+#[derive(Debug)]
+pub(crate) struct Hibernation {
+    state: GroupState,
+    /// A leader's followers that agreed to sleep at (`term`, `index`).
+    votes: Vec<u64>,
+    term: u64,
+    index: u64,
+    /// A sleeping follower's leader checks not answered yet.
+    unanswered: u32,
+    /// Clock time of the last slow tick's work.
+    last_slow: Duration,
+    /// A woken leader stays awake until its tick count reaches this: two election timeouts,
+    /// for what woke it to finish or be retried (a hand-over needs followers heard from).
+    awake_until: u64,
+    /// The state the store's gauge counts this peer in.
+    counted: Option<GroupState>,
+}
+
+impl Default for Hibernation {
+    fn default() -> Self {
+        Hibernation {
+            state: GroupState::Chaos,
+            votes: Vec::new(),
+            term: 0,
+            index: 0,
+            unanswered: 0,
+            last_slow: Duration::ZERO,
+            awake_until: 0,
+            counted: None,
+        }
+    }
+}
+
+impl Hibernation {
+    /// The current state.
+    pub(crate) fn state(&self) -> GroupState {
+        self.state
+    }
+
+    /// Whether the peer sleeps.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.state == GroupState::Idle
+    }
+
+    /// The leader sent something that wakes a sleeping follower: the sleep votes so far no
+    /// longer stand.
+    pub(crate) fn on_waking_send(&mut self) {
+        self.votes.clear();
+    }
+
+    /// Moves the store's gauge to the current state; `None` takes the peer out of it.
+    pub(crate) fn sync_gauge(&mut self, metrics: &crate::metrics::StoreMetrics, alive: bool) {
+        let now = alive.then_some(self.state);
+        if now != self.counted {
+            metrics.move_hibernate_state(self.counted, now);
+            self.counted = now;
+        }
+    }
+}
+
+/// The hibernation messages, which never wake a peer.
+fn is_hibernate_extra(msg: &RaftMessage) -> bool {
+    msg.has_extra()
+        && matches!(
+            msg.get_extra().get_field_type(),
+            ExtraMessageType::MsgHibernateRequest
+                | ExtraMessageType::MsgHibernateResponse
+                | ExtraMessageType::MsgCheckLeader
+                | ExtraMessageType::MsgLeaderAlive
+        )
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Whether `msg` wakes this sleeping peer: everything but ticks, queries, size reports,
+    /// the hibernation messages, and the plain heartbeats (and their answers) of the current
+    /// term that a leader sends until it falls asleep itself (stepped all the same).
+    pub(crate) fn wakes(&self, msg: &PeerMsg<EK::Snapshot>) -> bool {
+        match msg {
+            PeerMsg::Tick | PeerMsg::Query(_) | PeerMsg::ApproximateSize { .. } => false,
+            PeerMsg::RaftMessage(m) => !is_hibernate_extra(m) && !self.is_plain_heartbeat(m),
+            _ => true,
+        }
+    }
+
+    fn is_plain_heartbeat(&self, msg: &RaftMessage) -> bool {
+        let (m, raft) = (msg.get_message(), &self.raft_group.raft);
+        let plain = m.context.is_empty() && m.term == raft.term;
+        match m.get_msg_type() {
+            MessageType::MsgHeartbeat => plain && m.from == raft.leader_id,
+            // From a follower that holds the whole log: one behind must be caught up.
+            MessageType::MsgHeartbeatResponse => {
+                let last = raft.raft_log.last_index();
+                plain
+                    && self.is_leader()
+                    && raft.prs().get(m.from).is_some_and(|p| p.matched == last)
+            }
+            _ => false,
+        }
+    }
+
+    /// Wakes a sleeping peer for `msg`. A leader pings its followers awake; a follower woken by
+    /// something other than a raft message tells its leader, whose heartbeats it needs.
+    pub(crate) fn wake_up<T: Transport>(
+        &mut self,
+        msg: &PeerMsg<EK::Snapshot>,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
+        if !self.hibernation.is_idle() {
+            return;
+        }
+        debug!(self.logger, "waking up");
+        self.hibernation.state = GroupState::Ordered;
+        let election_ticks = ctx.cfg.raft_election_timeout_ticks as u64;
+        self.hibernation.awake_until = self.ticks + 2 * election_ticks;
+        ctx.router.set_quiet(self.region_id(), false);
+        if self.is_leader() {
+            // The followers agreed to sleep with this leader: they were active.
+            let voters = std::mem::take(&mut self.hibernation.votes);
+            for (id, pr) in self.raft_group.raft.mut_prs().iter_mut() {
+                if voters.contains(id) {
+                    pr.recent_active = true;
+                }
+            }
+            self.raft_group.ping();
+        } else {
+            let from_leader = matches!(msg, PeerMsg::RaftMessage(m)
+                if m.get_from_peer().id == self.raft_group.raft.leader_id);
+            if !from_leader {
+                // Its leader sleeps and sends nothing: without this the follower's election
+                // clock would run out and it could grant another peer's vote.
+                self.send_extra_to_leader(ExtraMessageType::MsgRegionWakeUp, 0, ctx);
+            }
+        }
+    }
+
+    /// A tick while awake: a leader with nothing in flight asks its followers to sleep, and
+    /// sleeps once every live one agreed. A peer in Chaos that knows a leader is Ordered.
+    pub(crate) fn on_hibernate_tick<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
+        let raft = &self.raft_group.raft;
+        if self.hibernation.state == GroupState::Chaos && raft.leader_id != INVALID_ID {
+            self.hibernation.state = GroupState::Ordered;
+        }
+        if !ctx.cfg.hibernate_regions || !self.is_leader() {
+            return;
+        }
+        let now = ctx.clock.now();
+        if self.hibernation.state != GroupState::Ordered || !self.may_sleep_as_leader(ctx, now) {
+            self.hibernation.votes.clear();
+            return;
+        }
+        let (term, last) = (raft.term, raft.raft_log.last_index());
+        let h = &mut self.hibernation;
+        if (h.term, h.index) != (term, last) {
+            (h.term, h.index) = (term, last);
+            h.votes.clear();
+        }
+        if self.has_every_sleep_vote(ctx, now) {
+            return self.fall_asleep(ctx);
+        }
+        if self.ticks.is_multiple_of(ctx.cfg.raft_heartbeat_ticks as u64) {
+            let followers: Vec<u64> =
+                self.raft_group.raft.prs().iter().map(|(id, _)| *id).collect();
+            for id in followers.into_iter().filter(|id| *id != self.peer_id()) {
+                self.send_extra(id, ExtraMessageType::MsgHibernateRequest, last, ctx);
+            }
+        }
+    }
+
+    /// Whether this leader has nothing in flight: everything proposed is committed and
+    /// applied in its term, every live follower holds the whole log, and no read, transfer,
+    /// membership change, split, merge or snapshot is under way.
+    fn may_sleep_as_leader<T>(&self, ctx: &StoreContext<EK, ER, T>, now: Duration) -> bool {
+        let raft = &self.raft_group.raft;
+        let last = raft.raft_log.last_index();
+        let quiet_log = raft.raft_log.committed == last
+            && self.storage().applied_index() == last
+            && self.applied_term == raft.term
+            && self.pending_ready.is_none();
+        let nothing_pending = self.proposals.is_empty()
+            && self.reads.is_empty()
+            && raft.lead_transferee.is_none()
+            && !raft.has_pending_conf()
+            && !self.transfer_fence.is_up()
+            && self.removal.entries.is_empty()
+            && self.split.pending().is_none()
+            && !self.merge.blocks_proposals()
+            && !self.merge.holds_commit_merge()
+            && self.snap_sends.is_empty()
+            && self.displacing.is_none();
+        let stayed_awake = self.ticks >= self.hibernation.awake_until;
+        let max_down = ctx.cfg.max_peer_down_duration;
+        let replicated = raft.prs().iter().all(|(id, pr)| {
+            *id == self.peer_id() || pr.matched == last || self.health.is_down(*id, now, max_down)
+        });
+        quiet_log && nothing_pending && replicated && stayed_awake
+    }
+
+    /// Whether every live follower agreed to sleep at the current (term, index), and those
+    /// with this leader make a quorum.
+    fn has_every_sleep_vote<T>(&self, ctx: &StoreContext<EK, ER, T>, now: Duration) -> bool {
+        let raft = &self.raft_group.raft;
+        let votes = &self.hibernation.votes;
+        let max_down = ctx.cfg.max_peer_down_duration;
+        let all_live = raft.prs().iter().all(|(id, _)| {
+            *id == self.peer_id() || votes.contains(id) || self.health.is_down(*id, now, max_down)
+        });
+        // The region's voters (no joint state: a pending membership change keeps it awake).
+        let voters: Vec<u64> = self
+            .region()
+            .get_peers()
+            .iter()
+            .filter(|p| p.get_role() == PeerRole::Voter)
+            .map(|p| p.id)
+            .collect();
+        let agreeing =
+            voters.iter().filter(|id| **id == self.peer_id() || votes.contains(id)).count();
+        all_live && agreeing >= raft::majority(voters.len())
+    }
+
+    fn fall_asleep<T>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
+        debug!(self.logger, "hibernating"; "index" => self.hibernation.index);
+        self.hibernation.state = GroupState::Idle;
+        self.hibernation.unanswered = 0;
+        self.hibernation.last_slow = ctx.clock.now();
+        ctx.router.set_quiet(self.region_id(), true);
+    }
+
+    /// A tick while asleep (the ticker's slow round, or a stray one): at most once per
+    /// `hibernated_tick_interval`, a leader reports to the placement driver (and pings a peer
+    /// left behind as down), and a follower checks that its leader is alive, waking when the
+    /// previous check went unanswered.
+    pub(crate) fn on_idle_tick<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
+        let now = ctx.clock.now();
+        if now.saturating_sub(self.hibernation.last_slow) < ctx.cfg.hibernated_tick_interval / 2 {
+            return;
+        }
+        self.hibernation.last_slow = now;
+        if self.is_leader() {
+            let last = self.raft_group.raft.raft_log.last_index();
+            if self.raft_group.raft.prs().iter().any(|(_, pr)| pr.matched < last) {
+                // A peer left behind as down: if it is back, its answer wakes this leader.
+                self.raft_group.ping();
+            }
+            return self.heartbeat_pd(ctx);
+        }
+        if self.hibernation.unanswered >= 1 || self.leader().is_none() {
+            debug!(self.logger, "the leader of a sleeping region does not answer: waking");
+            self.hibernation.state = GroupState::PreChaos;
+            ctx.router.set_quiet(self.region_id(), false);
+            return;
+        }
+        self.hibernation.unanswered += 1;
+        self.send_extra_to_leader(ExtraMessageType::MsgCheckLeader, 0, ctx);
+    }
+
+    /// Word from this peer's leader in its term (a raft message): a follower woken because its
+    /// leader seemed gone is Ordered again.
+    pub(crate) fn on_heard_from_leader(&mut self, from: u64, term: u64) {
+        let raft = &self.raft_group.raft;
+        if self.hibernation.state == GroupState::PreChaos
+            && from == raft.leader_id
+            && term == raft.term
+        {
+            self.hibernation.state = GroupState::Ordered;
+        }
+    }
+
+    /// The role changed (raft elected a leader, or this peer stepped down): no sleep vote
+    /// carries over.
+    pub(crate) fn on_hibernate_role_changed(&mut self) {
+        let h = &mut self.hibernation;
+        h.votes.clear();
+        if h.state != GroupState::Idle {
+            h.state = GroupState::Chaos; // Ordered again at the next tick with a leader
+        }
+    }
+
+    /// A hibernation message from member `from`.
+    pub(crate) fn on_hibernate_message<T: Transport>(
+        &mut self,
+        msg: &RaftMessage,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
+        let (from, term, index) =
+            (msg.get_from_peer().id, msg.get_message().term, msg.get_extra().index);
+        let raft = &self.raft_group.raft;
+        let from_leader = from == raft.leader_id && term == raft.term;
+        match msg.get_extra().get_field_type() {
+            ExtraMessageType::MsgHibernateRequest
+                if from_leader
+                    && ctx.cfg.hibernate_regions
+                    && self.may_sleep_as_follower(index) =>
+            {
+                self.send_extra(from, ExtraMessageType::MsgHibernateResponse, index, ctx);
+                self.fall_asleep(ctx);
+            }
+            ExtraMessageType::MsgHibernateResponse if self.is_leader() && term == raft.term => {
+                let h = &mut self.hibernation;
+                if (h.term, h.index) == (term, index) && !h.votes.contains(&from) {
+                    h.votes.push(from);
+                }
+            }
+            ExtraMessageType::MsgCheckLeader if self.is_leader() && term == raft.term => {
+                self.send_extra(from, ExtraMessageType::MsgLeaderAlive, 0, ctx);
+            }
+            ExtraMessageType::MsgLeaderAlive if from_leader => self.hibernation.unanswered = 0,
+            _ => {}
+        }
+    }
+
+    /// A follower agrees to sleep when its log ends where its leader's does, all of it
+    /// committed and applied, with nothing of its own in flight.
+    fn may_sleep_as_follower(&self, index: u64) -> bool {
+        let raft = &self.raft_group.raft;
+        raft.state == raft::StateRole::Follower
+            && raft.raft_log.last_index() == index
+            && raft.raft_log.committed == index
+            && self.storage().applied_index() == index
+            && self.pending_ready.is_none()
+            && self.reads.is_empty()
+            && self.proposals.is_empty()
+            && self.ticks >= self.refuse_votes_until
+            && self.snap_chunks.is_none()
+            && self.displacing.is_none()
+            && self.hibernation.state != GroupState::PreChaos
+    }
+
+    fn send_extra_to_leader<T: Transport>(
+        &self,
+        kind: ExtraMessageType,
+        index: u64,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
+        if let Some(leader) = self.leader() {
+            self.send_extra(leader.id, kind, index, ctx);
+        }
+    }
+
+    /// Sends a hibernation message to peer `to`, with this peer's term. Lost ones are sent
+    /// again on a later tick.
+    fn send_extra<T: Transport>(
+        &self,
+        to: u64,
+        kind: ExtraMessageType,
+        index: u64,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
+        let mut m = eraftpb::Message::default();
+        m.set_msg_type(MessageType::MsgHeartbeat); // never stepped: names the ends and term
+        m.from = self.peer_id();
+        m.to = to;
+        m.term = self.term();
+        let Some(mut msg) = self.wrap_message(m) else { return };
+        msg.mut_extra().set_field_type(kind);
+        msg.mut_extra().index = index;
+        let _ = ctx.trans.send(msg);
+    }
+}

@@ -1,0 +1,183 @@
+//! Hibernation: an idle region sleeps (no ticks, no heartbeats) and wakes on demand, without
+//! ever serving a stale read: a write wakes it, a dead leader is replaced, a follower cut off
+//! while the region slept catches up, a region with a down peer still sleeps, and steady lease
+//! reads do not keep it awake.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
+use raftstore::{operation::hibernate::GroupState, Config, ReadContext};
+use test_raftstore::{transport::Filter, wait_until, Cluster, FIRST_REGION};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn hibernating() -> Config {
+    Config { hibernate_regions: true, ..Config::for_tests() }
+}
+
+/// A 3-store cluster with hibernation on, one region, one write.
+fn cluster() -> Cluster {
+    let mut cluster = Cluster::with_config(3, hibernating());
+    cluster.run();
+    cluster.must_put(b"k", b"v1");
+    cluster
+}
+
+fn state(cluster: &Cluster, store: u64) -> Option<GroupState> {
+    cluster.peer_status(store, FIRST_REGION).map(|s| s.hibernate)
+}
+
+fn wait_asleep(cluster: &Cluster, stores: &[u64]) {
+    wait_until("the region sleeps on every store", TIMEOUT, || {
+        stores.iter().all(|s| state(cluster, *s) == Some(GroupState::Idle))
+    });
+}
+
+/// Counts the raft messages of some types that cross the network (letting them through).
+struct Count {
+    types: Vec<MessageType>,
+    seen: Arc<AtomicU64>,
+}
+
+impl Filter for Count {
+    fn allow(&self, _: u64, _: u64, msg: &RaftMessage) -> bool {
+        if !msg.has_extra() && self.types.contains(&msg.get_message().get_msg_type()) {
+            self.seen.fetch_add(1, Ordering::SeqCst);
+        }
+        true
+    }
+}
+
+fn count(cluster: &Cluster, types: &[MessageType]) -> Arc<AtomicU64> {
+    let seen = Arc::new(AtomicU64::new(0));
+    cluster.network.add_filter(Box::new(Count { types: types.to_vec(), seen: seen.clone() }));
+    seen
+}
+
+#[test]
+fn an_idle_region_sleeps_sends_no_heartbeat_and_a_write_wakes_it() {
+    let cluster = cluster();
+    wait_asleep(&cluster, &[1, 2, 3]);
+    let heartbeats = count(&cluster, &[MessageType::MsgHeartbeat, MessageType::MsgAppend]);
+    // Twenty heartbeat intervals of a 10 ms tick.
+    thread::sleep(Duration::from_millis(400));
+    assert_eq!(heartbeats.load(Ordering::SeqCst), 0, "a sleeping region sends nothing");
+    cluster.must_put(b"k", b"v2");
+    for store in 1..=3 {
+        cluster.must_get_equal(store, b"k", b"v2");
+    }
+    wait_asleep(&cluster, &[1, 2, 3]); // and back to sleep
+    assert!(cluster.node(1).peers_in_hibernate_state(GroupState::Idle) >= 1, "the gauge");
+}
+
+#[test]
+fn the_off_switch_keeps_every_region_ticking() {
+    let mut cluster =
+        Cluster::with_config(3, Config { hibernate_regions: false, ..Config::for_tests() });
+    cluster.run();
+    cluster.must_put(b"k", b"v");
+    let heartbeats = count(&cluster, &[MessageType::MsgHeartbeat]);
+    thread::sleep(Duration::from_millis(300));
+    assert!(heartbeats.load(Ordering::SeqCst) > 0);
+    assert!((1..=3).all(|s| state(&cluster, s) != Some(GroupState::Idle)));
+}
+
+/// The leader's store is cut off while the region sleeps. Its followers find out through
+/// their leader checks, elect a new leader and take a write; the old leader, its lease long
+/// expired, never serves the old value.
+#[test]
+fn a_dead_leader_of_a_sleeping_region_is_replaced_and_serves_no_stale_read() {
+    let cluster = cluster();
+    wait_asleep(&cluster, &[1, 2, 3]);
+    let (old, region) = cluster.leader_region(FIRST_REGION);
+    cluster.isolate(old.store_id);
+    let started = Instant::now();
+    wait_until("a new leader", TIMEOUT, || {
+        cluster.leader_of_region(FIRST_REGION).is_some_and(|l| l.id != old.id)
+    });
+    let elected_in = started.elapsed();
+    cluster.must_put(b"k", b"v2");
+    let mut reader = cluster.reader(old.store_id);
+    let got = reader.get(&ReadContext::new(&region, &old), b"k", Duration::from_millis(300));
+    assert!(!matches!(got, Ok(Some(ref v)) if v == b"v1"), "stale read from the old leader");
+    // Two unanswered checks of 200 ms, then an election.
+    assert!(elected_in < Duration::from_secs(5), "took {elected_in:?}");
+    cluster.clear_filters();
+    cluster.must_get_equal(old.store_id, b"k", b"v2");
+}
+
+/// A follower is cut off while the region sleeps, the region takes a write without it and
+/// sleeps again once it counts as down; after the heal the follower catches up.
+#[test]
+fn a_follower_cut_off_from_a_sleeping_region_catches_up_after_heal() {
+    let cluster = cluster();
+    wait_asleep(&cluster, &[1, 2, 3]);
+    let (leader, _) = cluster.leader_region(FIRST_REGION);
+    let cut = (1..=3).find(|s| *s != leader.store_id).unwrap();
+    cluster.isolate(cut);
+    cluster.must_put(b"k", b"v2");
+    let others: Vec<u64> = (1..=3).filter(|s| *s != cut).collect();
+    // max_peer_down_duration (2 s) after it was last heard, the quorum sleeps without it.
+    wait_asleep(&cluster, &others);
+    cluster.clear_filters();
+    cluster.must_get_equal(cut, b"k", b"v2");
+    wait_asleep(&cluster, &[1, 2, 3]);
+}
+
+/// A follower's store restarts while the region sleeps: the restarted peer ticks (it is in
+/// Chaos), finds its leader and the region sleeps again; nothing is lost.
+#[test]
+fn a_follower_restart_wakes_the_region_and_it_sleeps_again() {
+    let mut cluster = cluster();
+    wait_asleep(&cluster, &[1, 2, 3]);
+    let (leader, _) = cluster.leader_region(FIRST_REGION);
+    let follower = (1..=3).find(|s| *s != leader.store_id).unwrap();
+    cluster.restart_store(follower);
+    cluster.must_put(b"k", b"v2");
+    cluster.must_get_equal(follower, b"k", b"v2");
+    wait_asleep(&cluster, &[1, 2, 3]);
+}
+
+/// A peer added to a sleeping region (the change wakes it) is not taken for down before it
+/// spoke: the leader stays awake until it holds the whole log.
+#[test]
+fn a_peer_added_to_a_sleeping_region_gets_the_whole_log() {
+    let mut cluster = Cluster::with_config(4, hibernating());
+    cluster.run_with_region_on(&[1, 2, 3]);
+    cluster.must_put(b"k", b"v1");
+    wait_asleep(&cluster, &[1, 2, 3]);
+    let peer = cluster.new_peer(4);
+    cluster.must_add_peer(FIRST_REGION, &peer);
+    cluster.must_get_equal(4, b"k", b"v1");
+    wait_asleep(&cluster, &[1, 2, 3, 4]);
+}
+
+/// Steady lease reads on the leader stay local: a reader near the lease's end asks for a
+/// renewal, which wakes the region for one round; between renewals the region sleeps.
+#[test]
+fn steady_lease_reads_keep_the_lease_without_keeping_the_region_awake() {
+    let cluster = cluster();
+    wait_asleep(&cluster, &[1, 2, 3]);
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
+    let mut reader = cluster.reader(leader.store_id);
+    let ctx = ReadContext::new(&region, &leader);
+    let (mut slept, deadline) = (0, Instant::now() + Duration::from_secs(2));
+    let ((), stats) = cluster.counting_reads(leader.store_id, || {
+        while Instant::now() < deadline {
+            assert_eq!(reader.get(&ctx, b"k", TIMEOUT).unwrap().as_deref(), Some(&b"v1"[..]));
+            if state(&cluster, leader.store_id) == Some(GroupState::Idle) {
+                slept += 1;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    });
+    assert!(slept > 0, "the leader never slept while reads went on");
+    assert!(stats.local_hits > stats.redirected(), "reads mostly local: {stats:?}");
+}
