@@ -163,3 +163,26 @@ fn the_metrics_endpoint_serves_numbers_that_move() {
     assert!(second.contains_key("regionstore_local_read_redirects_total{reason=\"no_lease\"}"));
     assert!(child.wait().unwrap().success());
 }
+
+/// `--scenario idle`: the regions settle asleep, the report gives the CPU by thread kind and
+/// memory per peer, and one store's restart recovers every region it holds.
+#[test]
+fn the_idle_scenario_reports_sleeping_peers_their_cost_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("idle.json");
+    let out = region_sim()
+        .args(["--scenario", "idle", "--regions", "20", "--duration", "1", "--quiet"])
+        .args(["--split-size", "1152921504606846976", "--merge-size", "0", "--report-json"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["regions"], 20);
+    assert_eq!(r["peers"], 60, "3 replicas of each region: {r}");
+    assert!(r["peers_asleep"].as_i64().unwrap() > 0, "idle regions sleep: {r}");
+    assert!(r["store_cpu_percent"].as_f64().unwrap() >= 0.0);
+    assert!(r["rss_per_peer_bytes"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["restart_peers"], 20, "the restarted store holds every region: {r}");
+}
