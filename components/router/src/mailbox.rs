@@ -97,31 +97,18 @@ impl<F: Fsm> Scheduler<F> {
 pub struct BasicMailbox<F: Fsm> {
     tx: LooseBoundedSender<F::Message>,
     state: Arc<FsmState<F>>,
-    /// Set by the FSM's owner when the FSM needs no periodic message: see
-    /// [`crate::Router::broadcast_normal_to_awake`].
-    quiet: Arc<AtomicBool>,
 }
 
 impl<F: Fsm> Clone for BasicMailbox<F> {
     fn clone(&self) -> Self {
-        BasicMailbox { tx: self.tx.clone(), state: self.state.clone(), quiet: self.quiet.clone() }
+        BasicMailbox { tx: self.tx.clone(), state: self.state.clone() }
     }
 }
 
 impl<F: Fsm> BasicMailbox<F> {
     /// A mailbox for `fsm`, which must own the receiver paired with `tx`.
     pub fn new(tx: LooseBoundedSender<F::Message>, fsm: Box<F>) -> Self {
-        let quiet = Arc::new(AtomicBool::new(false));
-        BasicMailbox { tx, state: Arc::new(FsmState::new(fsm)), quiet }
-    }
-
-    /// Whether the FSM said it needs no periodic message.
-    pub fn is_quiet(&self) -> bool {
-        self.quiet.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn set_quiet(&self, quiet: bool) {
-        self.quiet.store(quiet, Ordering::Release);
+        BasicMailbox { tx, state: Arc::new(FsmState::new(fsm)) }
     }
 
     /// Messages waiting.

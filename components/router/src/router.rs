@@ -187,17 +187,13 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
         include_quiet: bool,
         mut make: impl FnMut() -> N::Message,
     ) -> usize {
+        if include_quiet {
+            return self.broadcast_normal(make);
+        }
         if self.is_shutdown() {
             return 0;
         }
         let scheduler = &self.shared.normal_scheduler;
-        if include_quiet {
-            let map = self.read_map();
-            return map
-                .iter()
-                .filter(|(a, mb)| mb.force_send(**a, make(), scheduler).is_ok())
-                .count();
-        }
         let mut awake = self.awake_map();
         awake.retain(|addr, mb| mb.force_send(*addr, make(), scheduler).is_ok());
         awake.len()
@@ -209,7 +205,6 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
         let Some(mailbox) = self.lookup(addr) else {
             return false;
         };
-        mailbox.set_quiet(quiet);
         let mut awake = self.awake_map();
         if quiet {
             awake.remove(&addr);
