@@ -257,6 +257,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             && !self.transfer_fence.is_up()
             && self.removal.entries.is_empty()
             && self.split.pending().is_none()
+            && !self.split.check_due(ctx.cfg.region_split_check_diff) // a sleeper checks nothing
             && !self.merge.blocks_proposals()
             && !self.merge.holds_commit_merge()
             && self.snap_sends.is_empty()

@@ -170,6 +170,11 @@ impl SplitState {
         }
     }
 
+    /// Whether a split check is due (at least `check_diff` bytes written since the last).
+    pub fn check_due(&self, check_diff: u64) -> bool {
+        self.written >= check_diff
+    }
+
     /// Whether a split check is due (at least `check_diff` bytes written since the last):
     /// if so, the count starts over.
     pub fn take_check(&mut self, check_diff: u64) -> bool {

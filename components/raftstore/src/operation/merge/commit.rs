@@ -14,7 +14,7 @@ use proto::{
     Message,
 };
 use raft::GetEntriesContext;
-use slog::{error, info, warn};
+use slog::{debug, error, info, warn};
 
 use super::{check_whole_epoch, merged_region, region_state, COMMIT_MERGE_CONTEXT};
 use crate::{
@@ -255,7 +255,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// Tells the target's apply that this source applied its PrepareMerge.
     pub(crate) fn resume_target_apply<T>(&self, ctx: &StoreContext<EK, ER, T>, target: u64) {
-        info!(self.logger, "caught up for the merge"; "target" => target);
+        debug!(self.logger, "resuming the merge target's apply"; "target" => target);
         if ctx.apply.force_send(target, ApplyMsg::ResumeMerge).is_err() {
             warn!(self.logger, "the merge target's apply is gone"; "target" => target);
         }

@@ -214,11 +214,15 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             "target" => state.get_target().id, "commit" => state.commit, "min_index" => state.min_index);
         self.raft_group.mut_store().set_region(region.clone());
         ctx.meta.lock().unwrap_or_else(|e| e.into_inner()).set_region(region);
+        let target = state.get_target().id;
         self.merge.on_prepare_applied(state);
         self.stop_reads_for_merge(ctx.clock.now());
-        if let Some(target) = self.merge.take_caught_up_target() {
-            self.resume_target_apply(ctx, target);
-        }
+        // The target's apply may hold a CommitMerge for this source even if no catch-up was
+        // asked: it can have checked the source's state in the same apply round that wrote
+        // the PrepareMerge, before the round's batch reached the engine. Resuming is harmless
+        // when nothing is held, and a hold that is still needed asks for a catch-up again.
+        self.merge.take_caught_up_target();
+        self.resume_target_apply(ctx, target);
         self.on_merge_check_tick(ctx);
     }
 }
