@@ -84,6 +84,8 @@ struct Inner {
     operators: HashMap<u64, Operator>,
     /// Approximate (bytes, keys) of regions, from their heartbeats.
     sizes: HashMap<u64, (u64, u64)>,
+    /// The peers each region's leader last reported down.
+    down: HashMap<u64, Vec<metapb::Peer>>,
     /// When each region was last born from or cut by a split.
     split_at: HashMap<u64, Instant>,
     /// Merges handed out: source region → (target region, when).
@@ -187,6 +189,11 @@ impl MemPd {
         inner.ranges.values().filter_map(|id| inner.regions.get(id).cloned()).collect()
     }
 
+    /// The peers the leader of `region_id` reported down in its last heartbeat.
+    pub fn down_peers(&self, region_id: u64) -> Vec<metapb::Peer> {
+        self.inner().down.get(&region_id).cloned().unwrap_or_default()
+    }
+
     /// How many regions each store leads, as far as heartbeats tell.
     pub fn leader_counts(&self) -> BTreeMap<u64, u64> {
         let inner = self.inner();
@@ -262,6 +269,7 @@ impl Inner {
                 self.leaders.remove(&id);
                 self.operators.remove(&id);
                 self.sizes.remove(&id);
+                self.down.remove(&id);
                 self.split_at.remove(&id);
                 if let Some((target, since)) = self.merges.remove(&id) {
                     if target == region.id {
@@ -538,6 +546,7 @@ impl PdClient for MemPd {
         if let (Some(size), Some(keys)) = (stats.approximate_size, stats.approximate_keys) {
             inner.sizes.insert(region_id, (size, keys));
         }
+        inner.down.insert(region_id, stats.down_peers.clone());
         if self.cfg.enable_merge {
             let now = Instant::now();
             if let Some(op) = inner.merge_in_flight(&self.cfg, region_id, now) {

@@ -106,11 +106,17 @@ pub struct Config {
     /// clock) until a proposal, a read that needs the leader, or a raft message wakes them.
     /// Off only for tests that need constant ticking.
     pub hibernate_regions: bool,
-    /// How often a sleeping peer still runs its slow periodic work: the stale-state check, the
-    /// leader's report to the placement driver, and a follower's check that its leader is
-    /// alive (two checks without an answer wake it, so a dead leader is replaced).
+    /// How often a sleeping leader still runs its slow periodic work (its report to the
+    /// placement driver), and how often the store pings the other stores of its regions: a
+    /// store that misses a ping for a whole interval wakes the sleeping followers of the
+    /// leaders it holds, so a dead leader is replaced.
     #[serde(with = "humantime_serde")]
     pub hibernated_tick_interval: Duration,
+    /// How often a sleeping follower asks its leader directly whether it still leads (two
+    /// checks without an answer wake it). Store liveness catches a dead leader much sooner;
+    /// this catches a follower removed while it was cut off, or a leader that lost its peer.
+    #[serde(with = "humantime_serde")]
+    pub sleeping_follower_check_interval: Duration,
     /// Most entries the apply side writes in one kv write batch.
     pub apply_batch_max_entries: usize,
     /// Poller threads of the store batch system.
@@ -158,6 +164,7 @@ impl Default for Config {
             snap_send_timeout: Duration::from_secs(60),
             hibernate_regions: true,
             hibernated_tick_interval: Duration::from_secs(10),
+            sleeping_follower_check_interval: Duration::from_secs(120),
             apply_batch_max_entries: 256,
             store_pool_size: 2,
             messages_per_tick: 4096,
@@ -208,12 +215,40 @@ impl Config {
             max_leader_missing_duration: Duration::from_millis(1000),
             hibernate_regions: true,
             hibernated_tick_interval: Duration::from_millis(200),
+            sleeping_follower_check_interval: Duration::from_secs(2),
             snap_chunk_size: 16 << 10,
             snap_send_timeout: Duration::from_secs(1),
             sync_log: false,
             store_pool_size: 1,
             apply_pool_size: 1,
             ..Default::default()
+        }
+    }
+
+    /// [`Config::for_tests`] with every period scaled to a base tick of `tick` (for_tests'
+    /// is 10 ms): the same number of ticks between elections, heartbeats, checks and
+    /// timeouts, so that a longer tick slows everything alike and the relations hold.
+    pub fn for_tests_with_tick(tick: Duration) -> Self {
+        let base = Self::for_tests();
+        let scale = |d: Duration| {
+            let nanos = d.as_nanos() * tick.as_nanos() / base.raft_base_tick_interval.as_nanos();
+            Duration::from_nanos(nanos.min(u64::MAX as u128) as u64)
+        };
+        Config {
+            raft_base_tick_interval: tick,
+            raft_store_max_leader_lease: scale(base.raft_store_max_leader_lease),
+            lease_check_interval: scale(base.lease_check_interval),
+            raft_log_gc_tick_interval: scale(base.raft_log_gc_tick_interval),
+            pd_heartbeat_tick_interval: scale(base.pd_heartbeat_tick_interval),
+            max_peer_down_duration: scale(base.max_peer_down_duration),
+            split_region_check_tick_interval: scale(base.split_region_check_tick_interval),
+            merge_check_tick_interval: scale(base.merge_check_tick_interval),
+            peer_stale_state_check_interval: scale(base.peer_stale_state_check_interval),
+            max_leader_missing_duration: scale(base.max_leader_missing_duration),
+            hibernated_tick_interval: scale(base.hibernated_tick_interval),
+            sleeping_follower_check_interval: scale(base.sleeping_follower_check_interval),
+            snap_send_timeout: scale(base.snap_send_timeout).max(base.snap_send_timeout),
+            ..base
         }
     }
 
@@ -239,6 +274,7 @@ impl Config {
             ("peer_stale_state_check_interval", self.peer_stale_state_check_interval),
             ("max_leader_missing_duration", self.max_leader_missing_duration),
             ("hibernated_tick_interval", self.hibernated_tick_interval),
+            ("sleeping_follower_check_interval", self.sleeping_follower_check_interval),
         ];
         for (field, value) in durations {
             if value > MAX_DURATION {
@@ -331,11 +367,17 @@ impl Config {
             return refuse("hibernated_tick_interval", "must be at least raft_base_tick_interval");
         }
         if self.hibernated_tick_interval * 2 > self.max_peer_down_duration {
-            // Sleeping followers are heard from once per interval (their leader checks):
-            // slower, and a sleeping leader would report them down.
+            // A sleeping leader counts a follower as heard from once per interval (when its
+            // store answers): slower, and it would report them down.
             return refuse(
                 "hibernated_tick_interval",
                 "must be at most half of max_peer_down_duration",
+            );
+        }
+        if self.sleeping_follower_check_interval < self.hibernated_tick_interval {
+            return refuse(
+                "sleeping_follower_check_interval",
+                "must be at least hibernated_tick_interval",
             );
         }
         if self.peer_stale_state_check_interval.is_zero() {
@@ -426,6 +468,21 @@ mod tests {
     }
 
     #[test]
+    fn test_settings_scaled_to_any_tick_stay_valid() {
+        for ms in [1, 10, 100, 1000] {
+            let cfg = Config::for_tests_with_tick(Duration::from_millis(ms));
+            cfg.validate().unwrap_or_else(|e| panic!("tick {ms} ms: {e}"));
+            assert_eq!(cfg.election_timeout(), Duration::from_millis(ms * 10));
+            let every = |d: Duration| d.as_millis() / u128::from(ms);
+            assert_eq!(every(cfg.max_peer_down_duration), 200, "tick {ms} ms");
+            assert_eq!(every(cfg.hibernated_tick_interval), 20, "tick {ms} ms");
+        }
+        let tests = Config::for_tests();
+        let same = Config::for_tests_with_tick(tests.raft_base_tick_interval);
+        assert_eq!(same, tests);
+    }
+
+    #[test]
     fn bad_values_name_their_field() {
         let field = |c: Config| c.validate().unwrap_err().field;
         let d = Config::default;
@@ -446,7 +503,11 @@ mod tests {
         assert_eq!(field(Config { batch_split_limit: 0, ..d() }), "batch_split_limit");
         let slow = |s| Config { hibernated_tick_interval: Duration::from_secs(s), ..d() };
         assert_eq!(field(slow(301)), "hibernated_tick_interval", "beyond half the down time");
-        assert!(slow(300).validate().is_ok());
+        let rare = |s| Config { sleeping_follower_check_interval: Duration::from_secs(s), ..d() };
+        assert_eq!(field(rare(9)), "sleeping_follower_check_interval", "below the slow tick");
+        let at_most_half =
+            Config { sleeping_follower_check_interval: Duration::from_secs(300), ..slow(300) };
+        assert!(at_most_half.validate().is_ok());
         assert_eq!(
             field(Config { snap_send_timeout: Duration::from_secs(1), ..d() }),
             "snap_send_timeout"

@@ -185,6 +185,9 @@ pub enum PeerMsg<S: Snapshot> {
     SnapshotRead(Box<ReadCommand<S>>),
     /// One base tick passed.
     Tick,
+    /// The store with this id stopped answering liveness pings (`operation/liveness.rs`): a
+    /// sleeping follower whose leader is there wakes.
+    StoreUnreachable(u64),
     /// A reader served a read from a lease about to end: renew it.
     RenewLease,
     /// Split the region at these keys (from the split checker, or asked for).
@@ -250,8 +253,11 @@ pub struct ProposeSplit {
 
 /// Messages of the store FSM.
 pub enum StoreMsg {
-    /// A raft message for a region that has no peer on this store.
+    /// A raft message for a region that has no peer on this store, or a store-level
+    /// liveness message (region 0).
     RaftMessage(Box<RaftMessage>),
+    /// The store's slow tick (every `hibernated_tick_interval`): a liveness round.
+    Tick,
 }
 
 /// A committed entry's proposer, waiting for the result.

@@ -15,7 +15,9 @@ use local_reader::{Clock, LocalReader, MonotonicRawClock, ReadCounters, ReadStat
 use pd_client::PdClient;
 use prometheus::Registry;
 use proto::raft_serverpb::{PeerState, RaftMessage};
-use router::{create_system, BasicMailbox, BatchSystem, PollGate, RouterAndSystem, SendError};
+use router::{
+    create_system, BasicMailbox, BatchSystem, Cadence, PollGate, RouterAndSystem, SendError,
+};
 use slog::{info, o, warn, Logger};
 
 use crate::{
@@ -295,6 +297,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
         let (split_check, split_worker) =
             worker::start(format!("split-check-{store_id}"), split_runner).map_err(unavailable)?;
         let ctx = StoreContext {
+            store_id,
             cfg: cfg.clone(),
             trans,
             apply: apply_router,
@@ -313,6 +316,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             read_counters,
             counters,
             started_at: clock.now(),
+            liveness: Arc::default(),
         };
         let (lease_reads, read_counters) = (ctx.lease_reads.clone(), ctx.read_counters.clone());
         let counters = ctx.counters.clone();
@@ -518,8 +522,10 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
     Ok(count)
 }
 
-/// Sends a tick to every awake peer once per base tick, and to sleeping ones (quiet
-/// mailboxes, `operation/hibernate.rs`) once per `hibernated_tick_interval`, until `stop`.
+/// Drives time: a tick to every awake peer once per base tick; to sleeping leaders too (and
+/// the store FSM's liveness round) once per `hibernated_tick_interval`; to every peer once per
+/// `sleeping_follower_check_interval` (mailbox cadences, `operation/hibernate.rs`). Until
+/// `stop`.
 fn spawn_ticker<EK: KvEngine, ER: RaftEngine>(
     store_id: u64,
     cfg: &Config,
@@ -527,13 +533,25 @@ fn spawn_ticker<EK: KvEngine, ER: RaftEngine>(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     let tick = cfg.raft_base_tick_interval;
-    let slow_every = (cfg.hibernated_tick_interval.as_nanos() / tick.as_nanos().max(1)).max(1);
+    let rounds = |d: Duration| (d.as_nanos() / tick.as_nanos().max(1)).max(1);
+    let slow_every = rounds(cfg.hibernated_tick_interval);
+    let rare_every = rounds(cfg.sleeping_follower_check_interval);
     std::thread::Builder::new().name(format!("ticker-{store_id}")).spawn(move || {
         let mut round: u128 = 0;
         while !stop.load(Ordering::Acquire) {
             std::thread::sleep(tick);
             round += 1;
-            router.broadcast_normal_to_awake(round.is_multiple_of(slow_every), || PeerMsg::Tick);
+            let reach = if round.is_multiple_of(rare_every) {
+                Cadence::Rare
+            } else if round.is_multiple_of(slow_every) {
+                Cadence::Slow
+            } else {
+                Cadence::Every
+            };
+            router.broadcast_normal_at(reach, || PeerMsg::Tick);
+            if round.is_multiple_of(slow_every) {
+                let _ = router.send_control(StoreMsg::Tick); // full: the next round pings
+            }
         }
     })
 }

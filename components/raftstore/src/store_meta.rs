@@ -202,6 +202,12 @@ impl StoreMeta {
         self.ranges.values().filter_map(|id| self.regions.get(id).cloned()).collect()
     }
 
+    /// The other stores that hold a peer of a region with a peer here.
+    pub fn peer_stores(&self) -> std::collections::BTreeSet<u64> {
+        let peers = self.regions.values().flat_map(|r| r.get_peers());
+        peers.map(|p| p.store_id).filter(|s| *s != self.store_id).collect()
+    }
+
     /// Number of regions.
     pub fn len(&self) -> usize {
         self.regions.len()

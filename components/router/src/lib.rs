@@ -78,7 +78,7 @@ pub use self::{
     gate::PollGate,
     mailbox::{mailbox_channel, BasicMailbox, LooseBoundedSender, Mailbox},
     poller::{drain, HandleResult, HandlerBuilder, PollHandler},
-    router::{Router, CONTROL_ADDR, ROUTER_CACHE_CAPACITY},
+    router::{Cadence, Router, CONTROL_ADDR, ROUTER_CACHE_CAPACITY},
     system::{create_system, BatchSystem, MetricsSnapshot, RouterAndSystem},
 };
 

@@ -30,11 +30,49 @@ pub const ROUTER_CACHE_CAPACITY: usize = 1024;
 /// Address used in errors about the control mailbox.
 pub const CONTROL_ADDR: u64 = u64::MAX;
 
+/// How often a periodic broadcast ([`Router::broadcast_normal_at`]) reaches a mailbox: an FSM
+/// that needs no tick says so, and costs nothing per tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cadence {
+    /// Every broadcast (the default of a registered mailbox).
+    Every,
+    /// Only the slow broadcasts (and rare ones).
+    Slow,
+    /// Only the rare broadcasts, which reach every mailbox.
+    Rare,
+}
+
+/// The mailboxes at cadence `Every` and `Slow`, so that a broadcast costs what they number,
+/// not what all do. May hold a mailbox closed meanwhile (dropped when met).
+struct Cadences<N: Fsm> {
+    every: HashMap<u64, BasicMailbox<N>>,
+    slow: HashMap<u64, BasicMailbox<N>>,
+}
+
+impl<N: Fsm> Cadences<N> {
+    fn set(&mut self, addr: u64, mailbox: BasicMailbox<N>, cadence: Cadence) {
+        self.remove(addr);
+        match cadence {
+            Cadence::Every => drop(self.every.insert(addr, mailbox)),
+            Cadence::Slow => drop(self.slow.insert(addr, mailbox)),
+            Cadence::Rare => {}
+        }
+    }
+
+    fn remove(&mut self, addr: u64) {
+        self.every.remove(&addr);
+        self.slow.remove(&addr);
+    }
+
+    fn clear(&mut self) {
+        self.every.clear();
+        self.slow.clear();
+    }
+}
+
 struct Shared<N: Fsm, C: Fsm> {
     normals: RwLock<HashMap<u64, BasicMailbox<N>>>,
-    /// The normal mailboxes not marked quiet, so that a broadcast to the awake costs what they
-    /// number, not what all do. May hold a mailbox closed meanwhile (dropped when met).
-    awake: Mutex<HashMap<u64, BasicMailbox<N>>>,
+    cadences: Mutex<Cadences<N>>,
     control: BasicMailbox<C>,
     normal_scheduler: Scheduler<N>,
     control_scheduler: Scheduler<C>,
@@ -66,7 +104,7 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
     ) -> Self {
         let shared = Shared {
             normals: RwLock::new(HashMap::new()),
-            awake: Mutex::new(HashMap::new()),
+            cadences: Mutex::new(Cadences { every: HashMap::new(), slow: HashMap::new() }),
             control,
             normal_scheduler,
             control_scheduler,
@@ -77,7 +115,7 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
 
     /// Registers `mailbox` at `addr`. A mailbox already there is closed and its FSM dropped.
     pub fn register(&self, addr: u64, mailbox: BasicMailbox<N>) {
-        self.awake_map().insert(addr, mailbox.clone());
+        self.cadences().set(addr, mailbox.clone(), Cadence::Every);
         let old = self.write_map().insert(addr, mailbox);
         if let Some(old) = old {
             old.close();
@@ -88,10 +126,10 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
     /// Registers many mailboxes under one lock.
     pub fn register_all(&self, mailboxes: impl IntoIterator<Item = (u64, BasicMailbox<N>)>) {
         let mut map = self.write_map();
-        let mut awake = self.awake_map();
+        let mut cadences = self.cadences();
         let mut cache = self.cache.borrow_mut();
         for (addr, mailbox) in mailboxes {
-            awake.insert(addr, mailbox.clone());
+            cadences.set(addr, mailbox.clone(), Cadence::Every);
             if let Some(old) = map.insert(addr, mailbox) {
                 old.close();
             }
@@ -179,38 +217,40 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
         map.iter().filter(|(addr, mb)| mb.force_send(**addr, make(), scheduler).is_ok()).count()
     }
 
-    /// Like [`Router::broadcast_normal`], but only to mailboxes not marked quiet (all of them
-    /// when `include_quiet`): a periodic message (a tick) costs nothing for an FSM that said it
-    /// needs none. Returns how many got it.
-    pub fn broadcast_normal_to_awake(
+    /// Like [`Router::broadcast_normal`], but only to the mailboxes whose cadence `reach`
+    /// covers: `Every` reaches those at `Every`, `Slow` those at `Every` or `Slow`, `Rare`
+    /// all. A periodic message (a tick) so costs nothing for an FSM that needs none. Returns
+    /// how many got it.
+    pub fn broadcast_normal_at(
         &self,
-        include_quiet: bool,
+        reach: Cadence,
         mut make: impl FnMut() -> N::Message,
     ) -> usize {
-        if include_quiet {
+        if reach == Cadence::Rare {
             return self.broadcast_normal(make);
         }
         if self.is_shutdown() {
             return 0;
         }
         let scheduler = &self.shared.normal_scheduler;
-        let mut awake = self.awake_map();
-        awake.retain(|addr, mb| mb.force_send(*addr, make(), scheduler).is_ok());
-        awake.len()
+        let mut cadences = self.cadences();
+        let Cadences { every, slow } = &mut *cadences;
+        every.retain(|addr, mb| mb.force_send(*addr, make(), scheduler).is_ok());
+        if reach == Cadence::Slow {
+            slow.retain(|addr, mb| mb.force_send(*addr, make(), scheduler).is_ok());
+            return every.len() + slow.len();
+        }
+        every.len()
     }
 
-    /// Marks the mailbox at `addr` quiet (skipped by [`Router::broadcast_normal_to_awake`]) or
-    /// awake. Returns whether a mailbox was there. Messages sent to it directly still arrive.
-    pub fn set_quiet(&self, addr: u64, quiet: bool) -> bool {
+    /// Sets how often periodic broadcasts reach the mailbox at `addr` (a new one is at
+    /// `Every`). Returns whether a mailbox was there. Messages sent to it directly still
+    /// arrive whatever its cadence.
+    pub fn set_cadence(&self, addr: u64, cadence: Cadence) -> bool {
         let Some(mailbox) = self.lookup(addr) else {
             return false;
         };
-        let mut awake = self.awake_map();
-        if quiet {
-            awake.remove(&addr);
-        } else {
-            awake.insert(addr, mailbox);
-        }
+        self.cadences().set(addr, mailbox, cadence);
         true
     }
 
@@ -219,7 +259,7 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
     /// whether a mailbox was there.
     pub fn close(&self, addr: u64) -> bool {
         self.cache.borrow_mut().pop(&addr);
-        self.awake_map().remove(&addr);
+        self.cadences().remove(addr);
         let removed = self.write_map().remove(&addr);
         match removed {
             Some(mailbox) => {
@@ -242,7 +282,7 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
 
     /// Closes every mailbox, in address order, then the control mailbox.
     pub(crate) fn close_all(&self) {
-        self.awake_map().clear();
+        self.cadences().clear();
         let mut all: Vec<_> = self.write_map().drain().collect();
         all.sort_by_key(|(addr, _)| *addr);
         for (_, mailbox) in all {
@@ -278,8 +318,8 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
         self.shared.normals.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn awake_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, BasicMailbox<N>>> {
-        self.shared.awake.lock().unwrap_or_else(|e| e.into_inner())
+    fn cadences(&self) -> std::sync::MutexGuard<'_, Cadences<N>> {
+        self.shared.cadences.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, BasicMailbox<N>>> {

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use router::{Config, SendError};
+use router::{Cadence, Config, SendError};
 use support::*;
 
 fn seq(sender: usize, seq: u64) -> Msg {
@@ -95,22 +95,32 @@ fn broadcast_reaches_every_mailbox() {
 }
 
 #[test]
-fn a_broadcast_to_the_awake_skips_quiet_mailboxes_unless_told_not_to() {
+fn a_broadcast_reaches_only_the_mailboxes_its_cadence_covers() {
     let shared = Shared::new(10);
     let (router, _system) = system(&Config::default(), &shared, true);
     router.register_all((0..10).map(|id| (id, new_fsm(id, 64, &shared).0)));
     for id in 0..4 {
-        assert!(router.set_quiet(id, true));
+        assert!(router.set_cadence(id, Cadence::Slow));
     }
-    assert!(!router.set_quiet(99, true), "nothing registered there");
-    assert_eq!(router.broadcast_normal_to_awake(false, || Msg::Noop), 6);
-    assert!(wait_until(Duration::from_secs(5), || shared.total() == 6));
+    for id in 4..6 {
+        assert!(router.set_cadence(id, Cadence::Rare));
+    }
+    assert!(!router.set_cadence(99, Cadence::Slow), "nothing registered there");
+    assert_eq!(router.broadcast_normal_at(Cadence::Every, || Msg::Noop), 4);
+    assert!(wait_until(Duration::from_secs(5), || shared.total() == 4));
     router.try_send(0, Msg::Noop).unwrap(); // a direct send still arrives
-    assert!(wait_until(Duration::from_secs(5), || shared.total() == 7));
-    assert!(router.set_quiet(1, false));
-    assert_eq!(router.broadcast_normal_to_awake(false, || Msg::Noop), 7);
-    assert_eq!(router.broadcast_normal_to_awake(true, || Msg::Noop), 10);
-    assert!(wait_until(Duration::from_secs(5), || shared.total() == 24));
+    assert!(wait_until(Duration::from_secs(5), || shared.total() == 5));
+    assert_eq!(router.broadcast_normal_at(Cadence::Slow, || Msg::Noop), 8);
+    assert!(wait_until(Duration::from_secs(5), || shared.total() == 13));
+    assert!(router.set_cadence(1, Cadence::Every));
+    assert!(router.set_cadence(4, Cadence::Slow));
+    assert!(router.set_cadence(0, Cadence::Rare));
+    assert_eq!(router.broadcast_normal_at(Cadence::Every, || Msg::Noop), 5);
+    assert_eq!(router.broadcast_normal_at(Cadence::Slow, || Msg::Noop), 8);
+    assert_eq!(router.broadcast_normal_at(Cadence::Rare, || Msg::Noop), 10);
+    assert!(wait_until(Duration::from_secs(5), || shared.total() == 36));
+    assert!(router.close(1));
+    assert_eq!(router.broadcast_normal_at(Cadence::Every, || Msg::Noop), 4, "closed: gone");
 }
 
 #[test]

@@ -271,7 +271,7 @@ fn settings(args: &Args) -> Result<FileConfig, Error> {
         region_split_check_diff: args.split_size / 8,
         region_split_size: args.split_size,
         region_max_size: args.split_size * 3 / 2,
-        ..raftstore::Config::for_tests()
+        ..raftstore::Config::for_tests_with_tick(tick)
     };
     let log = LogConfig { level: LogLevel::Warn, file: None };
     let base = FileConfig { log, raftstore, rocksdb: engine::rocks::RocksConfig::small() };

@@ -22,9 +22,19 @@ fn hibernating() -> Config {
     Config { hibernate_regions: true, ..Config::for_tests() }
 }
 
+/// Hibernation on, and a sleeping follower's direct check of its leader too rare to matter
+/// within a test: only store liveness can wake it.
+fn liveness_only() -> Config {
+    Config { sleeping_follower_check_interval: Duration::from_secs(60), ..hibernating() }
+}
+
 /// A 3-store cluster with hibernation on, one region, one write.
 fn cluster() -> Cluster {
-    let mut cluster = Cluster::with_config(3, hibernating());
+    cluster_with(hibernating())
+}
+
+fn cluster_with(cfg: Config) -> Cluster {
+    let mut cluster = Cluster::with_config(3, cfg);
     cluster.run();
     cluster.must_put(b"k", b"v1");
     cluster
@@ -55,6 +65,20 @@ impl Filter for Count {
     }
 }
 
+/// Counts every message on the network: those of regions, and the stores' own (region 0).
+struct CountAll {
+    regions: Arc<AtomicU64>,
+    stores: Arc<AtomicU64>,
+}
+
+impl Filter for CountAll {
+    fn allow(&self, _: u64, _: u64, msg: &RaftMessage) -> bool {
+        let n = if msg.region_id == 0 { &self.stores } else { &self.regions };
+        n.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+}
+
 fn count(cluster: &Cluster, types: &[MessageType]) -> Arc<AtomicU64> {
     let seen = Arc::new(AtomicU64::new(0));
     cluster.network.add_filter(Box::new(Count { types: types.to_vec(), seen: seen.clone() }));
@@ -77,6 +101,24 @@ fn an_idle_region_sleeps_sends_no_heartbeat_and_a_write_wakes_it() {
     assert!(cluster.node(1).peers_in_hibernate_state(GroupState::Idle) >= 1, "the gauge");
 }
 
+/// Asleep, a region sends nothing of its own: its followers learn that the leader lives from
+/// store pings, not from per-region checks. Past `max_peer_down_duration` (2 s) its leader
+/// still reports no peer down, since their stores answer.
+#[test]
+fn a_sleeping_region_sends_nothing_and_reports_no_peer_down() {
+    let cluster = cluster_with(liveness_only());
+    wait_asleep(&cluster, &[1, 2, 3]);
+    let (regions, stores) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let all = CountAll { regions: regions.clone(), stores: stores.clone() };
+    cluster.network.add_filter(Box::new(all));
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(regions.load(Ordering::SeqCst), 0, "a message of the sleeping region");
+    // Three stores ping two each, with answers, every 200 ms.
+    assert!(stores.load(Ordering::SeqCst) >= 24, "{} store pings", stores.load(Ordering::SeqCst));
+    assert!((1..=3).all(|s| state(&cluster, s) == Some(GroupState::Idle)));
+    assert_eq!(cluster.pd.down_peers(FIRST_REGION), vec![], "sleeping peers reported down");
+}
+
 #[test]
 fn the_off_switch_keeps_every_region_ticking() {
     let mut cluster =
@@ -89,12 +131,13 @@ fn the_off_switch_keeps_every_region_ticking() {
     assert!((1..=3).all(|s| state(&cluster, s) != Some(GroupState::Idle)));
 }
 
-/// The leader's store is cut off while the region sleeps. Its followers find out through
-/// their leader checks, elect a new leader and take a write; the old leader, its lease long
-/// expired, never serves the old value.
+/// The leader's store is cut off while the region sleeps. The followers' stores find out from
+/// its silence to their pings (their own checks of the leader are too rare here), wake them,
+/// and they elect a new leader and take a write; the old leader, its lease long expired, never
+/// serves the old value.
 #[test]
 fn a_dead_leader_of_a_sleeping_region_is_replaced_and_serves_no_stale_read() {
-    let cluster = cluster();
+    let cluster = cluster_with(liveness_only());
     wait_asleep(&cluster, &[1, 2, 3]);
     let (old, region) = cluster.leader_region(FIRST_REGION);
     cluster.isolate(old.store_id);
@@ -107,7 +150,7 @@ fn a_dead_leader_of_a_sleeping_region_is_replaced_and_serves_no_stale_read() {
     let mut reader = cluster.reader(old.store_id);
     let got = reader.get(&ReadContext::new(&region, &old), b"k", Duration::from_millis(300));
     assert!(!matches!(got, Ok(Some(ref v)) if v == b"v1"), "stale read from the old leader");
-    // Two unanswered checks of 200 ms, then an election.
+    // Two pings unanswered for a round of 200 ms each, then an election.
     assert!(elected_in < Duration::from_secs(5), "took {elected_in:?}");
     cluster.clear_filters();
     cluster.must_get_equal(old.store_id, b"k", b"v2");

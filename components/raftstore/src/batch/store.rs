@@ -20,7 +20,7 @@ use crate::{
     },
     metrics::StoreMetrics,
     msg::{PeerMsg, StoreMsg},
-    operation::snapshot::SnapGenerator,
+    operation::{liveness::StoreLiveness, snapshot::SnapGenerator},
     store_meta::SharedStoreMeta,
     transport::Transport,
     worker::{pd::PdScheduler, split_check::SplitCheckScheduler},
@@ -29,6 +29,7 @@ use crate::{
 
 /// What a store poller needs while it handles peers.
 pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
+    pub(crate) store_id: u64,
     pub(crate) cfg: Config,
     pub(crate) trans: T,
     pub(crate) apply: ApplyRouter<EK>,
@@ -52,12 +53,15 @@ pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) counters: Arc<StoreMetrics>,
     /// Clock time the store started.
     pub(crate) started_at: std::time::Duration,
+    /// Which other stores answer (`operation/liveness.rs`).
+    pub(crate) liveness: Arc<StoreLiveness>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
     /// A context for another poller: the same handles, its own buffers.
     pub(crate) fn fork(&self) -> Self {
         StoreContext {
+            store_id: self.store_id,
             cfg: self.cfg.clone(),
             trans: self.trans.clone(),
             apply: self.apply.clone(),
@@ -76,6 +80,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
             read_counters: self.read_counters.clone(),
             counters: self.counters.clone(),
             started_at: self.started_at,
+            liveness: self.liveness.clone(),
         }
     }
 }

@@ -7,7 +7,13 @@ use engine::{KvEngine, RaftEngine};
 use router::{mailbox_channel, Fsm, LooseBoundedSender, Router};
 
 use crate::{
-    batch::StoreContext, fsm::peer::PeerFsm, msg::StoreMsg, operation::life::maybe_create_peer,
+    batch::StoreContext,
+    fsm::peer::PeerFsm,
+    msg::StoreMsg,
+    operation::{
+        life::maybe_create_peer,
+        liveness::{is_liveness_message, on_liveness_message, on_liveness_tick},
+    },
     transport::Transport,
 };
 
@@ -32,7 +38,9 @@ impl StoreFsm {
         ctx: &mut StoreContext<EK, ER, T>,
     ) {
         match msg {
+            StoreMsg::RaftMessage(m) if is_liveness_message(&m) => on_liveness_message(ctx, &m),
             StoreMsg::RaftMessage(m) => maybe_create_peer(ctx, *m),
+            StoreMsg::Tick => on_liveness_tick(ctx),
         }
     }
 }

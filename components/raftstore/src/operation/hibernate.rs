@@ -10,15 +10,18 @@
 //!   there answers MsgHibernateResponse and sleeps; with every live  │  │ lease renewal, ...
 //!   follower's answer (and a quorum) the leader sleeps.             ▼  │ (wakes; a leader pings)
 //!                                                                  Idle
-//!   a sleeping follower asks its leader MsgCheckLeader every        │
-//!   hibernated_tick_interval; two unanswered → PreChaos (ticking,   ▼
-//!   raft elects anew if the leader is dead); word from the leader → Ordered
+//!   the leader's store stops answering store pings (liveness.rs),   │
+//!   or, every sleeping_follower_check_interval, two MsgCheckLeader  ▼
+//!   unanswered → PreChaos (ticking, raft elects anew if the leader is dead);
+//!   word from the leader → Ordered
 //! ```
 //!
-//! A sleeping peer's mailbox is quiet: the store's ticker skips it but every
-//! `hibernated_tick_interval`, when the peer does its slow work only (a leader's report to the
-//! placement driver, a follower's check of its leader). It does not tick raft: a sleeping leader
-//! sends no heartbeat and a sleeping follower's election clock stands still.
+//! A sleeping peer's mailbox has a slower cadence (router.md): the store's ticker reaches a
+//! sleeping leader once per `hibernated_tick_interval` (its report to the placement driver) and
+//! a sleeping follower once per `sleeping_follower_check_interval` (its direct check of its
+//! leader). Neither ticks raft: a sleeping leader sends no heartbeat and a sleeping follower's
+//! election clock stands still. A dead leader is caught per store, not per region: the store
+//! pings the others and wakes the followers of an unreachable one's leaders.
 //!
 //! Leases need nothing from this: a lease is a bound on the clock, so a sleeping leader's lease
 //! expires on time, and a read after that goes to the peer, which wakes and asks raft
@@ -37,6 +40,8 @@ use proto::{
 };
 use raft::INVALID_ID;
 use slog::debug;
+
+use router::Cadence;
 
 use crate::{batch::StoreContext, msg::PeerMsg, raft::peer::Peer, transport::Transport};
 
@@ -141,16 +146,22 @@ fn is_hibernate_extra(msg: &RaftMessage) -> bool {
                 | ExtraMessageType::MsgHibernateResponse
                 | ExtraMessageType::MsgCheckLeader
                 | ExtraMessageType::MsgLeaderAlive
+                | ExtraMessageType::MsgStoreCheck
+                | ExtraMessageType::MsgStoreAlive
         )
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Whether `msg` wakes this sleeping peer: everything but ticks, queries, size reports,
-    /// the hibernation messages, and the plain heartbeats (and their answers) of the current
+    /// store liveness news (it wakes only some: `on_store_unreachable`), the hibernation
+    /// messages, and the plain heartbeats (and their answers) of the current
     /// term that a leader sends until it falls asleep itself (stepped all the same).
     pub(crate) fn wakes(&self, msg: &PeerMsg<EK::Snapshot>) -> bool {
         match msg {
-            PeerMsg::Tick | PeerMsg::Query(_) | PeerMsg::ApproximateSize { .. } => false,
+            PeerMsg::Tick
+            | PeerMsg::Query(_)
+            | PeerMsg::ApproximateSize { .. }
+            | PeerMsg::StoreUnreachable(_) => false,
             PeerMsg::RaftMessage(m) => !is_hibernate_extra(m) && !self.is_plain_heartbeat(m),
             _ => true,
         }
@@ -186,7 +197,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.hibernation.state = GroupState::Ordered;
         let election_ticks = ctx.cfg.raft_election_timeout_ticks as u64;
         self.hibernation.awake_until = self.ticks + 2 * election_ticks;
-        ctx.router.set_quiet(self.region_id(), false);
+        ctx.router.set_cadence(self.region_id(), Cadence::Every);
         if self.is_leader() {
             // The followers agreed to sleep with this leader: they were active.
             let voters = std::mem::take(&mut self.hibernation.votes);
@@ -297,35 +308,93 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.hibernation.state = GroupState::Idle;
         self.hibernation.unanswered = 0;
         self.hibernation.last_slow = ctx.clock.now();
-        ctx.router.set_quiet(self.region_id(), true);
+        let cadence = if self.is_leader() { Cadence::Slow } else { Cadence::Rare };
+        ctx.router.set_cadence(self.region_id(), cadence);
     }
 
-    /// A tick while asleep (the ticker's slow round, or a stray one): at most once per
-    /// `hibernated_tick_interval`, a leader reports to the placement driver (and pings a peer
-    /// left behind as down), and a follower checks that its leader is alive, waking when the
-    /// previous check went unanswered.
+    /// A tick while asleep (the ticker's slow round, or a stray one). At most once per
+    /// `hibernated_tick_interval` a leader reports to the placement driver (and pings a peer
+    /// left behind as down); at most once per `sleeping_follower_check_interval` a follower
+    /// checks that its leader is alive, waking when the previous check went unanswered.
     pub(crate) fn on_idle_tick<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
         let now = ctx.clock.now();
-        if now.saturating_sub(self.hibernation.last_slow) < ctx.cfg.hibernated_tick_interval / 2 {
+        let leader = self.is_leader();
+        let every = match leader {
+            true => ctx.cfg.hibernated_tick_interval,
+            false => ctx.cfg.sleeping_follower_check_interval,
+        };
+        if now.saturating_sub(self.hibernation.last_slow) < every / 2 {
             return;
         }
         self.hibernation.last_slow = now;
-        if self.is_leader() {
-            let last = self.raft_group.raft.raft_log.last_index();
-            if self.raft_group.raft.prs().iter().any(|(_, pr)| pr.matched < last) {
-                // A peer left behind as down: if it is back, its answer wakes this leader.
-                self.raft_group.ping();
-            }
-            return self.heartbeat_pd(ctx);
+        if leader {
+            return self.on_idle_leader_tick(ctx, now);
         }
         if self.hibernation.unanswered >= 1 || self.leader().is_none() {
             debug!(self.logger, "the leader of a sleeping region does not answer: waking");
-            self.hibernation.state = GroupState::PreChaos;
-            ctx.router.set_quiet(self.region_id(), false);
-            return;
+            return self.wake_as_orphan(ctx);
         }
         self.hibernation.unanswered += 1;
         self.send_extra_to_leader(ExtraMessageType::MsgCheckLeader, 0, ctx);
+    }
+
+    /// A sleeping leader's slow work: followers that agreed to sleep, on stores that answer,
+    /// count as heard from (they sleep, they are not down; a peer it slept without as down
+    /// stays down), a peer left behind is pinged, the region is reported.
+    fn on_idle_leader_tick<T: Transport>(
+        &mut self,
+        ctx: &mut StoreContext<EK, ER, T>,
+        now: Duration,
+    ) {
+        let voted = &self.hibernation.votes;
+        let asleep: Vec<u64> = (self.region().get_peers().iter())
+            .filter(|p| voted.contains(&p.id) && ctx.liveness.is_reachable(p.store_id))
+            .map(|p| p.id)
+            .collect();
+        for id in asleep {
+            self.health.heard_from(id, now);
+        }
+        let last = self.raft_group.raft.raft_log.last_index();
+        if self.raft_group.raft.prs().iter().any(|(_, pr)| pr.matched < last) {
+            // A peer left behind as down: if it is back, its answer wakes this leader.
+            self.raft_group.ping();
+        }
+        self.heartbeat_pd(ctx);
+    }
+
+    /// Store `store` stopped answering (`operation/liveness.rs`). A sleeping follower whose
+    /// leader is there wakes and ticks, so that raft elects anew if the leader is gone; an
+    /// awake leader stops streaming appends to its peers there (raft probes them).
+    pub(crate) fn on_store_unreachable<T: Transport>(
+        &mut self,
+        store: u64,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
+        if self.is_leader() {
+            if self.hibernation.is_idle() {
+                return; // nothing streams
+            }
+            let me = self.peer_id();
+            let there: Vec<u64> = (self.region().get_peers().iter())
+                .filter(|p| p.store_id == store && p.id != me)
+                .map(|p| p.id)
+                .collect();
+            for id in there {
+                self.raft_group.report_unreachable(id);
+            }
+            return;
+        }
+        if self.hibernation.is_idle() && self.leader().is_some_and(|l| l.store_id == store) {
+            debug!(self.logger, "the leader's store does not answer: waking"; "store" => store);
+            self.wake_as_orphan(ctx);
+        }
+    }
+
+    /// A sleeping follower whose leader seems gone ticks again (PreChaos) until it hears from
+    /// a leader.
+    fn wake_as_orphan<T>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
+        self.hibernation.state = GroupState::PreChaos;
+        ctx.router.set_cadence(self.region_id(), Cadence::Every);
     }
 
     /// Word from this peer's leader in its term (a raft message): a follower woken because its
@@ -364,6 +433,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             ExtraMessageType::MsgHibernateRequest
                 if from_leader
                     && ctx.cfg.hibernate_regions
+                    && ctx.liveness.is_reachable(msg.get_from_peer().store_id)
                     && self.may_sleep_as_follower(index) =>
             {
                 self.send_extra(from, ExtraMessageType::MsgHibernateResponse, index, ctx);
@@ -384,7 +454,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// A follower agrees to sleep when its log ends where its leader's does, all of it
-    /// committed and applied, with nothing of its own in flight.
+    /// committed and applied, with nothing of its own in flight (and, checked by the caller,
+    /// its leader's store answers pings: a late request must not put it to sleep under a
+    /// leader already given up for dead).
     fn may_sleep_as_follower(&self, index: u64) -> bool {
         let raft = &self.raft_group.raft;
         raft.state == raft::StateRole::Follower

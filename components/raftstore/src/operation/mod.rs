@@ -17,6 +17,7 @@
 //! - `merge`: region merge: PrepareMerge, CommitMerge (with the source catching up),
 //!   RollbackMerge, and the source's end;
 //! - `hibernate`: idle regions sleep (no ticks, no heartbeats) and wake on demand;
+//! - `liveness`: store-level pings that wake the sleeping followers of a dead leader;
 //! - `stale`: peers that missed their removal, a split or a merge: how they learn it and go.
 
 pub mod command;
@@ -24,6 +25,7 @@ pub mod conf_change;
 pub mod hibernate;
 pub mod lease;
 pub mod life;
+pub mod liveness;
 pub mod log_gc;
 pub mod merge;
 pub mod message;

@@ -67,6 +67,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             | ExtraMessageType::MsgLeaderAlive => self.on_hibernate_message(msg, ctx),
             // It woke this peer on arrival (operation/hibernate.rs): nothing more to do.
             ExtraMessageType::MsgRegionWakeUp | ExtraMessageType::MsgNoExtra => {}
+            // Store-level (region 0): the store FSM's, never a peer's.
+            ExtraMessageType::MsgStoreCheck | ExtraMessageType::MsgStoreAlive => {}
         }
     }
 
