@@ -176,6 +176,10 @@ pub struct PeerStatus {
 }
 
 /// Messages of a peer FSM; `S` is the kv engine's snapshot type.
+///
+/// Every variant is at most 16 bytes inline (larger payloads are boxed): a mailbox keeps a
+/// block of 31 message slots allocated even while its peer sleeps, so the size of this enum is
+/// memory per peer (docs/performance.md).
 pub enum PeerMsg<S: Snapshot> {
     /// A raft message from another peer of the region.
     RaftMessage(Box<RaftMessage>),
@@ -199,10 +203,10 @@ pub enum PeerMsg<S: Snapshot> {
     /// Report the peer's status.
     Query(Sender<PeerStatus>),
     /// An operator from the placement driver.
-    Operator(pd_client::Operator),
+    Operator(Box<pd_client::Operator>),
     /// The apply side stopped after a destroy (everything before it is written); the region
     /// as apply left it, whose range the clean-up deletes.
-    ApplyDestroyed(metapb::Region),
+    ApplyDestroyed(Box<metapb::Region>),
     /// The split checker measured the region: about this many bytes and keys (a lower bound
     /// when the region is over the split limits).
     ApproximateSize {
@@ -279,10 +283,11 @@ pub struct ApplyTask {
     pub proposals: Vec<Proposal>,
 }
 
-/// Messages of an apply FSM.
+/// Messages of an apply FSM. Payloads are boxed, as in [`PeerMsg`]: the size of this enum
+/// is memory per peer.
 pub enum ApplyMsg {
     /// Apply these entries.
-    Apply(ApplyTask),
+    Apply(Box<ApplyTask>),
     /// The peer is being destroyed: finish what came before, then stop and answer
     /// `PeerMsg::ApplyDestroyed` once it is written.
     Destroy,
@@ -292,9 +297,9 @@ pub enum ApplyMsg {
     /// The peer applied a snapshot: start over from this region and apply state.
     Reset {
         /// The region the snapshot holds.
-        region: metapb::Region,
+        region: Box<metapb::Region>,
         /// The apply state the snapshot wrote.
-        apply_state: RaftApplyState,
+        apply_state: Box<RaftApplyState>,
     },
 }
 
@@ -354,4 +359,17 @@ pub struct ApplyRes {
     pub catch_up: Option<CatchUpLogs>,
     /// The source region whose catch-up the apply side is holding entries for, if any.
     pub holding_merge: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mailbox keeps a block of 31 slots of its message type allocated while its peer
+    /// sleeps: a variant that grows these enums grows every idle peer.
+    #[test]
+    fn mailbox_messages_stay_small() {
+        assert!(std::mem::size_of::<PeerMsg<engine::rocks::RocksSnapshot>>() <= 24);
+        assert!(std::mem::size_of::<ApplyMsg>() <= 24);
+    }
 }

@@ -65,7 +65,7 @@ impl<EK: KvEngine, ER: RaftEngine> ApplyHandler<EK, ER> {
         }
         for region in self.stopped.drain(..) {
             let region_id = region.id;
-            let _ = self.store.force_send(region_id, PeerMsg::ApplyDestroyed(region));
+            let _ = self.store.force_send(region_id, PeerMsg::ApplyDestroyed(Box::new(region)));
         }
     }
 }
@@ -85,9 +85,9 @@ impl<EK: KvEngine, ER: RaftEngine> PollHandler<ApplyFsm<EK>, ApplyControl>
             }
             match msg {
                 ApplyMsg::Apply(task) => {
-                    self.results.push(fsm.apply.apply(task, &mut self.wb, &mut self.responses))
+                    self.results.push(fsm.apply.apply(*task, &mut self.wb, &mut self.responses))
                 }
-                ApplyMsg::Reset { region, apply_state } => fsm.apply.reset(region, apply_state),
+                ApplyMsg::Reset { region, apply_state } => fsm.apply.reset(*region, *apply_state),
                 ApplyMsg::ResumeMerge => {
                     let resumed = fsm.apply.resume_merge(&mut self.wb, &mut self.responses);
                     self.results.extend(resumed);

@@ -33,7 +33,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
         ctx: &mut StoreContext<EK, ER, T>,
     ) {
         match msg {
-            PeerMsg::ApplyDestroyed(region) => return self.peer.finish_destroy(ctx, region),
+            PeerMsg::ApplyDestroyed(region) => return self.peer.finish_destroy(ctx, *region),
             // What apply did before it stopped still counts: a split it applied made regions
             // this store holds peers of, whatever became of this one.
             PeerMsg::ApplyRes(r) if self.peer.life == Life::Destroying => {
@@ -56,7 +56,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             PeerMsg::ProposeSplit(p) => self.peer.on_propose_split(ctx, *p),
             PeerMsg::ApplyRes(r) => self.peer.on_apply_res(*r, ctx),
             PeerMsg::Query(tx) => drop(tx.send(self.peer.status())),
-            PeerMsg::Operator(op) => self.peer.on_operator(op, ctx),
+            PeerMsg::Operator(op) => self.peer.on_operator(*op, ctx),
             PeerMsg::ApproximateSize { size, keys } => self.peer.split.set_approximate(size, keys),
             PeerMsg::CatchUpLogs(c) => self.peer.on_catch_up_logs(ctx, *c),
             PeerMsg::MergedInto(target) => self.peer.on_merged_into(ctx, *target),

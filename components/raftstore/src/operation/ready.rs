@@ -234,7 +234,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             proposals.extend(self.proposals.pop_front());
         }
         let task = ApplyTask { entries, proposals };
-        if let Err(e) = apply.force_send(self.region_id(), ApplyMsg::Apply(task)) {
+        if let Err(e) = apply.force_send(self.region_id(), ApplyMsg::Apply(Box::new(task))) {
             // Only when the store shuts down; the proposals answer OutcomeUnknown as they drop.
             warn!(self.logger, "apply is gone"; "err" => %e);
         }

@@ -538,7 +538,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         info!(self.logger, "snapshot applied"; "index" => index, "keys" => data.get_data().len());
         // Fails only at shutdown; the apply side then never runs again.
-        let _ = apply.force_send(region.id, ApplyMsg::Reset { region, apply_state });
+        let _ = apply.force_send(
+            region.id,
+            ApplyMsg::Reset { region: Box::new(region), apply_state: Box::new(apply_state) },
+        );
         Ok(())
     }
 }

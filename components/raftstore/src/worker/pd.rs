@@ -77,7 +77,7 @@ impl<N: PeerNotifier> PdRunner<N> {
             // A peer that is gone gets nothing: the operator comes again with the next
             // heartbeat of whoever leads then.
             Ok(Some(op)) => {
-                let _ = self.peers.notify(region_id, PeerMsg::Operator(op));
+                let _ = self.peers.notify(region_id, PeerMsg::Operator(Box::new(op)));
             }
             Ok(None) => {}
             Err(e) => {
@@ -203,7 +203,7 @@ mod tests {
         runner.run(PdTask::RegionHeartbeat { term: 5, region, leader, stats });
         let got = peers.0.lock().unwrap();
         assert!(
-            matches!(got.as_slice(), [(10, PeerMsg::Operator(Operator::AddPeer(p)))] if p.store_id != 1),
+            matches!(got.as_slice(), [(10, PeerMsg::Operator(op))] if matches!(**op, Operator::AddPeer(ref p) if p.store_id != 1)),
             "one AddPeer for region 10 on another store"
         );
     }
