@@ -144,8 +144,8 @@ impl Hibernation {
 /// region written every few hundred milliseconds then sleeps between writes instead of ticking
 /// and heartbeating all the time. Anything else (an admin command such as a leader transfer, a
 /// snapshot read, a lease renewal, a raft message) keeps it awake two election timeouts, for
-/// what woke it to finish or be retried. Measured in docs/performance.md (+17% writes/s at 512
-/// busy regions and 10 ms ticks).
+/// what woke it to finish or be retried. Measured in docs/performance.md ("Sleeping between
+/// writes").
 fn awake_window<S: engine::Snapshot>(msg: &PeerMsg<S>, cfg: &crate::Config) -> u64 {
     match msg {
         PeerMsg::RaftCommand(c) if !c.request.has_admin_request() => 0,
