@@ -249,7 +249,7 @@ pub trait RaftLogBatch: Send {
     fn append(&mut self, region_id: u64, entries: &[Entry]) -> Result<()>;
 
     /// Deletes the entries with index in `[from, to)`, for example a conflicting tail that a
-    /// new leader overwrote.
+    /// new leader overwrote, or entries log GC compacted away. Absent entries are no error.
     fn cut_logs(&mut self, region_id: u64, from: u64, to: u64) -> Result<()>;
 
     /// Stores a region's raft state.

@@ -431,7 +431,9 @@ impl Config {
 
     /// The raft-rs configuration of peer `peer_id` that has applied up to `applied`:
     /// check-quorum and pre-vote on, so that an isolated leader steps down and a
-    /// partitioned peer does not disrupt the group when it returns.
+    /// partitioned peer does not disrupt the group when it returns. A leader does not
+    /// broadcast each commit on its own: followers learn it with the next append, heartbeat
+    /// or sleep request, except around admin commands (`operation::ready`, lazy commit).
     pub fn raft_config(&self, peer_id: u64, applied: u64) -> raft::Config {
         raft::Config {
             id: peer_id,
@@ -442,7 +444,7 @@ impl Config {
             max_inflight_msgs: self.raft_max_inflight_msgs,
             check_quorum: true,
             pre_vote: true,
-            skip_bcast_commit: false,
+            skip_bcast_commit: true,
             ..Default::default()
         }
     }

@@ -21,6 +21,7 @@ use prometheus::{
     proto::MetricFamily,
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+use proto::raft_serverpb::ExtraMessageType;
 use protobuf::ProtobufEnum;
 use raft::eraftpb::MessageType;
 
@@ -104,6 +105,19 @@ impl ProposalKind {
     /// How many kinds there are.
     pub const COUNT: usize = 7;
 
+    /// Whether followers must hear of its commit at once rather than with the next append
+    /// or heartbeat: what changes the region (split, membership, merge), and a transfer
+    /// fence's no-op.
+    pub fn is_urgent(self) -> bool {
+        matches!(
+            self,
+            ProposalKind::Split
+                | ProposalKind::ConfChange
+                | ProposalKind::Noop
+                | ProposalKind::Merge
+        )
+    }
+
     const ALL: [ProposalKind; Self::COUNT] = [
         ProposalKind::Write,
         ProposalKind::ReadIndex,
@@ -137,6 +151,8 @@ pub struct StoreMetrics {
     /// Indexed by `MessageType` value.
     sent: Vec<IntCounter>,
     dropped: Vec<IntCounter>,
+    /// Store-level messages sent (hibernation, liveness), indexed by `ExtraMessageType` value.
+    extra_sent: Vec<IntCounter>,
     /// Writing a round's raft log batch (entries and raft states of every peer).
     pub append_duration: Histogram,
     /// From a leader's append of an entry it proposed (a write, a split, a no-op) to its
@@ -188,7 +204,14 @@ impl Default for StoreMetrics {
             "Raft messages dropped (unsendable, or refused on arrival), by type.",
             "type",
         );
+        let extra_sent = counter_vec(
+            "raft_extra_messages_sent_total",
+            "Messages of the store's own protocols sent (hibernation, store liveness), by type.",
+            "type",
+        );
         let types: Vec<String> = MessageType::values().iter().map(|t| format!("{t:?}")).collect();
+        let extras = ExtraMessageType::values();
+        let extra_len = extras.iter().map(|t| t.value() as usize + 1).max().unwrap_or(0);
         let hibernate_vec = IntGaugeVec::new(
             Opts::new("peers_by_hibernate_state", "Peers by hibernation state (idle: asleep)."),
             &["state"],
@@ -208,6 +231,13 @@ impl Default for StoreMetrics {
             rejected: rejected.clone(),
             sent: types.iter().map(|t| sent.with_label_values(&[t])).collect(),
             dropped: types.iter().map(|t| dropped.with_label_values(&[t])).collect(),
+            extra_sent: (0..extra_len)
+                .map(|v| {
+                    let name = extras.iter().find(|t| t.value() as usize == v);
+                    extra_sent
+                        .with_label_values(&[&name.map_or(v.to_string(), |t| format!("{t:?}"))])
+                })
+                .collect(),
             append_duration: histogram(
                 "raft_append_duration_seconds",
                 "Writing a round's raft log batch (every peer's new entries and raft state).",
@@ -221,7 +251,7 @@ impl Default for StoreMetrics {
                 "apply_duration_seconds",
                 "Writing an apply round's batch to the kv engine.",
             ),
-            vecs: vec![events, proposals, rejected, sent, dropped],
+            vecs: vec![events, proposals, rejected, sent, dropped, extra_sent],
         }
     }
 }
@@ -302,6 +332,13 @@ impl StoreMetrics {
     /// Counts a raft message sent.
     pub fn sent(&self, t: MessageType) {
         self.sent[t.value() as usize].inc();
+    }
+
+    /// Counts a store-level message sent.
+    pub fn sent_extra(&self, t: ExtraMessageType) {
+        if let Some(c) = self.extra_sent.get(t.value() as usize) {
+            c.inc();
+        }
     }
 
     /// Counts a raft message dropped.

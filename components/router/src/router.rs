@@ -9,7 +9,6 @@
 
 use std::{
     cell::RefCell,
-    collections::HashMap,
     num::NonZeroUsize,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -18,6 +17,7 @@ use std::{
 };
 
 use lru::LruCache;
+use rustc_hash::FxHashMap;
 
 use crate::{
     mailbox::{BasicMailbox, Mailbox, Scheduler},
@@ -45,8 +45,8 @@ pub enum Cadence {
 /// The mailboxes at cadence `Every` and `Slow`, so that a broadcast costs what they number,
 /// not what all do. May hold a mailbox closed meanwhile (dropped when met).
 struct Cadences<N: Fsm> {
-    every: HashMap<u64, BasicMailbox<N>>,
-    slow: HashMap<u64, BasicMailbox<N>>,
+    every: FxHashMap<u64, BasicMailbox<N>>,
+    slow: FxHashMap<u64, BasicMailbox<N>>,
 }
 
 impl<N: Fsm> Cadences<N> {
@@ -71,7 +71,7 @@ impl<N: Fsm> Cadences<N> {
 }
 
 struct Shared<N: Fsm, C: Fsm> {
-    normals: RwLock<HashMap<u64, BasicMailbox<N>>>,
+    normals: RwLock<FxHashMap<u64, BasicMailbox<N>>>,
     cadences: Mutex<Cadences<N>>,
     control: BasicMailbox<C>,
     normal_scheduler: Scheduler<N>,
@@ -103,8 +103,11 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
         control_scheduler: Scheduler<C>,
     ) -> Self {
         let shared = Shared {
-            normals: RwLock::new(HashMap::new()),
-            cadences: Mutex::new(Cadences { every: HashMap::new(), slow: HashMap::new() }),
+            normals: RwLock::new(FxHashMap::default()),
+            cadences: Mutex::new(Cadences {
+                every: FxHashMap::default(),
+                slow: FxHashMap::default(),
+            }),
             control,
             normal_scheduler,
             control_scheduler,
@@ -313,7 +316,7 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
         Some(mailbox)
     }
 
-    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, BasicMailbox<N>>> {
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, FxHashMap<u64, BasicMailbox<N>>> {
         // A poisoned lock only means a panic elsewhere while holding it; the map stays valid.
         self.shared.normals.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -322,7 +325,7 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
         self.shared.cadences.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, BasicMailbox<N>>> {
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, FxHashMap<u64, BasicMailbox<N>>> {
         self.shared.normals.write().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -101,6 +101,39 @@ fn an_idle_region_sleeps_sends_no_heartbeat_and_a_write_wakes_it() {
     assert!(cluster.node(1).peers_in_hibernate_state(GroupState::Idle) >= 1, "the gauge");
 }
 
+/// Counts appends that carry no entry: a leader's commit broadcast (or a probe).
+struct EmptyAppends(Arc<AtomicU64>);
+
+impl Filter for EmptyAppends {
+    fn allow(&self, _: u64, _: u64, msg: &RaftMessage) -> bool {
+        let m = msg.get_message();
+        if !msg.has_extra() && m.get_msg_type() == MessageType::MsgAppend && m.entries.is_empty() {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        true
+    }
+}
+
+/// Lazy commit: a write to a sleeping region sends no commit message. The followers learn the
+/// commit from the leader's sleep request (or a later heartbeat), apply the write, and the
+/// region sleeps again.
+#[test]
+fn a_write_to_a_sleeping_region_sends_no_commit_message_and_followers_still_apply_it() {
+    let cluster = cluster_with(liveness_only());
+    wait_asleep(&cluster, &[1, 2, 3]);
+    let empty = Arc::new(AtomicU64::new(0));
+    cluster.network.add_filter(Box::new(EmptyAppends(empty.clone())));
+    for i in 0..5 {
+        let value = format!("v{i}");
+        cluster.must_put(b"k", value.as_bytes());
+        for store in 1..=3 {
+            cluster.must_get_equal(store, b"k", value.as_bytes());
+        }
+        wait_asleep(&cluster, &[1, 2, 3]);
+    }
+    assert_eq!(empty.load(Ordering::SeqCst), 0, "appends without entries (commit broadcasts)");
+}
+
 /// Asleep, a region sends nothing of its own: its followers learn that the leader lives from
 /// store pings, not from per-region checks. Past `max_peer_down_duration` (2 s) its leader
 /// still reports no peer down, since their stores answer.

@@ -12,6 +12,9 @@ use rocksdb::{Cache, ReadOptions, DB};
 use super::{map_err, open_db, write_options, RocksConfig};
 use crate::{keys, Error, RaftEngine, RaftLogBatch, Result, CF_DEFAULT};
 
+/// Longest run of log entries deleted key by key rather than as one range.
+const POINT_DELETE_MAX: u64 = 1024;
+
 /// Raft logs and raft states of every region of a store.
 #[derive(Clone)]
 pub struct RocksRaftEngine {
@@ -159,17 +162,17 @@ impl RaftEngine for RocksRaftEngine {
             return Ok(0);
         }
         let mut it = self.log_iter(region_id, from, to);
+        let mut wb = rocksdb::WriteBatch::default();
         let mut count = 0;
-        while it.valid() {
+        while let Some(key) = it.key() {
+            // Point deletes: a range tombstone in the memtable makes every later read and
+            // iterator of the raft engine build a tombstone list, and log GC runs often.
+            wb.delete(key);
             count += 1;
             it.next();
         }
         it.status().map_err(map_err)?;
         if count > 0 {
-            let start = keys::raft_log_key(region_id, from);
-            let end = keys::raft_log_key(region_id, to);
-            let mut wb = rocksdb::WriteBatch::default();
-            wb.delete_range(start, end);
             self.db.write_opt(wb, &write_options(false)).map_err(map_err)?;
         }
         Ok(count)
@@ -241,7 +244,13 @@ impl RaftLogBatch for RocksRaftLogBatch {
     }
 
     fn cut_logs(&mut self, region_id: u64, from: u64, to: u64) -> Result<()> {
-        if from < to {
+        // A short tail (the usual conflict) as point deletes, so that no range tombstone
+        // slows the engine's reads (see `gc`); a long one as one range.
+        if to.saturating_sub(from) <= POINT_DELETE_MAX {
+            for index in from..to {
+                self.wb.delete(keys::raft_log_key(region_id, index));
+            }
+        } else if from < to {
             self.wb.delete_range(
                 keys::raft_log_key(region_id, from),
                 keys::raft_log_key(region_id, to),

@@ -124,6 +124,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
         }
         self.ctx.msgs = msgs;
         fsm.peer.collect_ready(&mut self.ctx);
+        fsm.peer.on_round_end(&mut self.ctx);
         fsm.peer.sync_delegate(&self.ctx);
         self.ctx.counters.take_proposals(&mut fsm.peer.proposals_made);
         let alive = fsm.peer.life != crate::raft::peer::Life::Destroyed;

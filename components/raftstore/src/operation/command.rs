@@ -216,7 +216,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return Err(Error::NotLeader { region_id: self.region_id(), leader: self.leader() });
         }
         self.proposals_made[kind as usize] += 1;
-        Ok(self.raft_group.raft.raft_log.last_index())
+        let index = self.raft_group.raft.raft_log.last_index();
+        if kind.is_urgent() {
+            self.bcast_commits_until(index);
+        }
+        Ok(index)
     }
 }
 

@@ -35,7 +35,7 @@ use std::time::Duration;
 use engine::{KvEngine, RaftEngine};
 use proto::{
     eraftpb::{self, MessageType},
-    metapb::PeerRole,
+    metapb::{self, PeerRole},
     raft_serverpb::{ExtraMessageType, RaftMessage},
 };
 use raft::INVALID_ID;
@@ -94,6 +94,11 @@ pub(crate) struct Hibernation {
     awake_until: u64,
     /// The state the store's gauge counts this peer in.
     counted: Option<GroupState>,
+    /// A leader woken by a write does not tick raft (so sends no heartbeat, as if asleep)
+    /// while its tick count is below this: at most one heartbeat interval.
+    quiet_until: u64,
+    /// A follower's sleep request from (leader, term, index) it will answer once applied.
+    asked: Option<(metapb::Peer, u64, u64)>,
 }
 
 impl Default for Hibernation {
@@ -107,11 +112,18 @@ impl Default for Hibernation {
             last_slow: Duration::ZERO,
             awake_until: 0,
             counted: None,
+            asked: None,
+            quiet_until: 0,
         }
     }
 }
 
 impl Hibernation {
+    /// Whether a leader woken by a write still skips raft's ticks at tick `ticks`.
+    pub(crate) fn keeps_quiet(&self, ticks: u64) -> bool {
+        ticks < self.quiet_until
+    }
+
     /// The current state.
     pub(crate) fn state(&self) -> GroupState {
         self.state
@@ -150,6 +162,18 @@ fn awake_window<S: engine::Snapshot>(msg: &PeerMsg<S>, cfg: &crate::Config) -> u
     match msg {
         PeerMsg::RaftCommand(c) if !c.request.has_admin_request() => 0,
         _ => 2 * cfg.raft_election_timeout_ticks as u64,
+    }
+}
+
+/// Ticks a leader woken by a write skips raft's ticks for (plus the tick it is on): one
+/// heartbeat interval, when that leaves followers far from their election timeout even if
+/// the first heartbeat after it comes a whole interval later; none otherwise.
+fn quiet_ticks(cfg: &crate::Config) -> u64 {
+    let (hb, et) = (cfg.raft_heartbeat_ticks as u64, cfg.raft_election_timeout_ticks as u64);
+    if et > 3 * hb {
+        hb + 1
+    } else {
+        0
     }
 }
 
@@ -223,8 +247,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 }
             }
             if window > 0 {
-                // A write needs no ping: its append probes the followers, and wakes them.
+                self.hibernation.quiet_until = 0;
                 self.raft_group.ping();
+            } else {
+                // A write needs no ping: its append probes the followers, and wakes them. Nor
+                // heartbeats for a while: its followers heard from it just now, and it will
+                // most likely sleep again within a few rounds.
+                self.hibernation.quiet_until = self.ticks + quiet_ticks(&ctx.cfg);
             }
         } else {
             let from_leader = matches!(msg, PeerMsg::RaftMessage(m)
@@ -247,24 +276,56 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if !ctx.cfg.hibernate_regions || !self.is_leader() {
             return;
         }
+        let resend = self.ticks.is_multiple_of(ctx.cfg.raft_heartbeat_ticks as u64);
+        self.try_sleep_as_leader(ctx, resend);
+    }
+
+    /// The end of a round in which this awake leader did something: it asks to sleep as soon
+    /// as it may, and sleeps as soon as the last vote is in, rather than at its next ticks
+    /// (each of which may heartbeat).
+    pub(crate) fn on_round_end<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
+        if ctx.cfg.hibernate_regions
+            && self.is_leader()
+            && self.hibernation.state == GroupState::Ordered
+        {
+            self.try_sleep_as_leader(ctx, false);
+        }
+    }
+
+    /// A leader with nothing in flight asks its followers to sleep at (term, last index):
+    /// once for a new one, and again when `resend` (every heartbeat interval, for requests
+    /// lost). It sleeps once every live follower agreed.
+    fn try_sleep_as_leader<T: Transport>(
+        &mut self,
+        ctx: &mut StoreContext<EK, ER, T>,
+        resend: bool,
+    ) {
         let now = ctx.clock.now();
         if self.hibernation.state != GroupState::Ordered || !self.may_sleep_as_leader(ctx, now) {
             self.hibernation.votes.clear();
             return;
         }
+        let raft = &self.raft_group.raft;
         let (term, last) = (raft.term, raft.raft_log.last_index());
         let h = &mut self.hibernation;
-        if (h.term, h.index) != (term, last) {
+        let fresh = (h.term, h.index) != (term, last);
+        if fresh {
             (h.term, h.index) = (term, last);
             h.votes.clear();
         }
         if self.has_every_sleep_vote(ctx, now) {
             return self.fall_asleep(ctx);
         }
-        if self.ticks.is_multiple_of(ctx.cfg.raft_heartbeat_ticks as u64) {
-            let followers: Vec<u64> =
-                self.raft_group.raft.prs().iter().map(|(id, _)| *id).collect();
-            for id in followers.into_iter().filter(|id| *id != self.peer_id()) {
+        if fresh || resend {
+            // Only to followers known to hold the log up to `last`, all of it committed: the
+            // request tells them the commit (lazy commit skipped its broadcast). The others
+            // are down (`may_sleep_as_leader`), and their votes are not needed.
+            let me = self.peer_id();
+            let followers: Vec<u64> = (self.raft_group.raft.prs().iter())
+                .filter(|(id, pr)| **id != me && pr.matched == last)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in followers {
                 self.send_extra(id, ExtraMessageType::MsgHibernateRequest, last, ctx);
             }
         }
@@ -438,6 +499,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     pub(crate) fn on_hibernate_role_changed(&mut self) {
         let h = &mut self.hibernation;
         h.votes.clear();
+        h.quiet_until = 0;
         if h.state != GroupState::Idle {
             h.state = GroupState::Chaos; // Ordered again at the next tick with a leader
         }
@@ -454,14 +516,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let raft = &self.raft_group.raft;
         let from_leader = from == raft.leader_id && term == raft.term;
         match msg.get_extra().get_field_type() {
-            ExtraMessageType::MsgHibernateRequest
-                if from_leader
-                    && ctx.cfg.hibernate_regions
-                    && ctx.liveness.is_reachable(msg.get_from_peer().store_id)
-                    && self.may_sleep_as_follower(index) =>
-            {
-                self.send_extra(from, ExtraMessageType::MsgHibernateResponse, index, ctx);
-                self.fall_asleep(ctx);
+            ExtraMessageType::MsgHibernateRequest if from_leader && ctx.cfg.hibernate_regions => {
+                self.on_hibernate_request(msg.get_from_peer().clone(), index, ctx)
             }
             ExtraMessageType::MsgHibernateResponse if self.is_leader() && term == raft.term => {
                 let h = &mut self.hibernation;
@@ -474,6 +530,45 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
             ExtraMessageType::MsgLeaderAlive if from_leader => self.hibernation.unanswered = 0,
             _ => {}
+        }
+    }
+
+    /// The leader asks this follower to sleep at `index`, which it committed and knows this
+    /// follower to hold (it asks no other). So the follower commits up to it (the commit's
+    /// news, lazily not broadcast), and agrees once it applied it.
+    fn on_hibernate_request<T: Transport>(
+        &mut self,
+        leader: metapb::Peer,
+        index: u64,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
+        let log = &mut self.raft_group.raft.raft_log;
+        if log.last_index() == index && log.committed < index {
+            log.commit_to(index);
+        }
+        self.hibernation.asked = Some((leader, self.term(), index));
+        self.maybe_answer_sleep_request(ctx);
+    }
+
+    /// Answers the leader's sleep request, and sleeps, once this follower may: called on the
+    /// request and after each apply. A request from an earlier term, or for a log that grew
+    /// since, is forgotten.
+    pub(crate) fn maybe_answer_sleep_request<T: Transport>(
+        &mut self,
+        ctx: &mut StoreContext<EK, ER, T>,
+    ) {
+        let Some((leader, term, index)) = self.hibernation.asked.clone() else {
+            return;
+        };
+        let raft = &self.raft_group.raft;
+        if term != raft.term || leader.id != raft.leader_id || raft.raft_log.last_index() != index {
+            self.hibernation.asked = None;
+            return;
+        }
+        if ctx.liveness.is_reachable(leader.store_id) && self.may_sleep_as_follower(index) {
+            self.hibernation.asked = None;
+            self.send_extra(leader.id, ExtraMessageType::MsgHibernateResponse, index, ctx);
+            self.fall_asleep(ctx);
         }
     }
 
@@ -524,6 +619,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let Some(mut msg) = self.wrap_message(m) else { return };
         msg.mut_extra().set_field_type(kind);
         msg.mut_extra().index = index;
-        let _ = ctx.trans.send(msg);
+        if ctx.trans.send(msg).is_ok() {
+            ctx.counters.sent_extra(kind);
+        }
     }
 }

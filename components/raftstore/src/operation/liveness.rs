@@ -162,7 +162,9 @@ fn send<EK: KvEngine, ER: RaftEngine, T: Transport>(
     msg.mut_from_peer().store_id = ctx.store_id;
     msg.mut_to_peer().store_id = to;
     msg.mut_extra().set_field_type(kind);
-    let _ = ctx.trans.send(msg); // lost: the next round pings again
+    if ctx.trans.send(msg).is_ok() {
+        ctx.counters.sent_extra(kind);
+    } // lost: the next round pings again
 }
 
 #[cfg(test)]

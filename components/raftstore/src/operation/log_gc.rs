@@ -11,7 +11,7 @@
 //! cache lets go of what is behind that point, so an idle peer holds no entries. (`raft_log_gc_size_limit` is validated but not yet measured: the
 //! peer does not track the log's byte size.)
 
-use engine::{KvEngine, RaftEngine};
+use engine::{KvEngine, RaftEngine, RaftLogBatch};
 use proto::{
     raft_cmdpb::{AdminCmdType, AdminRequest, RaftCmdRequest, RaftCmdResponse},
     raft_serverpb::RaftApplyState,
@@ -80,16 +80,15 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// The apply side moved the truncated index from `old` to the one in the storage: delete
-    /// the compacted entries.
-    pub(crate) fn on_log_compacted(&mut self, old_truncated: u64) {
+    /// the compacted entries in the round's raft-engine batch (no write of its own; every
+    /// entry appended in the round lies past the applied index, so none is deleted).
+    pub(crate) fn on_log_compacted(&mut self, old_truncated: u64, batch: &mut ER::LogBatch) {
         let new_truncated = self.storage().truncated_index();
         if new_truncated <= old_truncated {
             return;
         }
         let region_id = self.region_id();
-        if let Err(e) =
-            self.storage().raft_engine().gc(region_id, old_truncated + 1, new_truncated + 1)
-        {
+        if let Err(e) = batch.cut_logs(region_id, old_truncated + 1, new_truncated + 1) {
             // The entries stay until the next GC; nothing reads below the truncated index.
             warn!(self.logger, "raft log gc failed"; "err" => %e);
         }

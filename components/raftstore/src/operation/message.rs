@@ -106,7 +106,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             msg
         };
         let from = msg.get_from_peer().id;
-        self.peer_cache.insert(from, msg.get_from_peer().clone());
+        if self.peer_cache.get(&from) != Some(msg.get_from_peer()) {
+            self.peer_cache.insert(from, msg.get_from_peer().clone());
+        }
         self.health.heard_from(from, ctx.clock.now());
         self.on_heard_from_leader(from, msg.get_message().term);
         if msg.get_message().get_msg_type() == MessageType::MsgSnapshot {

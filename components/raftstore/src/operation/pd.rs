@@ -1,11 +1,12 @@
 //! Talking to the placement driver: region heartbeats from leaders, and the operators the
 //! placement driver answers with.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use engine::{KvEngine, RaftEngine};
 use pd_client::{Operator, RegionStats};
 use proto::raft_cmdpb::{AdminCmdType, ConfChangeType, RaftCmdRequest};
+use rustc_hash::FxHashMap;
 use slog::info;
 
 use crate::{batch::StoreContext, msg::RaftCommand, raft::peer::Peer, worker::pd::PdTask};
@@ -14,7 +15,7 @@ use crate::{batch::StoreContext, msg::RaftCommand, raft::peer::Peer, worker::pd:
 /// last became leader (a peer not heard from since counts from then).
 #[derive(Debug, Default)]
 pub struct PeerHealth {
-    last_heard: HashMap<u64, Duration>,
+    last_heard: FxHashMap<u64, Duration>,
     became_leader_at: Duration,
 }
 

@@ -361,11 +361,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Issues held reads once the leader has committed in its term, and answers every read
     /// whose index is applied. Called after readies and apply results.
     pub(crate) fn serve_reads<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
-        if self.is_leader() && self.raft_group.raft.commit_to_current_term() {
+        // Asking the term of the commit index may read the raft engine: only with reads held.
+        if self.is_leader()
+            && !self.reads.held.is_empty()
+            && self.raft_group.raft.commit_to_current_term()
+        {
             let held = self.reads.take_held();
-            if !held.is_empty() {
-                self.issue_read_batch(held, ctx.clock.now());
-            }
+            self.issue_read_batch(held, ctx.clock.now());
         }
         let applied = self.storage().applied_index();
         if self.applied_term != self.term() {

@@ -51,6 +51,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
             self.on_role_changed(now);
             self.on_hibernate_role_changed();
+            if self.is_leader() {
+                // Its first entry commits the log of earlier terms: a follower whose read
+                // waits for it must not wait for the next append (TiKV does the same).
+                self.bcast_commits_until(self.raft_group.raft.raft_log.last_index());
+            }
         }
         self.on_read_states(ready.take_read_states());
         self.note_committed_admin(ready.committed_entries(), now);
@@ -197,8 +202,30 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return;
         };
         self.on_committed_to(committed, ctx.clock.now(), &ctx.counters);
+        let term = entries.last().map_or(0, |e| e.term);
+        self.maybe_commit_lazily(committed, term);
         let entries = self.hold_own_removal(entries, ctx);
         self.send_to_apply(entries, &ctx.apply);
+    }
+
+    /// Lazy commit: followers learn of a commit with the next append, heartbeat or sleep
+    /// request, which halves the messages of a write. Until the entry at `index` commits, a
+    /// leader broadcasts every commit on its own again.
+    pub(crate) fn bcast_commits_until(&mut self, index: u64) {
+        self.raft_group.raft.skip_bcast_commit(false);
+        self.bcast_commit_until = Some(self.bcast_commit_until.map_or(index, |i| i.max(index)));
+    }
+
+    /// Entries up to `committed` (the last of term `term`) committed: back to lazy commit
+    /// once the urgent entry is among them, in this leader's term.
+    fn maybe_commit_lazily(&mut self, committed: u64, term: u64) {
+        if self.bcast_commit_until.is_some_and(|i| committed >= i)
+            && self.is_leader()
+            && term == self.term()
+        {
+            self.bcast_commit_until = None;
+            self.raft_group.raft.skip_bcast_commit(true);
+        }
     }
 
     /// Committed entries a leader's lease must not outlive, seen before the messages of the
@@ -257,7 +284,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let old_truncated = self.storage().truncated_index();
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
-        self.on_log_compacted(old_truncated);
+        self.on_log_compacted(old_truncated, &mut ctx.log_batch);
         self.compact_entry_cache();
         for result in res.exec_results {
             match result {
@@ -283,5 +310,6 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         // every admin result of the batch left it (a split moves keys away).
         self.serve_reads(ctx);
         self.release_read_index_answers(ctx);
+        self.maybe_answer_sleep_request(ctx);
     }
 }

@@ -118,7 +118,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let (cfg, election_ticks) = (&ctx.cfg, ctx.cfg.raft_election_timeout_ticks as u64);
         match tick {
             PeerTick::Raft => {
-                self.raft_group.tick();
+                // A leader a write woke keeps quiet a few ticks: the write's append reaches
+                // every follower, and most often the region sleeps again before any heartbeat.
+                if !self.hibernation.keeps_quiet(self.ticks) || !self.is_leader() {
+                    self.raft_group.tick();
+                }
             }
             PeerTick::LogGc => self.on_log_gc_tick(cfg),
             PeerTick::PdHeartbeat => self.heartbeat_pd(ctx),

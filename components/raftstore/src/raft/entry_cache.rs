@@ -13,6 +13,11 @@
 //! last index, each identical to the entry the raft engine holds (or will hold once the round's
 //! batch is written) at that index. Every change of the log goes through it: appends (which
 //! may replace a tail), compaction, and a snapshot that replaces the whole log.
+//!
+//! It also remembers the index and term of the entry just before its first one (the last it
+//! dropped from the front), while that entry is still the log's: raft asks the term of the
+//! commit index and of the entry before an append, and an emptied cache would send both to
+//! the raft engine.
 
 use std::collections::VecDeque;
 
@@ -32,6 +37,9 @@ pub struct EntryCache {
     bytes: usize,
     /// Most bytes held; older entries are dropped beyond it (0: cache nothing).
     limit: usize,
+    /// `(index, term)` of the entry just before the first cached one (or, with none cached,
+    /// of the log's last entry), when known.
+    before: Option<(u64, u64)>,
 }
 
 /// The bytes an entry holds in memory, approximately: its payload and a fixed overhead.
@@ -42,7 +50,7 @@ fn entry_bytes(e: &Entry) -> usize {
 impl EntryCache {
     /// An empty cache holding at most `limit` bytes of entries.
     pub fn new(limit: usize) -> Self {
-        EntryCache { entries: VecDeque::new(), bytes: 0, limit }
+        EntryCache { entries: VecDeque::new(), bytes: 0, limit, before: None }
     }
 
     /// Index of the first cached entry, if any.
@@ -77,7 +85,12 @@ impl EntryCache {
                 self.truncate_from(first)
             }
             Some(_) => self.clear(),
-            None => {}
+            // Empty: what it remembers stays true only if the append follows on from it.
+            None => {
+                if self.before.is_some_and(|(index, _)| index + 1 != first) {
+                    self.before = None;
+                }
+            }
         }
         for e in entries {
             self.bytes += entry_bytes(e);
@@ -88,9 +101,12 @@ impl EntryCache {
         }
     }
 
-    /// The term of the cached entry at `index`.
+    /// The term of the cached entry at `index`, or of the entry just before the first one.
     pub fn term(&self, index: u64) -> Option<u64> {
-        self.position(index).map(|i| self.entries[i].term)
+        match self.position(index) {
+            Some(i) => Some(self.entries[i].term),
+            None => self.before.filter(|(i, _)| *i == index).map(|(_, term)| term),
+        }
     }
 
     /// Appends the cached entries of `[low, high)` to `buf`: all of them if every index in the
@@ -122,6 +138,7 @@ impl EntryCache {
     pub fn clear(&mut self) {
         self.entries = VecDeque::new();
         self.bytes = 0;
+        self.before = None;
     }
 
     fn next_index(&self) -> u64 {
@@ -143,6 +160,7 @@ impl EntryCache {
     fn pop_front(&mut self) {
         if let Some(e) = self.entries.pop_front() {
             self.bytes -= entry_bytes(&e);
+            self.before = Some((e.index, e.term));
         }
     }
 }
@@ -207,6 +225,30 @@ mod tests {
         assert!(big.is_empty() && big.bytes() == 0);
         assert_eq!(big.entries.capacity(), 0, "an idle peer holds no buffer");
         assert!(EntryCache::new(0).tap_append(&ents(1..3, 1)).is_empty(), "limit 0 caches none");
+    }
+
+    #[test]
+    fn the_term_before_the_first_entry_is_known_until_the_log_changes_there() {
+        let mut c = EntryCache::new(1 << 20);
+        c.append(&ents(1..4, 1));
+        assert_eq!(c.term(0), None, "nothing was dropped yet");
+        c.compact_to(4);
+        assert!(c.is_empty());
+        assert_eq!((c.term(3), c.term(2)), (Some(1), None), "the last dropped entry only");
+        c.append(&ents(4..5, 2)); // follows on
+        assert_eq!((c.term(3), c.term(4)), (Some(1), Some(2)));
+        c.compact_to(5);
+        c.append(&ents(4..5, 3)); // a new leader overwrote 4: the empty cache forgets it
+        assert_eq!((c.term(4), c.term(3)), (Some(3), None));
+        c.compact_to(5);
+        c.clear(); // a snapshot replaced the log
+        assert_eq!(c.term(4), None);
+        let mut d = EntryCache::new(1 << 20);
+        d.append(&ents(1..4, 1));
+        d.compact_to(3);
+        d.append(&ents(2..3, 2)); // overwrites the remembered entry and the cached one after it
+        assert_eq!((d.term(1), d.term(2), d.term(3)), (None, Some(2), None));
+        assert_eq!(EntryCache::new(0).tap_append(&ents(1..3, 1)).term(2), Some(1), "limit 0");
     }
 
     impl EntryCache {

@@ -1,7 +1,7 @@
 //! `Peer`: one region's raft group on this store. State only; the operations on it live in
 //! `operation/`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use engine::{KvEngine, RaftEngine};
 use local_reader::Lease;
@@ -11,6 +11,7 @@ use proto::{
     raft_serverpb::RaftMessage,
 };
 use raft::{RawNode, Ready, StateRole};
+use rustc_hash::FxHashMap;
 use slog::{o, Logger};
 
 use crate::metrics::ProposalKind;
@@ -66,7 +67,7 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) life: Life,
     /// Peers learned from incoming messages, so that a peer that does not know its region
     /// yet (uninitialized, waiting for a snapshot) can answer them.
-    pub(crate) peer_cache: HashMap<u64, metapb::Peer>,
+    pub(crate) peer_cache: FxHashMap<u64, metapb::Peer>,
     /// Pieces of a snapshot being received.
     pub(crate) snap_chunks: Option<SnapChunks>,
     /// Reads waiting on raft: rounds sent, reads of this round, reads held, and a leader's
@@ -102,6 +103,9 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pub(crate) stale: StaleCheck,
     /// Whether the region sleeps, and a leader's sleep votes (see `operation::hibernate`).
     pub(crate) hibernation: Hibernation,
+    /// A leader broadcasts every commit until the entry at this index commits in its term:
+    /// its first entry, or an admin command (see `operation::ready`, lazy commit).
+    pub(crate) bcast_commit_until: Option<u64>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -160,7 +164,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             handed_index: applied,
             displacing: None,
             life: Life::Alive,
-            peer_cache: HashMap::new(),
+            peer_cache: FxHashMap::default(),
+            bcast_commit_until: None,
             snap_chunks: None,
             reads: ReadQueue::default(),
             lease: Lease::new(cfg.raft_store_max_leader_lease, cfg.max_lease_drift()),
