@@ -192,6 +192,14 @@ pub enum PeerMsg<S: Snapshot> {
     /// The store with this id stopped answering liveness pings (`operation/liveness.rs`): a
     /// sleeping follower whose leader is there wakes.
     StoreUnreachable(u64),
+    /// The transport could not deliver this peer's message to peer `to` (found when it
+    /// flushed): raft probes it rather than streaming; a snapshot's send failed.
+    Undelivered {
+        /// The peer the message was for.
+        to: u64,
+        /// Whether it was (a piece of) a snapshot.
+        snapshot: bool,
+    },
     /// A reader served a read from a lease about to end: renew it.
     RenewLease,
     /// Split the region at these keys (from the split checker, or asked for).

@@ -317,6 +317,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             counters,
             started_at: clock.now(),
             liveness: Arc::default(),
+            undelivered: Vec::new(),
         };
         let (lease_reads, read_counters) = (ctx.lease_reads.clone(), ctx.read_counters.clone());
         let counters = ctx.counters.clone();

@@ -1,6 +1,6 @@
 //! How raft messages leave a store.
 
-use proto::raft_serverpb::RaftMessage;
+use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
 
 /// Why a message could not be sent. Raft retransmits, so a failed send is never fatal; the
 /// peer reports the target unreachable to raft.
@@ -14,12 +14,38 @@ pub enum TransportError {
     Busy(u64),
 }
 
+/// A message a transport could not deliver when it flushed: its sender is told, as it would
+/// be of a failed [`Transport::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Undelivered {
+    /// The sender's region (0: a store's own message).
+    pub region_id: u64,
+    /// The peer it was for.
+    pub to_peer: u64,
+    /// What it was.
+    pub msg_type: MessageType,
+}
+
+impl Undelivered {
+    /// The report of `msg`.
+    pub fn of(msg: &RaftMessage) -> Self {
+        Undelivered {
+            region_id: if msg.has_extra() { 0 } else { msg.region_id },
+            to_peer: msg.get_to_peer().id,
+            msg_type: msg.get_message().get_msg_type(),
+        }
+    }
+}
+
 /// Sends raft messages to other stores. Each poller thread owns a clone.
 pub trait Transport: Send + Clone + 'static {
-    /// Sends `msg` to the store of `msg.to_peer`. Delivery is best effort: it may be lost,
-    /// delayed or reordered, as on a network.
+    /// Sends `msg` to the store of `msg.to_peer`, or queues it till the next
+    /// [`Transport::flush`]. Delivery is best effort: it may be lost, delayed or reordered,
+    /// as on a network. An error means it was not sent (nor queued).
     fn send(&mut self, msg: RaftMessage) -> Result<(), TransportError>;
 
-    /// Sends whatever the transport buffered. Called once per poll round.
-    fn flush(&mut self) {}
+    /// Sends what was queued, the messages to one store together. Called at least once per
+    /// poll round, before the round's raft-log write (so that a leader's appends travel while
+    /// it persists) and after it. Adds each message it could not deliver to `undelivered`.
+    fn flush(&mut self, _undelivered: &mut Vec<Undelivered>) {}
 }

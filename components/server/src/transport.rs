@@ -2,8 +2,9 @@
 //! (a simulator, an embedded test cluster) reach each other through channels.
 //!
 //! ```text
-//! node A: Transport::send ──▶ LocalNetwork ──(interceptor, if set: filters, delays)──▶
-//!         deliver_now ──▶ node B's RaftRouter ──▶ peer mailbox (or B's store FSM)
+//! node A: Transport::send (queued) ── flush, once or twice a round ──▶ LocalNetwork
+//!         ──(interceptor, if set: filters, delays; else each store's messages under one
+//!         lock)──▶ node B's RaftRouter ──▶ peer mailbox (or B's store FSM)
 //! ```
 
 use std::{
@@ -14,7 +15,7 @@ use std::{
 use engine::rocks::{RocksEngine, RocksRaftEngine};
 use proto::raft_serverpb::RaftMessage;
 use raftstore::{
-    transport::{Transport, TransportError},
+    transport::{Transport, TransportError, Undelivered},
     RaftRouter,
 };
 
@@ -84,11 +85,41 @@ impl LocalNetwork {
         ids
     }
 
-    fn send(self: &Arc<Self>, from: u64, msg: RaftMessage) -> Result<(), TransportError> {
+    /// Delivers a round's messages from store `from`: through the interceptor one by one
+    /// if one is set, otherwise each target store's messages under one lock, in the order
+    /// they were sent. What could not be delivered goes to `undelivered`.
+    fn deliver(
+        self: &Arc<Self>,
+        from: u64,
+        msgs: &mut Vec<RaftMessage>,
+        undelivered: &mut Vec<Undelivered>,
+    ) {
         let interceptor = self.interceptor.read().unwrap_or_else(|e| e.into_inner()).clone();
-        match interceptor {
-            Some(i) => i.send(self, from, msg),
-            None => self.deliver_now(msg),
+        if let Some(i) = interceptor {
+            for msg in msgs.drain(..) {
+                let report = Undelivered::of(&msg);
+                if i.send(self, from, msg).is_err() {
+                    undelivered.push(report);
+                }
+            }
+            return;
+        }
+        msgs.sort_by_key(|m| m.get_to_peer().store_id); // stable: per store, in order
+        let routers = self.routers.read().unwrap_or_else(|e| e.into_inner());
+        let mut msgs = msgs.drain(..).peekable();
+        while let Some(first) = msgs.next() {
+            let to = first.get_to_peer().store_id;
+            let router = routers.get(&to).map(|r| r.lock().unwrap_or_else(|e| e.into_inner()));
+            let mut one = |msg: RaftMessage| {
+                let report = Undelivered::of(&msg);
+                if router.as_ref().is_none_or(|r| r.send_raft_message(msg).is_err()) {
+                    undelivered.push(report);
+                }
+            };
+            one(first);
+            while let Some(msg) = msgs.next_if(|m| m.get_to_peer().store_id == to) {
+                one(msg);
+            }
         }
     }
 }
@@ -97,7 +128,7 @@ impl NodeTransport for Arc<LocalNetwork> {
     type Sender = LocalTransport;
 
     fn sender(&self, store_id: u64) -> LocalTransport {
-        LocalTransport { store_id, net: self.clone() }
+        LocalTransport { store_id, net: self.clone(), queue: Vec::new() }
     }
 
     fn attach(&self, store_id: u64, router: NodeRouter) {
@@ -112,15 +143,33 @@ impl NodeTransport for Arc<LocalNetwork> {
     }
 }
 
-/// The sending side of one node on a [`LocalNetwork`].
-#[derive(Clone)]
+/// The sending side of one node on a [`LocalNetwork`]: it queues a round's messages and
+/// delivers them when the round flushes, each target store's together.
 pub struct LocalTransport {
     store_id: u64,
     net: Arc<LocalNetwork>,
+    queue: Vec<RaftMessage>,
+}
+
+impl Clone for LocalTransport {
+    /// Another sender of the same node, with a queue of its own.
+    fn clone(&self) -> Self {
+        LocalTransport { store_id: self.store_id, net: self.net.clone(), queue: Vec::new() }
+    }
 }
 
 impl Transport for LocalTransport {
     fn send(&mut self, msg: RaftMessage) -> Result<(), TransportError> {
-        self.net.send(self.store_id, msg)
+        self.queue.push(msg);
+        Ok(())
+    }
+
+    fn flush(&mut self, undelivered: &mut Vec<Undelivered>) {
+        if !self.queue.is_empty() {
+            self.net.deliver(self.store_id, &mut self.queue, undelivered);
+            if self.queue.capacity() > 4096 {
+                self.queue = Vec::new(); // a burst's buffer goes back
+            }
+        }
     }
 }

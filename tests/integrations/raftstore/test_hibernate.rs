@@ -101,7 +101,8 @@ fn an_idle_region_sleeps_sends_no_heartbeat_and_a_write_wakes_it() {
     assert!(cluster.node(1).peers_in_hibernate_state(GroupState::Idle) >= 1, "the gauge");
 }
 
-/// Counts appends that carry no entry: a leader's commit broadcast (or a probe).
+/// Counts appends that carry no entry: a leader's commit broadcast, or raft's catch-up of a
+/// follower whose heartbeat answer shows an append still in flight.
 struct EmptyAppends(Arc<AtomicU64>);
 
 impl Filter for EmptyAppends {
@@ -114,16 +115,17 @@ impl Filter for EmptyAppends {
     }
 }
 
-/// Lazy commit: a write to a sleeping region sends no commit message. The followers learn the
-/// commit from the leader's sleep request (or a later heartbeat), apply the write, and the
-/// region sleeps again.
+/// Lazy commit: a write to a sleeping region sends no commit message (a broadcast would send
+/// one to each follower for every write). The followers learn the commit from the leader's
+/// sleep request or a heartbeat, apply the write, and the region sleeps again.
 #[test]
 fn a_write_to_a_sleeping_region_sends_no_commit_message_and_followers_still_apply_it() {
+    const WRITES: u64 = 20;
     let cluster = cluster_with(liveness_only());
     wait_asleep(&cluster, &[1, 2, 3]);
     let empty = Arc::new(AtomicU64::new(0));
     cluster.network.add_filter(Box::new(EmptyAppends(empty.clone())));
-    for i in 0..5 {
+    for i in 0..WRITES {
         let value = format!("v{i}");
         cluster.must_put(b"k", value.as_bytes());
         for store in 1..=3 {
@@ -131,7 +133,9 @@ fn a_write_to_a_sleeping_region_sends_no_commit_message_and_followers_still_appl
         }
         wait_asleep(&cluster, &[1, 2, 3]);
     }
-    assert_eq!(empty.load(Ordering::SeqCst), 0, "appends without entries (commit broadcasts)");
+    // With broadcasts: at least 2 * WRITES. A catch-up or a new leader's first commits: few.
+    let empty = empty.load(Ordering::SeqCst);
+    assert!(empty < WRITES, "{empty} appends without entries for {WRITES} writes");
 }
 
 /// Asleep, a region sends nothing of its own: its followers learn that the leader lives from

@@ -9,6 +9,7 @@ use std::{
 
 use engine::{KvEngine, RaftEngine};
 use local_reader::{Clock, ReadCounters};
+use proto::eraftpb::MessageType;
 use router::{drain, HandleResult, HandlerBuilder, PollHandler};
 use slog::Logger;
 
@@ -22,7 +23,7 @@ use crate::{
     msg::{PeerMsg, StoreMsg},
     operation::{liveness::StoreLiveness, snapshot::SnapGenerator},
     store_meta::SharedStoreMeta,
-    transport::Transport,
+    transport::{Transport, Undelivered},
     worker::{pd::PdScheduler, split_check::SplitCheckScheduler},
     Config,
 };
@@ -55,6 +56,8 @@ pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) started_at: std::time::Duration,
     /// Which other stores answer (`operation/liveness.rs`).
     pub(crate) liveness: Arc<StoreLiveness>,
+    /// What the transport could not deliver at its last flush (a buffer kept for reuse).
+    pub(crate) undelivered: Vec<Undelivered>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
@@ -81,7 +84,26 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
             counters: self.counters.clone(),
             started_at: self.started_at,
             liveness: self.liveness.clone(),
+            undelivered: Vec::new(),
         }
+    }
+
+    /// Sends the transport's queued messages, and tells each peer whose message could not be
+    /// delivered (raft then probes that follower instead of streaming to it).
+    fn flush_transport(&mut self) {
+        let mut undelivered = std::mem::take(&mut self.undelivered);
+        self.trans.flush(&mut undelivered);
+        undelivered.retain(|u| u.region_id != 0); // the store's own: the next round resends
+        for u in &undelivered {
+            self.counters.dropped(u.msg_type);
+        }
+        undelivered.dedup(); // the pieces of one snapshot
+        for u in undelivered.drain(..) {
+            let snapshot = u.msg_type == MessageType::MsgSnapshot;
+            let msg = PeerMsg::Undelivered { to: u.to_peer, snapshot };
+            let _ = self.router.force_send(u.region_id, msg);
+        }
+        self.undelivered = undelivered;
     }
 }
 
@@ -133,8 +155,9 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
     }
 
     fn end(&mut self, peers: &mut [Box<PeerFsm<EK, ER>>]) {
-        fail::fail_point!("store_before_persist");
         let ctx = &mut self.ctx;
+        ctx.flush_transport(); // a leader's appends travel while it persists
+        fail::fail_point!("store_before_persist");
         if !engine::RaftLogBatch::is_empty(&ctx.log_batch) {
             let start = Instant::now();
             if let Err(e) = ctx.raft.consume(&mut ctx.log_batch, ctx.cfg.sync_log) {
@@ -148,7 +171,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
             fsm.peer.on_persisted(ctx);
             fsm.peer.sync_delegate(ctx);
         }
-        ctx.trans.flush();
+        ctx.flush_transport();
     }
 }
 

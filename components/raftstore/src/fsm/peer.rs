@@ -51,6 +51,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             PeerMsg::SnapshotRead(r) => self.peer.propose_read(ctx, *r),
             PeerMsg::Tick => self.peer.on_tick(ctx),
             PeerMsg::StoreUnreachable(store) => self.peer.on_store_unreachable(store, ctx),
+            PeerMsg::Undelivered { to, snapshot } => self.peer.on_undelivered(to, snapshot, ctx),
             PeerMsg::RenewLease => self.peer.on_renew_lease_request(ctx),
             PeerMsg::SplitRegion(s) => self.peer.on_split_region(ctx, *s),
             PeerMsg::ProposeSplit(p) => self.peer.on_propose_split(ctx, *p),

@@ -193,7 +193,7 @@ fn is_hibernate_extra(msg: &RaftMessage) -> bool {
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Whether `msg` wakes this sleeping peer: everything but ticks, queries, size reports,
-    /// store liveness news (it wakes only some: `on_store_unreachable`), the hibernation
+    /// undelivered-message reports, store liveness news (it wakes only some: `on_store_unreachable`), the hibernation
     /// messages, and the plain heartbeats (and their answers) of the current
     /// term that a leader sends until it falls asleep itself (stepped all the same).
     pub(crate) fn wakes(&self, msg: &PeerMsg<EK::Snapshot>) -> bool {
@@ -201,7 +201,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             PeerMsg::Tick
             | PeerMsg::Query(_)
             | PeerMsg::ApproximateSize { .. }
-            | PeerMsg::StoreUnreachable(_) => false,
+            | PeerMsg::StoreUnreachable(_)
+            | PeerMsg::Undelivered { .. } => false,
             PeerMsg::RaftMessage(m) => !is_hibernate_extra(m) && !self.is_plain_heartbeat(m),
             _ => true,
         }
@@ -302,6 +303,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     ) {
         let now = ctx.clock.now();
         if self.hibernation.state != GroupState::Ordered || !self.may_sleep_as_leader(ctx, now) {
+            self.hibernation.votes.clear();
+            return;
+        }
+        // Compact first: a sleeping leader has no log GC tick, and a region written in short
+        // bursts may never be awake at one.
+        if self.propose_log_gc(&ctx.cfg) {
             self.hibernation.votes.clear();
             return;
         }

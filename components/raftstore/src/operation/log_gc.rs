@@ -26,11 +26,12 @@ use crate::{
 };
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
-    /// The log GC tick: a leader compacts what every peer has applied (or, past
-    /// `raft_log_gc_count_limit`, what it applied itself).
-    pub(crate) fn propose_log_gc(&mut self, cfg: &Config) {
+    /// The log GC tick, and a leader about to sleep: a leader compacts what every peer has
+    /// applied (or, past `raft_log_gc_count_limit`, what it applied itself). Returns whether
+    /// it proposed a compaction.
+    pub(crate) fn propose_log_gc(&mut self, cfg: &Config) -> bool {
         if !self.is_leader() || self.merge.blocks_proposals() {
-            return; // a merge carries entries from its min_index: keep them
+            return false; // a merge carries entries from its min_index: keep them
         }
         let first = self.storage().truncated_index() + 1;
         let replicated =
@@ -42,10 +43,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             replicated.min(applied)
         };
         if compact_index < first || compact_index + 1 - first < cfg.raft_log_gc_threshold {
-            return;
+            return false;
         }
         let Ok(compact_term) = self.raft_group.raft.raft_log.term(compact_index) else {
-            return;
+            return false;
         };
         let mut req = RaftCmdRequest::default();
         req.mut_header().region_id = self.region_id();
@@ -61,9 +62,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 // Nobody waits for the answer: a dropped proposal is retried next tick.
                 if self.raft_group.propose(vec![], data).is_ok() {
                     self.proposals_made[ProposalKind::CompactLog as usize] += 1;
+                    return true;
                 }
+                false
             }
-            Err(e) => warn!(self.logger, "cannot encode CompactLog"; "err" => %e),
+            Err(e) => {
+                warn!(self.logger, "cannot encode CompactLog"; "err" => %e);
+                false
+            }
         }
     }
 

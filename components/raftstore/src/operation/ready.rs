@@ -195,6 +195,20 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
+    /// The transport could not deliver a message of this peer's to peer `to`, as a failed
+    /// `send` above would have said.
+    pub(crate) fn on_undelivered<T>(
+        &mut self,
+        to: u64,
+        snapshot: bool,
+        ctx: &StoreContext<EK, ER, T>,
+    ) {
+        self.raft_group.report_unreachable(to);
+        if snapshot {
+            self.on_snapshot_send_failed(to, ctx);
+        }
+    }
+
     /// Committed entries: what their commit means for the lease and a split, then to apply
     /// (all of them, unless this leader must first hand over before its own removal).
     pub(crate) fn hand_to_apply<T>(&mut self, entries: Vec<Entry>, ctx: &StoreContext<EK, ER, T>) {
