@@ -35,7 +35,7 @@ use std::time::Duration;
 use engine::{KvEngine, RaftEngine};
 use proto::{
     eraftpb::{self, MessageType},
-    metapb::{self, PeerRole},
+    metapb::PeerRole,
     raft_serverpb::{ExtraMessageType, RaftMessage},
 };
 use raft::INVALID_ID;
@@ -97,8 +97,17 @@ pub(crate) struct Hibernation {
     /// A leader woken by a write does not tick raft (so sends no heartbeat, as if asleep)
     /// while its tick count is below this: at most one heartbeat interval.
     quiet_until: u64,
-    /// A follower's sleep request from (leader, term, index) it will answer once applied.
-    asked: Option<(metapb::Peer, u64, u64)>,
+    /// A follower's sleep request it will answer once it applied the index.
+    asked: Option<SleepRequest>,
+}
+
+/// A leader's request to sleep, as a follower keeps it until it may answer.
+#[derive(Clone, Copy, Debug)]
+struct SleepRequest {
+    leader: u64,
+    leader_store: u64,
+    term: u64,
+    index: u64,
 }
 
 impl Default for Hibernation {
@@ -524,7 +533,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let from_leader = from == raft.leader_id && term == raft.term;
         match msg.get_extra().get_field_type() {
             ExtraMessageType::MsgHibernateRequest if from_leader && ctx.cfg.hibernate_regions => {
-                self.on_hibernate_request(msg.get_from_peer().clone(), index, ctx)
+                self.on_hibernate_request(msg.get_from_peer().store_id, from, index, ctx)
             }
             ExtraMessageType::MsgHibernateResponse if self.is_leader() && term == raft.term => {
                 let h = &mut self.hibernation;
@@ -545,7 +554,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// news, lazily not broadcast), and agrees once it applied it.
     fn on_hibernate_request<T: Transport>(
         &mut self,
-        leader: metapb::Peer,
+        leader_store: u64,
+        leader: u64,
         index: u64,
         ctx: &mut StoreContext<EK, ER, T>,
     ) {
@@ -553,7 +563,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if log.last_index() == index && log.committed < index {
             log.commit_to(index);
         }
-        self.hibernation.asked = Some((leader, self.term(), index));
+        let term = self.term();
+        self.hibernation.asked = Some(SleepRequest { leader, leader_store, term, index });
         self.maybe_answer_sleep_request(ctx);
     }
 
@@ -564,17 +575,22 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         &mut self,
         ctx: &mut StoreContext<EK, ER, T>,
     ) {
-        let Some((leader, term, index)) = self.hibernation.asked.clone() else {
+        let Some(asked) = self.hibernation.asked else {
             return;
         };
         let raft = &self.raft_group.raft;
-        if term != raft.term || leader.id != raft.leader_id || raft.raft_log.last_index() != index {
+        if asked.term != raft.term
+            || asked.leader != raft.leader_id
+            || raft.raft_log.last_index() != asked.index
+        {
             self.hibernation.asked = None;
             return;
         }
-        if ctx.liveness.is_reachable(leader.store_id) && self.may_sleep_as_follower(index) {
+        if ctx.liveness.is_reachable(asked.leader_store) && self.may_sleep_as_follower(asked.index)
+        {
             self.hibernation.asked = None;
-            self.send_extra(leader.id, ExtraMessageType::MsgHibernateResponse, index, ctx);
+            let (leader, index) = (asked.leader, asked.index);
+            self.send_extra(leader, ExtraMessageType::MsgHibernateResponse, index, ctx);
             self.fall_asleep(ctx);
         }
     }
