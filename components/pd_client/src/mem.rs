@@ -103,6 +103,7 @@ pub struct MemPd {
     next_id: AtomicU64,
     splits: AtomicU64,
     leader_changes: AtomicU64,
+    region_heartbeats: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -121,6 +122,7 @@ impl MemPd {
             next_id: AtomicU64::new(1000),
             splits: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
+            region_heartbeats: AtomicU64::new(0),
             inner: Mutex::default(),
         }
     }
@@ -128,6 +130,11 @@ impl MemPd {
     /// Splits reported so far (`report_batch_split` calls accepted).
     pub fn split_count(&self) -> u64 {
         self.splits.load(Ordering::Relaxed)
+    }
+
+    /// Region heartbeats received so far, from every leader.
+    pub fn region_heartbeat_count(&self) -> u64 {
+        self.region_heartbeats.load(Ordering::Relaxed)
     }
 
     /// Times a region's reported leader changed (a new leader's first heartbeat), so far.
@@ -529,6 +536,7 @@ impl PdClient for MemPd {
         leader: metapb::Peer,
         stats: RegionStats,
     ) -> Result<Option<Operator>> {
+        self.region_heartbeats.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.inner();
         inner.check_bootstrapped()?;
         inner.check_stale(&region)?;

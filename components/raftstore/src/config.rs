@@ -117,6 +117,13 @@ pub struct Config {
     /// this catches a follower removed while it was cut off, or a leader that lost its peer.
     #[serde(with = "humantime_serde")]
     pub sleeping_follower_check_interval: Duration,
+    /// How often a sleeping leader reports its region to the placement driver while the
+    /// report would say what the last one said (at its first slow tick this long after the
+    /// last report); a changed report (a peer down or back, a new size) goes at the next slow
+    /// tick. The placement driver answers reports with operators, so this bounds how long an
+    /// idle region waits for one (a merge of idle regions, a leader move).
+    #[serde(with = "humantime_serde")]
+    pub hibernated_pd_heartbeat_interval: Duration,
     /// Most entries the apply side writes in one kv write batch.
     pub apply_batch_max_entries: usize,
     /// Poller threads of the store batch system.
@@ -165,6 +172,7 @@ impl Default for Config {
             hibernate_regions: true,
             hibernated_tick_interval: Duration::from_secs(10),
             sleeping_follower_check_interval: Duration::from_secs(120),
+            hibernated_pd_heartbeat_interval: Duration::from_secs(60),
             apply_batch_max_entries: 256,
             store_pool_size: 2,
             messages_per_tick: 4096,
@@ -216,6 +224,7 @@ impl Config {
             hibernate_regions: true,
             hibernated_tick_interval: Duration::from_millis(200),
             sleeping_follower_check_interval: Duration::from_secs(2),
+            hibernated_pd_heartbeat_interval: Duration::from_millis(200),
             snap_chunk_size: 16 << 10,
             snap_send_timeout: Duration::from_secs(1),
             sync_log: false,
@@ -247,6 +256,7 @@ impl Config {
             max_leader_missing_duration: scale(base.max_leader_missing_duration),
             hibernated_tick_interval: scale(base.hibernated_tick_interval),
             sleeping_follower_check_interval: scale(base.sleeping_follower_check_interval),
+            hibernated_pd_heartbeat_interval: scale(base.hibernated_pd_heartbeat_interval),
             snap_send_timeout: scale(base.snap_send_timeout).max(base.snap_send_timeout),
             ..base
         }
@@ -275,6 +285,7 @@ impl Config {
             ("max_leader_missing_duration", self.max_leader_missing_duration),
             ("hibernated_tick_interval", self.hibernated_tick_interval),
             ("sleeping_follower_check_interval", self.sleeping_follower_check_interval),
+            ("hibernated_pd_heartbeat_interval", self.hibernated_pd_heartbeat_interval),
         ];
         for (field, value) in durations {
             if value > MAX_DURATION {

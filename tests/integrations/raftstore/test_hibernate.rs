@@ -138,6 +138,26 @@ fn a_write_to_a_sleeping_region_sends_no_commit_message_and_followers_still_appl
     assert!(empty < WRITES, "{empty} appends without entries for {WRITES} writes");
 }
 
+/// A sleeping leader reports an unchanged region once per `hibernated_pd_heartbeat_interval`,
+/// not at every slow tick (200 ms here).
+#[test]
+fn a_sleeping_leader_reports_an_unchanged_region_rarely() {
+    let reports_in_2s = |interval: Duration| {
+        let cfg = Config { hibernated_pd_heartbeat_interval: interval, ..liveness_only() };
+        let cluster = cluster_with(cfg);
+        wait_asleep(&cluster, &[1, 2, 3]);
+        thread::sleep(Duration::from_millis(300)); // reports of the way to sleep
+        let before = cluster.pd.region_heartbeat_count();
+        thread::sleep(Duration::from_secs(2));
+        assert!((1..=3).all(|s| state(&cluster, s) == Some(GroupState::Idle)));
+        cluster.pd.region_heartbeat_count() - before
+    };
+    let rare = reports_in_2s(Duration::from_secs(60));
+    assert!(rare <= 1, "{rare} reports of an unchanged sleeping region in 2 s");
+    let often = reports_in_2s(Duration::from_millis(200));
+    assert!(often >= 4, "{often} reports at every slow tick");
+}
+
 /// Asleep, a region sends nothing of its own: its followers learn that the leader lives from
 /// store pings, not from per-region checks. Past `max_peer_down_duration` (2 s) its leader
 /// still reports no peer down, since their stores answer.

@@ -99,6 +99,9 @@ pub(crate) struct Hibernation {
     quiet_until: u64,
     /// A follower's sleep request it will answer once it applied the index.
     asked: Option<SleepRequest>,
+    /// A leader's last report to the placement driver: clock time, and its digest
+    /// (`operation::pd`).
+    pub(crate) last_report: (Duration, u64),
 }
 
 /// A leader's request to sleep, as a follower keeps it until it may answer.
@@ -122,6 +125,7 @@ impl Default for Hibernation {
             awake_until: 0,
             counted: None,
             asked: None,
+            last_report: (Duration::ZERO, 0),
             quiet_until: 0,
         }
     }
@@ -460,7 +464,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             // A peer left behind as down: if it is back, its answer wakes this leader.
             self.raft_group.ping();
         }
-        self.heartbeat_pd(ctx);
+        self.heartbeat_pd_asleep(ctx, now);
     }
 
     /// Store `store` stopped answering (`operation/liveness.rs`). A sleeping follower whose

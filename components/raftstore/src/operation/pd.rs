@@ -1,12 +1,15 @@
 //! Talking to the placement driver: region heartbeats from leaders, and the operators the
 //! placement driver answers with.
 
-use std::time::Duration;
+use std::{
+    hash::{Hash, Hasher},
+    time::Duration,
+};
 
 use engine::{KvEngine, RaftEngine};
 use pd_client::{Operator, RegionStats};
 use proto::raft_cmdpb::{AdminCmdType, ConfChangeType, RaftCmdRequest};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHasher};
 use slog::info;
 
 use crate::{batch::StoreContext, msg::RaftCommand, raft::peer::Peer, worker::pd::PdTask};
@@ -45,11 +48,36 @@ impl PeerHealth {
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// A leader reports its region, term and the health of its peers.
-    pub(crate) fn heartbeat_pd<T>(&self, ctx: &StoreContext<EK, ER, T>) {
-        if !self.is_leader() {
-            return;
+    pub(crate) fn heartbeat_pd<T>(&mut self, ctx: &StoreContext<EK, ER, T>) {
+        if self.is_leader() {
+            let stats = self.region_stats(ctx, ctx.clock.now());
+            self.report_to_pd(ctx, stats);
         }
-        let now = ctx.clock.now();
+    }
+
+    /// A sleeping leader's report: at once if it differs from the last one, otherwise once
+    /// per `hibernated_pd_heartbeat_interval`.
+    pub(crate) fn heartbeat_pd_asleep<T>(&mut self, ctx: &StoreContext<EK, ER, T>, now: Duration) {
+        let stats = self.region_stats(ctx, now);
+        let (last_at, last_digest) = self.hibernation.last_report;
+        let due = now.saturating_sub(last_at) >= ctx.cfg.hibernated_pd_heartbeat_interval;
+        if due || self.report_digest(&stats) != last_digest {
+            self.report_to_pd(ctx, stats);
+        }
+    }
+
+    /// What a report says that can change while the region sleeps, hashed.
+    fn report_digest(&self, stats: &RegionStats) -> u64 {
+        let mut h = FxHasher::default();
+        let epoch = self.region().get_region_epoch();
+        (self.term(), epoch.version, epoch.conf_ver).hash(&mut h);
+        (stats.approximate_size, stats.approximate_keys).hash(&mut h);
+        stats.down_peers.iter().for_each(|p| ("down", p.id).hash(&mut h));
+        stats.pending_peers.iter().for_each(|p| ("pending", p.id).hash(&mut h));
+        h.finish()
+    }
+
+    fn region_stats<T>(&self, ctx: &StoreContext<EK, ER, T>, now: Duration) -> RegionStats {
         let truncated = self.storage().truncated_index();
         let mut stats = RegionStats::default();
         for (id, pr) in self.raft_group.raft.prs().iter() {
@@ -70,6 +98,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             stats.approximate_size = Some(size);
             stats.approximate_keys = Some(keys);
         }
+        stats
+    }
+
+    fn report_to_pd<T>(&mut self, ctx: &StoreContext<EK, ER, T>, stats: RegionStats) {
+        self.hibernation.last_report = (ctx.clock.now(), self.report_digest(&stats));
         let pending = stats.pending_peers.len() as u64;
         let mut meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
         if self.published.as_ref().is_some_and(|p| p.is_leader()) {
