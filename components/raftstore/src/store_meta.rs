@@ -25,6 +25,10 @@ pub struct StoreMeta {
     /// The store's id.
     pub store_id: u64,
     regions: HashMap<u64, Region>,
+    /// Store id → peers on it across `regions`, kept with them: store liveness asks which
+    /// stores to ping every round, and walking every region's peers under this lock would
+    /// cost what the regions number.
+    peer_store_counts: BTreeMap<u64, usize>,
     /// Data end key → region id.
     ranges: BTreeMap<Vec<u8>, u64>,
     /// Region id → the delegate of its peer here.
@@ -47,6 +51,20 @@ const PENDING_MSGS_PER_REGION: usize = 64;
 /// Most regions with kept messages.
 const PENDING_MSG_REGIONS: usize = 4096;
 
+/// Counts `region`'s peers in (`add`) or out of `counts`, dropping stores left with none.
+fn count_peer_stores(counts: &mut BTreeMap<u64, usize>, region: &Region, add: bool) {
+    for peer in region.get_peers() {
+        if add {
+            *counts.entry(peer.store_id).or_default() += 1;
+        } else if let Some(n) = counts.get_mut(&peer.store_id) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&peer.store_id);
+            }
+        }
+    }
+}
+
 /// `StoreMeta` as the store's threads share it.
 pub type SharedStoreMeta = Arc<Mutex<StoreMeta>>;
 
@@ -65,7 +83,10 @@ impl StoreMeta {
             }
         }
         self.ranges.insert(keys::data_end_key(&region.end_key), region.id);
-        self.regions.insert(region.id, region);
+        count_peer_stores(&mut self.peer_store_counts, &region, true);
+        if let Some(old) = self.regions.insert(region.id, region) {
+            count_peer_stores(&mut self.peer_store_counts, &old, false);
+        }
     }
 
     /// Removes a region and its range.
@@ -73,6 +94,7 @@ impl StoreMeta {
         self.leaders.remove(&region_id);
         self.merged_away.remove(&region_id);
         let region = self.regions.remove(&region_id)?;
+        count_peer_stores(&mut self.peer_store_counts, &region, false);
         let end = keys::data_end_key(&region.end_key);
         if self.ranges.get(&end) == Some(&region_id) {
             self.ranges.remove(&end);
@@ -204,8 +226,8 @@ impl StoreMeta {
 
     /// The other stores that hold a peer of a region with a peer here.
     pub fn peer_stores(&self) -> std::collections::BTreeSet<u64> {
-        let peers = self.regions.values().flat_map(|r| r.get_peers());
-        peers.map(|p| p.store_id).filter(|s| *s != self.store_id).collect()
+        let stores = self.peer_store_counts.keys().copied();
+        stores.filter(|s| *s != self.store_id).collect()
     }
 
     /// Number of regions.
@@ -309,6 +331,31 @@ mod tests {
         assert_eq!(meta.remove_region(2).unwrap().id, 2);
         assert_eq!(meta.len(), 1);
         assert!(meta.region_by_key(b"x").is_none());
+    }
+
+    #[test]
+    fn peer_stores_follow_regions_and_their_members() {
+        let with_peers = |id, start: &[u8], end: &[u8], stores: &[u64]| {
+            let mut r = region(id, start, end);
+            for (i, s) in stores.iter().enumerate() {
+                let mut p = proto::metapb::Peer::default();
+                (p.id, p.store_id) = (id * 10 + i as u64, *s);
+                r.mut_peers().push(p);
+            }
+            r
+        };
+        let stores = |m: &StoreMeta| m.peer_stores().into_iter().collect::<Vec<_>>();
+        let mut meta = StoreMeta::new(1);
+        meta.set_region(with_peers(1, b"", b"m", &[1, 2, 3]));
+        meta.set_region(with_peers(2, b"m", b"", &[1, 3, 4]));
+        assert_eq!(stores(&meta), vec![2, 3, 4], "never the store itself");
+        meta.set_region(with_peers(2, b"m", b"", &[1, 3, 5])); // 4 replaced by 5
+        assert_eq!(stores(&meta), vec![2, 3, 5]);
+        meta.remove_region(1);
+        assert_eq!(stores(&meta), vec![3, 5]);
+        meta.set_region(with_peers(2, b"m", b"", &[1, 3, 5])); // the same again: no double count
+        meta.remove_region(2);
+        assert_eq!(stores(&meta), Vec::<u64>::new());
     }
 
     #[test]

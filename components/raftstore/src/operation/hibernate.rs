@@ -206,9 +206,10 @@ fn is_hibernate_extra(msg: &RaftMessage) -> bool {
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Whether `msg` wakes this sleeping peer: everything but ticks, queries, size reports,
-    /// undelivered-message reports, store liveness news (it wakes only some: `on_store_unreachable`), the hibernation
-    /// messages, and the plain heartbeats (and their answers) of the current
-    /// term that a leader sends until it falls asleep itself (stepped all the same).
+    /// undelivered-message reports, store liveness news (it wakes only some:
+    /// `on_store_unreachable`), the hibernation messages, and the plain heartbeats (and their
+    /// answers) of the current term that a leader sends until it falls asleep itself
+    /// (stepped all the same).
     pub(crate) fn wakes(&self, msg: &PeerMsg<EK::Snapshot>) -> bool {
         match msg {
             PeerMsg::Tick
