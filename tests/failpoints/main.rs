@@ -2,6 +2,7 @@
 
 mod test_bootstrap;
 mod test_crash;
+mod test_hibernate;
 mod test_life;
 mod test_merge;
 mod test_read;

@@ -39,10 +39,15 @@ impl RegionCache {
     /// Caches `region`, replacing every cached region it overlaps unless one of them is newer
     /// (then `region` is stale and ignored).
     pub fn insert(&mut self, region: Region) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        // Cached regions do not overlap: those `region` overlaps are the run that ends after
+        // its start, up to the first that starts at or after its end (a lookup, not a walk of
+        // the cache: a client holds every region it touched).
+        let after_start = End::Key(region.start_key.clone());
         let overlapping: Vec<End> = self
             .by_end
-            .iter()
-            .filter(|(_, r)| overlaps(r, &region))
+            .range((Excluded(after_start), Unbounded))
+            .take_while(|(_, r)| overlaps(r, &region))
             .map(|(end, _)| end.clone())
             .collect();
         let version = |r: &Region| r.get_region_epoch().version;
@@ -103,5 +108,23 @@ mod tests {
         assert_eq!(cache.locate(b"m").unwrap().id, 1);
         cache.invalidate(2);
         assert!(cache.locate(b"a").is_none());
+    }
+
+    #[test]
+    fn a_region_replaces_exactly_the_run_it_overlaps() {
+        let mut cache = RegionCache::default();
+        for (id, start, end) in [(1, "", "b"), (2, "b", "d"), (3, "d", "f"), (4, "f", "h")] {
+            cache.insert(region(id, start.as_bytes(), end.as_bytes(), 1));
+        }
+        cache.insert(region(5, b"f", b"", 1)); // to +infinity, adjacent to 3
+        assert_eq!(cache.len(), 4, "4 replaced, 3 kept");
+        cache.insert(region(6, b"c", b"e", 2)); // overlaps 2 and 3, touches neither 1 nor 5
+        let ids: Vec<u64> = ["a", "b", "c", "d", "e", "z"]
+            .iter()
+            .map(|k| cache.locate(k.as_bytes()).map_or(0, |r| r.id))
+            .collect();
+        assert_eq!(ids, [1, 0, 6, 6, 0, 5]);
+        cache.insert(region(7, b"", b"", 3)); // a merge of everything
+        assert_eq!((cache.len(), cache.locate(b"q").unwrap().id), (1, 7));
     }
 }

@@ -12,7 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
+use proto::{
+    eraftpb::MessageType,
+    raft_serverpb::{ExtraMessageType, RaftMessage},
+};
 use raftstore::{operation::hibernate::GroupState, Config, ReadContext};
 use test_raftstore::{transport::Filter, wait_until, Cluster, FIRST_REGION};
 
@@ -186,6 +189,41 @@ fn the_off_switch_keeps_every_region_ticking() {
     thread::sleep(Duration::from_millis(300));
     assert!(heartbeats.load(Ordering::SeqCst) > 0);
     assert!((1..=3).all(|s| state(&cluster, s) != Some(GroupState::Idle)));
+}
+
+/// Drops the sleep votes one store sends.
+struct DropVotesFrom(u64);
+
+impl Filter for DropVotesFrom {
+    fn allow(&self, from: u64, _: u64, msg: &RaftMessage) -> bool {
+        from != self.0
+            || !msg.has_extra()
+            || msg.get_extra().get_field_type() != ExtraMessageType::MsgHibernateResponse
+    }
+}
+
+/// A leader asking to sleep sends requests, not heartbeats, but only for an election
+/// timeout: a follower whose vote never arrives gets heartbeats again, answers them, and is
+/// never taken for down (past `max_peer_down_duration`, 2 s); nobody campaigns meanwhile.
+#[test]
+fn a_follower_that_never_agrees_to_sleep_is_not_taken_for_down() {
+    let cluster = cluster_with(liveness_only());
+    wait_asleep(&cluster, &[1, 2, 3]);
+    let (leader, _) = cluster.leader_region(FIRST_REGION);
+    let follower = (1..=3).find(|s| *s != leader.store_id).unwrap();
+    let term = cluster.peer_status(leader.store_id, FIRST_REGION).unwrap().term;
+    cluster.network.add_filter(Box::new(DropVotesFrom(follower)));
+    let heartbeats = count(&cluster, &[MessageType::MsgHeartbeat]);
+    cluster.must_put(b"k", b"v2");
+    thread::sleep(Duration::from_millis(3000));
+    assert_eq!(cluster.pd.down_peers(FIRST_REGION), vec![], "a live follower reported down");
+    assert!(heartbeats.load(Ordering::SeqCst) > 0, "the leader never heartbeat");
+    assert_ne!(state(&cluster, leader.store_id), Some(GroupState::Idle), "slept without a vote");
+    for store in 1..=3 {
+        assert_eq!(cluster.peer_status(store, FIRST_REGION).unwrap().term, term, "an election");
+    }
+    cluster.clear_filters();
+    wait_asleep(&cluster, &[1, 2, 3]);
 }
 
 /// The leader's store is cut off while the region sleeps. The followers' stores find out from

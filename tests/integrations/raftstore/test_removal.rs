@@ -102,6 +102,11 @@ impl Filter for NoReplication {
 /// gets the entry. C then leads with B's vote. Returns the cluster, A, B, C and the GC
 /// messages A sent C.
 fn removed_peer_leads(cfg: Config) -> (Cluster, [metapb::Peer; 3], Held) {
+    // Hibernation off: B must tick. Asleep when the filters go up, it would hear nothing
+    // that wakes it (A's pings to it are cut), and would refuse C's pre-vote for a whole
+    // election timeout after C's first, in lease since its clock stood still; A, back from
+    // stepping down, could then win B's vote first.
+    let cfg = Config { hibernate_regions: false, ..cfg };
     let mut cluster = Cluster::with_config(3, cfg);
     cluster.run();
     cluster.must_put(b"k", b"v");

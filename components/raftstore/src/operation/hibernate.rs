@@ -97,6 +97,10 @@ pub(crate) struct Hibernation {
     /// A leader woken by a write does not tick raft (so sends no heartbeat, as if asleep)
     /// while its tick count is below this: at most one heartbeat interval.
     quiet_until: u64,
+    /// A leader's tick counts when it first and last sent sleep requests that still stand:
+    /// it does not tick raft either until a heartbeat interval after the last, for at most
+    /// an election timeout after the first (`keeps_quiet`).
+    asked_at: Option<(u64, u64)>,
     /// A follower's sleep request it will answer once it applied the index.
     asked: Option<SleepRequest>,
     /// A leader's last report to the placement driver: clock time, and its digest
@@ -127,14 +131,24 @@ impl Default for Hibernation {
             asked: None,
             last_report: (Duration::ZERO, 0),
             quiet_until: 0,
+            asked_at: None,
         }
     }
 }
 
 impl Hibernation {
-    /// Whether a leader woken by a write still skips raft's ticks at tick `ticks`.
-    pub(crate) fn keeps_quiet(&self, ticks: u64) -> bool {
-        ticks < self.quiet_until
+    /// Whether a leader skips raft's ticks (and so sends no heartbeat) at tick `ticks`: for a
+    /// heartbeat interval after a write woke it, and then while it asks its followers to
+    /// sleep. Each request resets a follower's election clock as a heartbeat does
+    /// (`on_hibernate_request`), and the leader sends one every heartbeat interval, so the
+    /// followers hear from it as often. A region written every few rounds then sends no
+    /// heartbeat at all: it sleeps between writes. A follower that does not agree within an
+    /// election timeout gets heartbeats again, and so is heard from (it answers them) and
+    /// never taken for down.
+    pub(crate) fn keeps_quiet(&self, ticks: u64, cfg: &crate::Config) -> bool {
+        let (hb, et) = (cfg.raft_heartbeat_ticks as u64, cfg.raft_election_timeout_ticks as u64);
+        let asking = |(first, last): (u64, u64)| ticks <= last + hb && ticks < first + et;
+        quiet_ticks(cfg) > 0 && (ticks < self.quiet_until || self.asked_at.is_some_and(asking))
     }
 
     /// The current state.
@@ -151,6 +165,7 @@ impl Hibernation {
     /// longer stand.
     pub(crate) fn on_waking_send(&mut self) {
         self.votes.clear();
+        self.asked_at = None;
     }
 
     /// Moves the store's gauge to the current state; `None` takes the peer out of it.
@@ -190,6 +205,12 @@ fn quiet_ticks(cfg: &crate::Config) -> u64 {
     }
 }
 
+/// An apply result with no admin effect, which a follower that agreed to sleep before its
+/// apply caught up takes in asleep: it only moves the applied index.
+fn is_plain_apply(res: &crate::msg::ApplyRes) -> bool {
+    res.exec_results.is_empty() && res.holding_merge.is_none()
+}
+
 /// The hibernation messages, which never wake a peer.
 fn is_hibernate_extra(msg: &RaftMessage) -> bool {
     msg.has_extra()
@@ -207,7 +228,8 @@ fn is_hibernate_extra(msg: &RaftMessage) -> bool {
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Whether `msg` wakes this sleeping peer: everything but ticks, queries, size reports,
     /// undelivered-message reports, store liveness news (it wakes only some:
-    /// `on_store_unreachable`), the hibernation messages, and the plain heartbeats (and their
+    /// `on_store_unreachable`), apply results without admin effects, the hibernation
+    /// messages, and the plain heartbeats (and their
     /// answers) of the current term that a leader sends until it falls asleep itself
     /// (stepped all the same).
     pub(crate) fn wakes(&self, msg: &PeerMsg<EK::Snapshot>) -> bool {
@@ -218,6 +240,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             | PeerMsg::StoreUnreachable(_)
             | PeerMsg::Undelivered { .. } => false,
             PeerMsg::RaftMessage(m) => !is_hibernate_extra(m) && !self.is_plain_heartbeat(m),
+            PeerMsg::ApplyRes(r) => !is_plain_apply(r),
             _ => true,
         }
     }
@@ -250,6 +273,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         debug!(self.logger, "waking up");
         self.hibernation.state = GroupState::Ordered;
+        self.hibernation.asked_at = None;
         let window = awake_window(msg, &ctx.cfg);
         self.hibernation.awake_until = self.ticks + window;
         ctx.router.set_cadence(self.region_id(), Cadence::Every);
@@ -318,12 +342,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let now = ctx.clock.now();
         if self.hibernation.state != GroupState::Ordered || !self.may_sleep_as_leader(ctx, now) {
             self.hibernation.votes.clear();
+            self.hibernation.asked_at = None;
             return;
         }
         // Compact first: a sleeping leader has no log GC tick, and a region written in short
         // bursts may never be awake at one.
         if self.propose_log_gc(&ctx.cfg) {
             self.hibernation.votes.clear();
+            self.hibernation.asked_at = None;
             return;
         }
         let raft = &self.raft_group.raft;
@@ -346,6 +372,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 .filter(|(id, pr)| **id != me && pr.matched == last)
                 .map(|(id, _)| *id)
                 .collect();
+            if !followers.is_empty() {
+                let h = &mut self.hibernation;
+                let first = if fresh { None } else { h.asked_at.map(|(first, _)| first) };
+                h.asked_at = Some((first.unwrap_or(self.ticks), self.ticks));
+            }
             for id in followers {
                 self.send_extra(id, ExtraMessageType::MsgHibernateRequest, last, ctx);
             }
@@ -372,6 +403,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             && !self.split.check_due(ctx.cfg.region_split_check_diff) // a sleeper checks nothing
             && !self.merge.blocks_proposals()
             && !self.merge.holds_commit_merge()
+            && self.raft_group.raft.read_only.pending_read_count() == 0 // followers' ReadIndex
             && self.snap_sends.is_empty()
             && self.displacing.is_none();
         let stayed_awake = self.ticks >= self.hibernation.awake_until;
@@ -408,6 +440,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         debug!(self.logger, "hibernating"; "index" => self.hibernation.index);
         self.hibernation.state = GroupState::Idle;
         self.hibernation.unanswered = 0;
+        self.hibernation.asked_at = None;
         self.hibernation.last_slow = ctx.clock.now();
         // The last write's entries, replicated by now: an idle peer holds none, nor a
         // leader's buffers of messages in flight to its followers.
@@ -521,6 +554,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let h = &mut self.hibernation;
         h.votes.clear();
         h.quiet_until = 0;
+        h.asked_at = None;
         if h.state != GroupState::Idle {
             h.state = GroupState::Chaos; // Ordered again at the next tick with a leader
         }
@@ -537,8 +571,19 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let raft = &self.raft_group.raft;
         let from_leader = from == raft.leader_id && term == raft.term;
         match msg.get_extra().get_field_type() {
-            ExtraMessageType::MsgHibernateRequest if from_leader && ctx.cfg.hibernate_regions => {
-                self.on_hibernate_request(msg.get_from_peer().store_id, from, index, ctx)
+            ExtraMessageType::MsgHibernateRequest if ctx.cfg.hibernate_regions => {
+                if !from_leader && term >= raft.term {
+                    self.step_as_heartbeat(from, term);
+                }
+                let raft = &self.raft_group.raft;
+                if from == raft.leader_id && term == raft.term {
+                    self.on_hibernate_request(msg.get_from_peer().store_id, from, index, ctx)
+                }
+            }
+            // A follower woke on its own (an admin effect of its apply, a request of its
+            // own): its vote no longer stands, it is asked again.
+            ExtraMessageType::MsgRegionWakeUp if self.is_leader() => {
+                self.hibernation.votes.retain(|v| *v != from)
             }
             ExtraMessageType::MsgHibernateResponse if self.is_leader() && term == raft.term => {
                 let h = &mut self.hibernation;
@@ -556,7 +601,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// The leader asks this follower to sleep at `index`, which it committed and knows this
     /// follower to hold (it asks no other). So the follower commits up to it (the commit's
-    /// news, lazily not broadcast), and agrees once it applied it.
+    /// news, lazily not broadcast), and agrees once it handed it to apply. The request is
+    /// word from the leader in its term, as a heartbeat is: the election clock starts over
+    /// (the leader sends requests instead of heartbeats, `Hibernation::keeps_quiet`).
     fn on_hibernate_request<T: Transport>(
         &mut self,
         leader_store: u64,
@@ -564,6 +611,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         index: u64,
         ctx: &mut StoreContext<EK, ER, T>,
     ) {
+        self.raft_group.raft.election_elapsed = 0;
         let log = &mut self.raft_group.raft.raft_log;
         if log.last_index() == index && log.committed < index {
             log.commit_to(index);
@@ -573,9 +621,24 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.maybe_answer_sleep_request(ctx);
     }
 
+    /// A sleep request from a leader this peer does not follow yet (restarted, or campaigning
+    /// in the same term): only a leader sends one, so it is stepped as that leader's
+    /// heartbeat (commit 0: the request's own commit follows), which makes this peer its
+    /// follower and answers it. A quiet leader sends no heartbeat of its own meanwhile.
+    fn step_as_heartbeat(&mut self, leader: u64, term: u64) {
+        let mut m = eraftpb::Message::default();
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        m.from = leader;
+        m.to = self.peer_id();
+        m.term = term;
+        if let Err(e) = self.raft_group.step(m) {
+            debug!(self.logger, "raft refused a sleep request as a heartbeat"; "err" => %e);
+        }
+    }
+
     /// Answers the leader's sleep request, and sleeps, once this follower may: called on the
-    /// request and after each apply. A request from an earlier term, or for a log that grew
-    /// since, is forgotten.
+    /// request, after each persisted ready and after each apply. A request from an earlier
+    /// term, or for a log that grew since, is forgotten.
     pub(crate) fn maybe_answer_sleep_request<T: Transport>(
         &mut self,
         ctx: &mut StoreContext<EK, ER, T>,
@@ -601,21 +664,25 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// A follower agrees to sleep when its log ends where its leader's does, all of it
-    /// committed and applied, with nothing of its own in flight (and, checked by the caller,
-    /// its leader's store answers pings: a late request must not put it to sleep under a
-    /// leader already given up for dead).
+    /// committed and handed to apply, with nothing of its own in flight (and, checked by the
+    /// caller, its leader's store answers pings: a late request must not put it to sleep
+    /// under a leader already given up for dead). Its apply need not have caught up: that
+    /// takes no tick and no message to the leader, and its result does not wake a sleeper
+    /// unless it carries an admin effect (`is_plain_apply`). Waiting for it cost a round trip
+    /// through the apply pool per write, and heartbeats while the leader waited.
     fn may_sleep_as_follower(&self, index: u64) -> bool {
         let raft = &self.raft_group.raft;
         raft.state == raft::StateRole::Follower
             && raft.raft_log.last_index() == index
             && raft.raft_log.committed == index
-            && self.storage().applied_index() == index
+            && self.handed_index == index
             && self.pending_ready.is_none()
             && self.reads.is_empty()
             && self.proposals.is_empty()
             && self.ticks >= self.refuse_votes_until
             && self.snap_chunks.is_none()
             && self.displacing.is_none()
+            && !self.merge.holds_commit_merge()
             && self.hibernation.state != GroupState::PreChaos
     }
 

@@ -110,6 +110,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.note_committed_admin(light.committed_entries(), now);
         self.send(light.take_messages(), ctx, now);
         self.hand_to_apply(light.take_committed_entries(), ctx);
+        self.maybe_answer_sleep_request(ctx); // the commit a sleep request told is handed
     }
 
     /// A storage failure in the ready path. Going on would send or acknowledge what was not

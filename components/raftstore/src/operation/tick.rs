@@ -120,7 +120,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             PeerTick::Raft => {
                 // A leader a write woke keeps quiet a few ticks: the write's append reaches
                 // every follower, and most often the region sleeps again before any heartbeat.
-                if !self.hibernation.keeps_quiet(self.ticks) || !self.is_leader() {
+                if !self.hibernation.keeps_quiet(self.ticks, cfg) || !self.is_leader() {
                     self.raft_group.tick();
                 }
             }

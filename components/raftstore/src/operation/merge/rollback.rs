@@ -64,9 +64,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             ExtraMessageType::MsgHibernateRequest
             | ExtraMessageType::MsgHibernateResponse
             | ExtraMessageType::MsgCheckLeader
-            | ExtraMessageType::MsgLeaderAlive => self.on_hibernate_message(msg, ctx),
-            // It woke this peer on arrival (operation/hibernate.rs): nothing more to do.
-            ExtraMessageType::MsgRegionWakeUp | ExtraMessageType::MsgNoExtra => {}
+            | ExtraMessageType::MsgLeaderAlive
+            // It woke this peer on arrival (operation/hibernate.rs), and voids a sleep vote.
+            | ExtraMessageType::MsgRegionWakeUp => self.on_hibernate_message(msg, ctx),
+            ExtraMessageType::MsgNoExtra => {}
             // Store-level (region 0): the store FSM's, never a peer's.
             ExtraMessageType::MsgStoreCheck | ExtraMessageType::MsgStoreAlive => {}
         }
