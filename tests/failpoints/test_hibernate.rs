@@ -13,7 +13,9 @@ use std::{
 
 use proto::raft_serverpb::{ExtraMessageType, RaftMessage};
 use raftstore::{operation::hibernate::GroupState, Config};
-use test_raftstore::{transport::Filter, wait_until, Cluster, FIRST_REGION};
+use test_raftstore::{
+    new_request, put_request, transport::Filter, wait_until, Cluster, FIRST_REGION,
+};
 
 use crate::util::ApplyPause;
 
@@ -45,14 +47,16 @@ fn a_follower_sleeps_before_its_apply_catches_up_and_applies_asleep() {
     let mut cluster = Cluster::with_config(3, cfg);
     cluster.run();
     cluster.must_put(b"k", b"v1");
-    let (leader, _) = cluster.leader_region(FIRST_REGION);
+    let (leader, region) = cluster.leader_region(FIRST_REGION);
     let follower = (1..=3).find(|s| *s != leader.store_id).unwrap();
     wait_until("the region sleeps", TIMEOUT, || (1..=3).all(|s| asleep(&cluster, s)));
 
     let pause = ApplyPause::on_store(follower);
     let wake_ups = Arc::new(AtomicU64::new(0));
     cluster.network.add_filter(Box::new(WakeUps(wake_ups.clone())));
-    cluster.must_put(b"k", b"v2");
+    // Straight to the leader: a client trying a follower first would wake it.
+    let req = new_request(&region, &leader, vec![put_request(b"k", b"v2")]);
+    cluster.call_command(leader.store_id, req, TIMEOUT).unwrap();
     // Asleep again on every store, the follower's apply still held: it agreed once the write
     // was committed and handed to apply, not applied.
     wait_until("the region sleeps with apply paused", TIMEOUT, || {

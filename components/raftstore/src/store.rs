@@ -303,6 +303,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftStore<EK, ER> {
             apply: apply_router,
             router: router.clone(),
             log_batch: raft.log_batch(0),
+            log_gc: Default::default(),
             kv,
             raft,
             meta: meta.clone(),

@@ -43,6 +43,8 @@ pub(crate) struct StoreContext<EK: KvEngine, ER: RaftEngine, T> {
     pub(crate) split_check: SplitCheckScheduler,
     pub(crate) logger: Logger,
     pub(crate) log_batch: ER::LogBatch,
+    /// Log GC deletes waiting for their apply states to be durable.
+    pub(crate) log_gc: crate::operation::log_gc::PendingLogGc,
     pub(crate) msgs: Vec<PeerMsg<EK::Snapshot>>,
     /// The clock leases run on.
     pub(crate) clock: Arc<dyn Clock>,
@@ -77,6 +79,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
             split_check: self.split_check.clone(),
             logger: self.logger.clone(),
             log_batch: self.raft.log_batch(256),
+            log_gc: Default::default(),
             msgs: Vec::new(),
             clock: self.clock.clone(),
             lease_reads: self.lease_reads.clone(),
@@ -158,6 +161,8 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
         let ctx = &mut self.ctx;
         ctx.flush_transport(); // a leader's appends travel while it persists
         fail::fail_point!("store_before_persist");
+        let (log_gc, every) = (&mut ctx.log_gc, ctx.cfg.raft_log_gc_tick_interval);
+        log_gc.release(&ctx.kv, ctx.cfg.sync_log, every, &mut ctx.log_batch, &ctx.logger);
         if !engine::RaftLogBatch::is_empty(&ctx.log_batch) {
             let start = Instant::now();
             if let Err(e) = ctx.raft.consume(&mut ctx.log_batch, ctx.cfg.sync_log) {

@@ -10,6 +10,18 @@
 //! on a leader, replicated to every follower: after each apply result and on the GC tick the
 //! cache lets go of what is behind that point, so an idle peer holds no entries. (`raft_log_gc_size_limit` is validated but not yet measured: the
 //! peer does not track the log's byte size.)
+//!
+//! The deletes wait for the kv engine (`PendingLogGc`): the apply state that moved the
+//! truncated index is written there without a sync, the deletes go with a synced raft-log
+//! batch, and a power loss between the two would leave a store whose apply state points
+//! below a log that is gone. So with `sync_log` a store poller syncs the kv engine's WAL,
+//! at most once per `raft_log_gc_tick_interval`, and only then writes the deletes that
+//! waited (TiKV likewise deletes only what a persisted apply state covers).
+//!
+//! ```text
+//! apply: CompactLog → apply state (kv, no sync) → ApplyRes → peer: PendingLogGc.push
+//! store round end: interval passed? kv.sync_wal() → cuts into the round's raft batch → consume
+//! ```
 
 use engine::{KvEngine, RaftEngine, RaftLogBatch};
 use proto::{
@@ -17,7 +29,7 @@ use proto::{
     raft_serverpb::RaftApplyState,
     Message,
 };
-use slog::{debug, warn};
+use slog::{debug, warn, Logger};
 
 use crate::{
     metrics::ProposalKind,
@@ -85,20 +97,71 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.raft_group.mut_store().compact_entry_cache(keep_from);
     }
 
-    /// The apply side moved the truncated index from `old` to the one in the storage: delete
-    /// the compacted entries in the round's raft-engine batch (no write of its own; every
-    /// entry appended in the round lies past the applied index, so none is deleted).
-    pub(crate) fn on_log_compacted(&mut self, old_truncated: u64, batch: &mut ER::LogBatch) {
+    /// The apply side moved the truncated index from `old` to the one in the storage: the
+    /// compacted entries are deleted once the kv engine holds that apply state durably
+    /// (`PendingLogGc`). Nothing reads below the truncated index meanwhile.
+    pub(crate) fn on_log_compacted(&mut self, old_truncated: u64, pending: &mut PendingLogGc) {
         let new_truncated = self.storage().truncated_index();
-        if new_truncated <= old_truncated {
-            return;
-        }
-        let region_id = self.region_id();
-        if let Err(e) = batch.cut_logs(region_id, old_truncated + 1, new_truncated + 1) {
-            // The entries stay until the next GC; nothing reads below the truncated index.
-            warn!(self.logger, "raft log gc failed"; "err" => %e);
+        if new_truncated > old_truncated {
+            pending.cuts.push((self.region_id(), old_truncated + 1, new_truncated + 1));
         }
     }
+}
+
+/// A store poller's log GC deletes (region, from, to) whose apply states may not be durable
+/// yet, and when it last made them so.
+#[derive(Debug, Default)]
+pub(crate) struct PendingLogGc {
+    cuts: Vec<(u64, u64, u64)>,
+    /// (Not the store's `Clock`: leases run on that, and a test may stop it.)
+    last_sync: Option<std::time::Instant>,
+}
+
+impl PendingLogGc {
+    /// Moves the waiting deletes into `batch` (the round's raft-log write), if the kv
+    /// engine's WAL holds their apply states durably: without `sync_log` nothing is synced
+    /// and they go at once; with it, at most once per `every` a sync of the kv WAL (which
+    /// holds every apply state reported so far: apply writes before it reports) lets them go.
+    pub(crate) fn release<EK: KvEngine, B: RaftLogBatch>(
+        &mut self,
+        kv: &EK,
+        sync_log: bool,
+        every: std::time::Duration,
+        batch: &mut B,
+        logger: &Logger,
+    ) {
+        if self.cuts.is_empty() {
+            return;
+        }
+        if sync_log {
+            let now = std::time::Instant::now();
+            if self.last_sync.is_some_and(|at| now.duration_since(at) < every) {
+                return;
+            }
+            #[cfg(feature = "failpoints")]
+            let synced = injected_kv_sync_failure().and_then(|()| kv.sync_wal());
+            #[cfg(not(feature = "failpoints"))]
+            let synced = kv.sync_wal();
+            if let Err(e) = synced {
+                warn!(logger, "kv engine sync failed: raft log gc waits"; "err" => %e);
+                return;
+            }
+            self.last_sync = Some(now);
+        }
+        for (region_id, from, to) in self.cuts.drain(..) {
+            if let Err(e) = batch.cut_logs(region_id, from, to) {
+                // The entries stay for good; nothing reads below the truncated index.
+                warn!(logger, "raft log gc failed"; "region_id" => region_id, "err" => %e);
+            }
+        }
+    }
+}
+
+/// Fail point `kv_sync_wal_error`: the kv engine's WAL sync fails.
+#[cfg(feature = "failpoints")]
+fn injected_kv_sync_failure() -> std::result::Result<(), engine::Error> {
+    fail::fail_point!("kv_sync_wal_error", |_| Err(engine::Error::Engine("injected".into())));
+    Ok(())
 }
 
 /// Applies `CompactLog`: moves the truncated state forward, never past what was applied

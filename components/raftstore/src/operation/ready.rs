@@ -299,7 +299,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let old_truncated = self.storage().truncated_index();
         self.raft_group.mut_store().set_apply_state(res.apply_state);
         self.raft_group.advance_apply_to(applied);
-        self.on_log_compacted(old_truncated, &mut ctx.log_batch);
+        self.on_log_compacted(old_truncated, &mut ctx.log_gc);
         self.compact_entry_cache();
         for result in res.exec_results {
             match result {
