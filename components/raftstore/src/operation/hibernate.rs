@@ -101,7 +101,7 @@ pub(crate) struct Hibernation {
     /// it does not tick raft either until a heartbeat interval after the last, for at most
     /// an election timeout after the first (`keeps_quiet`).
     asked_at: Option<(u64, u64)>,
-    /// A follower's sleep request it will answer once it applied the index.
+    /// A follower's sleep request it will answer once it handed the index to apply.
     asked: Option<SleepRequest>,
     /// A leader's last report to the placement driver: clock time, and its digest
     /// (`operation::pd`).
@@ -164,6 +164,11 @@ impl Hibernation {
     /// The leader sent something that wakes a sleeping follower: the sleep votes so far no
     /// longer stand.
     pub(crate) fn on_waking_send(&mut self) {
+        self.forget_votes();
+    }
+
+    /// The sleep votes collected, and the requests that asked for them, no longer stand.
+    fn forget_votes(&mut self) {
         self.votes.clear();
         self.asked_at = None;
     }
@@ -341,15 +346,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     ) {
         let now = ctx.clock.now();
         if self.hibernation.state != GroupState::Ordered || !self.may_sleep_as_leader(ctx, now) {
-            self.hibernation.votes.clear();
-            self.hibernation.asked_at = None;
+            self.hibernation.forget_votes();
             return;
         }
         // Compact first: a sleeping leader has no log GC tick, and a region written in short
         // bursts may never be awake at one.
         if self.propose_log_gc(&ctx.cfg) {
-            self.hibernation.votes.clear();
-            self.hibernation.asked_at = None;
+            self.hibernation.forget_votes();
             return;
         }
         let raft = &self.raft_group.raft;
@@ -552,9 +555,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// carries over.
     pub(crate) fn on_hibernate_role_changed(&mut self) {
         let h = &mut self.hibernation;
-        h.votes.clear();
+        h.forget_votes();
         h.quiet_until = 0;
-        h.asked_at = None;
         if h.state != GroupState::Idle {
             h.state = GroupState::Chaos; // Ordered again at the next tick with a leader
         }
