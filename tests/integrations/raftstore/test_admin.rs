@@ -104,3 +104,30 @@ fn a_stopped_follower_holds_gc_back_and_catches_up_from_the_log() {
     }
     cluster.wait_truncated_beyond(leader.store_id, FIRST_REGION, matched);
 }
+
+/// With `sync_log`, log GC's deletes wait for a kv sync (one per GC interval, a minute here).
+/// A store stopping meanwhile writes them on its way out: none is left on disk for good
+/// (the next GC starts past the durable truncated index).
+#[test]
+fn log_gc_deletes_waiting_for_a_kv_sync_are_written_at_shutdown() {
+    let cfg = Config {
+        sync_log: true,
+        raft_log_gc_tick_interval: Duration::from_secs(60), // only the GC before sleep runs
+        ..gc_config()
+    };
+    let mut cluster = Cluster::with_config(3, cfg);
+    cluster.run();
+    let mut truncated = 0;
+    for round in 0..2 {
+        for i in 0..30 {
+            cluster.must_put(format!("k{round}-{i}").as_bytes(), b"v");
+        }
+        truncated = cluster.wait_truncated_beyond(2, FIRST_REGION, truncated);
+    }
+    // The first release synced at once; the second waits for the minute to pass.
+    cluster.restart_store(2);
+    let raft = cluster.raft_engine(2);
+    let left: Vec<u64> =
+        (1..=truncated).filter(|i| raft.get_entry(FIRST_REGION, *i).unwrap().is_some()).collect();
+    assert!(left.is_empty(), "entries below the truncated index {truncated} left: {left:?}");
+}

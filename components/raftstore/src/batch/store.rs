@@ -11,7 +11,7 @@ use engine::{KvEngine, RaftEngine};
 use local_reader::{Clock, ReadCounters};
 use proto::eraftpb::MessageType;
 use router::{drain, HandleResult, HandlerBuilder, PollHandler};
-use slog::Logger;
+use slog::{warn, Logger};
 
 use crate::{
     fsm::{
@@ -177,6 +177,26 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
             fsm.peer.sync_delegate(ctx);
         }
         ctx.flush_transport();
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine, T> Drop for StoreHandler<EK, ER, T> {
+    /// The poller stops (the store shuts down): the log GC deletes still waiting for a kv
+    /// sync are written now, after one, or their entries would stay on disk for good (the
+    /// next GC starts past the durable truncated index). Not while unwinding from a storage
+    /// failure: nothing more is written then.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let ctx = &mut self.ctx;
+        let (log_gc, every) = (&mut ctx.log_gc, std::time::Duration::ZERO); // sync now
+        log_gc.release(&ctx.kv, ctx.cfg.sync_log, every, &mut ctx.log_batch, &ctx.logger);
+        if !engine::RaftLogBatch::is_empty(&ctx.log_batch) {
+            if let Err(e) = ctx.raft.consume(&mut ctx.log_batch, ctx.cfg.sync_log) {
+                warn!(ctx.logger, "raft log gc at shutdown failed"; "err" => %e);
+            }
+        }
     }
 }
 

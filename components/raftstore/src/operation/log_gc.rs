@@ -16,7 +16,8 @@
 //! batch, and a power loss between the two would leave a store whose apply state points
 //! below a log that is gone. So with `sync_log` a store poller syncs the kv engine's WAL,
 //! at most once per `raft_log_gc_tick_interval`, and only then writes the deletes that
-//! waited (TiKV likewise deletes only what a persisted apply state covers).
+//! waited (TiKV likewise deletes only what a persisted apply state covers). A poller that
+//! stops writes what waits on its way out (`StoreHandler`'s drop).
 //!
 //! ```text
 //! apply: CompactLog → apply state (kv, no sync) → ApplyRes → peer: PendingLogGc.push
@@ -142,11 +143,11 @@ impl PendingLogGc {
             let synced = injected_kv_sync_failure().and_then(|()| kv.sync_wal());
             #[cfg(not(feature = "failpoints"))]
             let synced = kv.sync_wal();
+            self.last_sync = Some(now); // a failed sync is retried an interval later
             if let Err(e) = synced {
                 warn!(logger, "kv engine sync failed: raft log gc waits"; "err" => %e);
                 return;
             }
-            self.last_sync = Some(now);
         }
         for (region_id, from, to) in self.cuts.drain(..) {
             if let Err(e) = batch.cut_logs(region_id, from, to) {
