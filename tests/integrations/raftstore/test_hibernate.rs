@@ -141,6 +141,52 @@ fn a_write_to_a_sleeping_region_sends_no_commit_message_and_followers_still_appl
     assert!(empty < WRITES, "{empty} appends without entries for {WRITES} writes");
 }
 
+/// Counts the sleep requests that cross the network.
+struct SleepRequests(Arc<AtomicU64>);
+
+impl Filter for SleepRequests {
+    fn allow(&self, _: u64, _: u64, msg: &RaftMessage) -> bool {
+        if msg.has_extra()
+            && msg.get_extra().get_field_type() == ExtraMessageType::MsgHibernateRequest
+        {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        true
+    }
+}
+
+/// A leader asks to sleep only after a heartbeat interval with nothing to do: a region
+/// written more often than that does not ask between writes (a request and its answers cost
+/// a heartbeat round each time), and still sleeps once the writes stop.
+#[test]
+fn a_region_written_within_a_heartbeat_interval_does_not_ask_to_sleep_between_writes() {
+    const WRITES: u64 = 30;
+    // A 50 ms tick: a heartbeat interval of 100 ms, several writes long even on a slow host.
+    let cfg = Config {
+        hibernate_regions: true,
+        ..Config::for_tests_with_tick(Duration::from_millis(50))
+    };
+    let cluster = cluster_with(cfg);
+    wait_asleep(&cluster, &[1, 2, 3]);
+    let requests = Arc::new(AtomicU64::new(0));
+    cluster.network.add_filter(Box::new(SleepRequests(requests.clone())));
+    let start = Instant::now();
+    for i in 0..WRITES {
+        cluster.must_put(b"k", format!("v{i}").as_bytes());
+        // Long enough for a leader asking at once to have asked (and the region to sleep).
+        thread::sleep(Duration::from_millis(30));
+    }
+    let (asked, took) = (requests.load(Ordering::SeqCst), start.elapsed());
+    // Asking after every write: two requests a write. A write slower than the interval (a
+    // stalled host) may let one ask through.
+    assert!(asked <= 8, "{asked} sleep requests during {WRITES} writes in {took:?}");
+    wait_asleep(&cluster, &[1, 2, 3]);
+    assert!(requests.load(Ordering::SeqCst) > asked, "slept without asking");
+    for store in 1..=3 {
+        cluster.must_get_equal(store, b"k", format!("v{}", WRITES - 1).as_bytes());
+    }
+}
+
 /// A sleeping leader reports an unchanged region once per `hibernated_pd_heartbeat_interval`,
 /// not at every slow tick (200 ms here).
 #[test]

@@ -101,6 +101,9 @@ pub(crate) struct Hibernation {
     /// it does not tick raft either until a heartbeat interval after the last, for at most
     /// an election timeout after the first (`keeps_quiet`).
     asked_at: Option<(u64, u64)>,
+    /// The tick count at which a leader was first seen with nothing in flight, since it last
+    /// had something: it asks to sleep only a heartbeat interval later (`lingers`).
+    idle_since: Option<u64>,
     /// A follower's sleep request it will answer once it handed the index to apply.
     asked: Option<SleepRequest>,
     /// A leader's last report to the placement driver: clock time, and its digest
@@ -132,6 +135,7 @@ impl Default for Hibernation {
             last_report: (Duration::ZERO, 0),
             quiet_until: 0,
             asked_at: None,
+            idle_since: None,
         }
     }
 }
@@ -148,7 +152,20 @@ impl Hibernation {
     pub(crate) fn keeps_quiet(&self, ticks: u64, cfg: &crate::Config) -> bool {
         let (hb, et) = (cfg.raft_heartbeat_ticks as u64, cfg.raft_election_timeout_ticks as u64);
         let asking = |(first, last): (u64, u64)| ticks <= last + hb && ticks < first + et;
-        quiet_ticks(cfg) > 0 && (ticks < self.quiet_until || self.asked_at.is_some_and(asking))
+        let lingering = self.asked_at.is_none() && self.idle_since.is_some_and(|s| ticks <= s + hb);
+        quiet_ticks(cfg) > 0
+            && (ticks < self.quiet_until || lingering || self.asked_at.is_some_and(asking))
+    }
+
+    /// Whether a leader with nothing in flight at tick `ticks` waits before it asks to sleep:
+    /// until it has had nothing for a heartbeat interval. A sleep request and its answers cost
+    /// about what a round of heartbeats does, so a leader that waits that long before asking
+    /// pays at most twice what it would have knowing when the next write comes; and a region
+    /// written more often than that (each write keeps its leader quiet that long) asks for
+    /// nothing between writes. Measured in docs/performance.md ("Waiting before asking").
+    fn lingers(&mut self, ticks: u64, cfg: &crate::Config) -> bool {
+        let since = *self.idle_since.get_or_insert(ticks);
+        ticks < since + cfg.raft_heartbeat_ticks as u64
     }
 
     /// The current state.
@@ -279,6 +296,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         debug!(self.logger, "waking up");
         self.hibernation.state = GroupState::Ordered;
         self.hibernation.asked_at = None;
+        self.hibernation.idle_since = None;
         let window = awake_window(msg, &ctx.cfg);
         self.hibernation.awake_until = self.ticks + window;
         ctx.router.set_cadence(self.region_id(), Cadence::Every);
@@ -347,6 +365,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let now = ctx.clock.now();
         if self.hibernation.state != GroupState::Ordered || !self.may_sleep_as_leader(ctx, now) {
             self.hibernation.forget_votes();
+            self.hibernation.idle_since = None;
+            return;
+        }
+        if self.hibernation.lingers(self.ticks, &ctx.cfg) {
             return;
         }
         // Compact first: a sleeping leader has no log GC tick, and a region written in short
@@ -444,6 +466,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.hibernation.state = GroupState::Idle;
         self.hibernation.unanswered = 0;
         self.hibernation.asked_at = None;
+        self.hibernation.idle_since = None;
         self.hibernation.last_slow = ctx.clock.now();
         // The last write's entries, replicated by now: an idle peer holds none, nor a
         // leader's buffers of messages in flight to its followers.
