@@ -21,6 +21,10 @@ use test_raftstore::{transport::Filter, wait_until, Cluster, FIRST_REGION};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 fn hibernating() -> Config {
     Config { hibernate_regions: true, ..Config::for_tests() }
 }
@@ -161,11 +165,8 @@ impl Filter for SleepRequests {
 #[test]
 fn a_region_written_within_a_heartbeat_interval_does_not_ask_to_sleep_between_writes() {
     const WRITES: u64 = 30;
-    // A 50 ms tick: a heartbeat interval of 100 ms, several writes long even on a slow host.
-    let cfg = Config {
-        hibernate_regions: true,
-        ..Config::for_tests_with_tick(Duration::from_millis(50))
-    };
+    // A 100 ms tick: a heartbeat interval of 200 ms, several writes long even on a slow host.
+    let cfg = Config { hibernate_regions: true, ..Config::for_tests_with_tick(ms(100)) };
     let cluster = cluster_with(cfg);
     wait_asleep(&cluster, &[1, 2, 3]);
     let requests = Arc::new(AtomicU64::new(0));
@@ -179,7 +180,7 @@ fn a_region_written_within_a_heartbeat_interval_does_not_ask_to_sleep_between_wr
     let (asked, took) = (requests.load(Ordering::SeqCst), start.elapsed());
     // Asking after every write: two requests a write. A write slower than the interval (a
     // stalled host) may let one ask through.
-    assert!(asked <= 8, "{asked} sleep requests during {WRITES} writes in {took:?}");
+    assert!(asked <= 10, "{asked} sleep requests during {WRITES} writes in {took:?}");
     wait_asleep(&cluster, &[1, 2, 3]);
     assert!(requests.load(Ordering::SeqCst) > asked, "slept without asking");
     for store in 1..=3 {

@@ -5,10 +5,10 @@
 //!            role change, start                 leader known
 //!   (new) ─────────────────────▶ Chaos ─────────────────────────▶ Ordered
 //!                                                                   │  ▲
-//!   leader: nothing in flight, every live follower at its last      │  │ proposal, read, raft
-//!   index → MsgHibernateRequest{index}; a follower whose log ends   │  │ message, transfer,
-//!   there answers MsgHibernateResponse and sleeps; with every live  │  │ lease renewal, ...
-//!   follower's answer (and a quorum) the leader sleeps.             ▼  │ (wakes; a leader pings)
+//!   leader: nothing in flight for a heartbeat interval, every live  │  │ proposal, read, raft
+//!   follower at its last index → MsgHibernateRequest{index}; each   │  │ message, transfer,
+//!   such follower answers MsgHibernateResponse and sleeps; with     │  │ lease renewal, ...
+//!   every live follower's answer (and a quorum) the leader sleeps.  ▼  │ (wakes; a leader pings)
 //!                                                                  Idle
 //!   the leader's store stops answering store pings (liveness.rs),   │
 //!   or, every sleeping_follower_check_interval, two MsgCheckLeader  ▼
@@ -152,7 +152,13 @@ impl Hibernation {
     pub(crate) fn keeps_quiet(&self, ticks: u64, cfg: &crate::Config) -> bool {
         let (hb, et) = (cfg.raft_heartbeat_ticks as u64, cfg.raft_election_timeout_ticks as u64);
         let asking = |(first, last): (u64, u64)| ticks <= last + hb && ticks < first + et;
-        let lingering = self.asked_at.is_none() && self.idle_since.is_some_and(|s| ticks <= s + hb);
+        // A write woke the leader at w: no raft tick through w + hb, idle at most by w + 2hb
+        // (its first heartbeat would have been due then), a request by w + 3hb. So followers
+        // may hear nothing for three heartbeat intervals: only with room to spare below the
+        // election timeout does the leader keep quiet while it waits.
+        let lingering = et > 4 * hb
+            && self.asked_at.is_none()
+            && self.idle_since.is_some_and(|s| ticks <= s + hb);
         quiet_ticks(cfg) > 0
             && (ticks < self.quiet_until || lingering || self.asked_at.is_some_and(asking))
     }
@@ -342,9 +348,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.try_sleep_as_leader(ctx, resend);
     }
 
-    /// The end of a round in which this awake leader did something: it asks to sleep as soon
-    /// as it may, and sleeps as soon as the last vote is in, rather than at its next ticks
-    /// (each of which may heartbeat).
+    /// The end of a round in which this awake leader did something: it notes that it has
+    /// nothing in flight (or no longer), and sleeps as soon as the last vote is in, rather
+    /// than at its next ticks (each of which may heartbeat).
     pub(crate) fn on_round_end<T: Transport>(&mut self, ctx: &mut StoreContext<EK, ER, T>) {
         if ctx.cfg.hibernate_regions
             && self.is_leader()
@@ -354,9 +360,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    /// A leader with nothing in flight asks its followers to sleep at (term, last index):
-    /// once for a new one, and again when `resend` (every heartbeat interval, for requests
-    /// lost). It sleeps once every live follower agreed.
+    /// A leader with nothing in flight for a heartbeat interval (`Hibernation::lingers`)
+    /// asks its followers to sleep at (term, last index): once for a new one, and again when
+    /// `resend` (every heartbeat interval, for requests lost). It sleeps once every live
+    /// follower agreed.
     fn try_sleep_as_leader<T: Transport>(
         &mut self,
         ctx: &mut StoreContext<EK, ER, T>,
@@ -580,6 +587,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let h = &mut self.hibernation;
         h.forget_votes();
         h.quiet_until = 0;
+        h.idle_since = None;
         if h.state != GroupState::Idle {
             h.state = GroupState::Chaos; // Ordered again at the next tick with a leader
         }
