@@ -498,6 +498,7 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
             Some(snap_gen.clone()),
             logger,
         )?;
+        sweep_compacted_log(raft, region.id, peer.storage().truncated_index(), logger)?;
         if cfg.refuse_votes_after_start {
             peer.refuse_votes_until = cfg.raft_election_timeout_ticks as u64;
         }
@@ -522,6 +523,24 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
         count += 1;
     }
     Ok(count)
+}
+
+/// Deletes a recovered region's log entries at or below its durable truncated index. A crash
+/// can leave some: log GC's deletes wait for a kv sync (`PendingLogGc`), and the next GC
+/// starts past the truncated index, so without this sweep they would stay on disk for good.
+/// One seek per region when there are none.
+fn sweep_compacted_log<ER: RaftEngine>(
+    raft: &ER,
+    region_id: u64,
+    truncated: u64,
+    logger: &Logger,
+) -> Result<()> {
+    let swept = raft.gc(region_id, 0, truncated + 1)?;
+    if swept > 0 {
+        info!(logger, "deleted log entries left below the truncated index";
+            "region_id" => region_id, "entries" => swept, "truncated" => truncated);
+    }
+    Ok(())
 }
 
 /// Drives time: a tick to every awake peer once per base tick; to sleeping leaders too (and
