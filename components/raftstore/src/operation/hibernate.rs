@@ -102,8 +102,13 @@ pub(crate) struct Hibernation {
     /// an election timeout after the first (`keeps_quiet`).
     asked_at: Option<(u64, u64)>,
     /// The tick count at which a leader was first seen with nothing in flight, since it last
-    /// had something: it asks to sleep only a heartbeat interval later (`lingers`).
+    /// had something: if `linger`, it asks to sleep only a heartbeat interval later.
     idle_since: Option<u64>,
+    /// Whether this leader waits before it asks to sleep (`lingers`): its last sleep was
+    /// shorter than a heartbeat interval, so asking at once wasted a handshake.
+    linger: bool,
+    /// Clock time this peer last fell asleep.
+    slept_at: Duration,
     /// A follower's sleep request it will answer once it handed the index to apply.
     asked: Option<SleepRequest>,
     /// A leader's last report to the placement driver: clock time, and its digest
@@ -136,6 +141,8 @@ impl Default for Hibernation {
             quiet_until: 0,
             asked_at: None,
             idle_since: None,
+            linger: false,
+            slept_at: Duration::ZERO,
         }
     }
 }
@@ -157,6 +164,7 @@ impl Hibernation {
         // may hear nothing for three heartbeat intervals: only with room to spare below the
         // election timeout does the leader keep quiet while it waits.
         let lingering = et > 4 * hb
+            && self.linger
             && self.asked_at.is_none()
             && self.idle_since.is_some_and(|s| ticks <= s + hb);
         quiet_ticks(cfg) > 0
@@ -164,14 +172,25 @@ impl Hibernation {
     }
 
     /// Whether a leader with nothing in flight at tick `ticks` waits before it asks to sleep:
-    /// until it has had nothing for a heartbeat interval. A sleep request and its answers cost
-    /// about what a round of heartbeats does, so a leader that waits that long before asking
-    /// pays at most twice what it would have knowing when the next write comes; and a region
-    /// written more often than that (each write keeps its leader quiet that long) asks for
-    /// nothing between writes. Measured in docs/performance.md ("Waiting before asking").
+    /// when its last sleep was short (`linger`), until it has had nothing for a heartbeat
+    /// interval. A sleep request and its answers cost about a round of heartbeats, but
+    /// waiting costs ticks of three awake peers: worth it only when the next write likely
+    /// comes within the wait, which the last sleep's length tells. A region written more
+    /// often than once a heartbeat interval then asks for nothing between writes, and one
+    /// written rarely asks at once. Measured in docs/performance.md ("Waiting before asking").
     fn lingers(&mut self, ticks: u64, cfg: &crate::Config) -> bool {
         let since = *self.idle_since.get_or_insert(ticks);
-        ticks < since + cfg.raft_heartbeat_ticks as u64
+        self.linger && ticks < since + cfg.raft_heartbeat_ticks as u64
+    }
+
+    /// A sleeping peer wakes at clock time `now`: the next time it may sleep, a leader waits
+    /// first if this sleep lasted less than a heartbeat interval.
+    fn on_woken(&mut self, now: Duration, cfg: &crate::Config) {
+        let interval = cfg.raft_base_tick_interval * cfg.raft_heartbeat_ticks as u32;
+        self.linger = now.saturating_sub(self.slept_at) < interval;
+        self.state = GroupState::Ordered;
+        self.asked_at = None;
+        self.idle_since = None;
     }
 
     /// The current state.
@@ -300,9 +319,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return;
         }
         debug!(self.logger, "waking up");
-        self.hibernation.state = GroupState::Ordered;
-        self.hibernation.asked_at = None;
-        self.hibernation.idle_since = None;
+        self.hibernation.on_woken(ctx.clock.now(), &ctx.cfg);
         let window = awake_window(msg, &ctx.cfg);
         self.hibernation.awake_until = self.ticks + window;
         ctx.router.set_cadence(self.region_id(), Cadence::Every);
@@ -475,6 +492,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.hibernation.asked_at = None;
         self.hibernation.idle_since = None;
         self.hibernation.last_slow = ctx.clock.now();
+        self.hibernation.slept_at = self.hibernation.last_slow;
         // The last write's entries, replicated by now: an idle peer holds none, nor a
         // leader's buffers of messages in flight to its followers.
         self.compact_entry_cache();
@@ -588,6 +606,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         h.forget_votes();
         h.quiet_until = 0;
         h.idle_since = None;
+        h.linger = false;
         if h.state != GroupState::Idle {
             h.state = GroupState::Chaos; // Ordered again at the next tick with a leader
         }
