@@ -159,9 +159,10 @@ impl Filter for SleepRequests {
     }
 }
 
-/// A leader asks to sleep only after a heartbeat interval with nothing to do: a region
-/// written more often than that does not ask between writes (a request and its answers cost
-/// a heartbeat round each time), and still sleeps once the writes stop.
+/// A leader whose last sleep was short asks to sleep only after a heartbeat interval with
+/// nothing to do: a region written more often than that asks once, after the first write
+/// (its sleep before was long), then not between writes (a request and its answers cost a
+/// heartbeat round each time), and still sleeps once the writes stop.
 #[test]
 fn a_region_written_within_a_heartbeat_interval_does_not_ask_to_sleep_between_writes() {
     const WRITES: u64 = 30;
