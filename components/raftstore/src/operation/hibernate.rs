@@ -5,11 +5,11 @@
 //!            role change, start                 leader known
 //!   (new) ─────────────────────▶ Chaos ─────────────────────────▶ Ordered
 //!                                                                   │  ▲
-//!   leader: nothing in flight for a heartbeat interval, every live  │  │ proposal, read, raft
-//!   follower at its last index → MsgHibernateRequest{index}; each   │  │ message, transfer,
-//!   such follower answers MsgHibernateResponse and sleeps; with     │  │ lease renewal, ...
-//!   every live follower's answer (and a quorum) the leader sleeps.  ▼  │ (wakes; a leader pings)
-//!                                                                  Idle
+//!   leader: nothing in flight (a heartbeat interval long after a    │  │ proposal, read, raft
+//!   short sleep), every live follower at its last index →           │  │ message, transfer,
+//!   MsgHibernateRequest{index}; each answers MsgHibernateResponse   │  │ lease renewal, ...
+//!   and sleeps; with every live one's answer (and a quorum) the     ▼  │ (wakes; a leader pings)
+//!   leader sleeps.                                                 Idle
 //!   the leader's store stops answering store pings (liveness.rs),   │
 //!   or, every sleeping_follower_check_interval, two MsgCheckLeader  ▼
 //!   unanswered → PreChaos (ticking, raft elects anew if the leader is dead);
@@ -377,8 +377,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    /// A leader with nothing in flight for a heartbeat interval (`Hibernation::lingers`)
-    /// asks its followers to sleep at (term, last index): once for a new one, and again when
+    /// A leader with nothing in flight (for a heartbeat interval after a short sleep,
+    /// `Hibernation::lingers`) asks its followers to sleep at (term, last index): once for a new one, and again when
     /// `resend` (every heartbeat interval, for requests lost). It sleeps once every live
     /// follower agreed.
     fn try_sleep_as_leader<T: Transport>(
