@@ -464,6 +464,9 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
     snap_gen: &SnapGenerator<EK>,
     logger: &Logger,
 ) -> Result<usize> {
+    // The sweep below deletes log entries on the strength of apply states read here: make
+    // sure they are on disk (RocksDB flushes what it recovered at open, by default).
+    kv.sync_wal()?;
     let mut count = 0;
     for state in load_region_states(kv)? {
         let region = state.get_region();
@@ -528,13 +531,18 @@ fn recover_peers<EK: KvEngine, ER: RaftEngine>(
 /// Deletes a recovered region's log entries at or below its durable truncated index. A crash
 /// can leave some: log GC's deletes wait for a kv sync (`PendingLogGc`), and the next GC
 /// starts past the truncated index, so without this sweep they would stay on disk for good.
-/// One seek per region when there are none.
+/// Cuts wait and go in order, each starting where the last ended, so what a crash leaves is
+/// a run ending at the truncated index: with no entry there, there is none below, and a
+/// point lookup settles it without walking the delete markers of earlier GCs.
 fn sweep_compacted_log<ER: RaftEngine>(
     raft: &ER,
     region_id: u64,
     truncated: u64,
     logger: &Logger,
 ) -> Result<()> {
+    if raft.get_entry(region_id, truncated)?.is_none() {
+        return Ok(());
+    }
     let swept = raft.gc(region_id, 0, truncated + 1)?;
     if swept > 0 {
         info!(logger, "deleted log entries left below the truncated index";

@@ -149,8 +149,8 @@ impl Default for Hibernation {
 
 impl Hibernation {
     /// Whether a leader skips raft's ticks (and so sends no heartbeat) at tick `ticks`: for a
-    /// heartbeat interval after a write woke it, and then while it asks its followers to
-    /// sleep. Each request resets a follower's election clock as a heartbeat does
+    /// heartbeat interval after a write woke it, while it waits to ask (`lingers`), and then
+    /// while it asks its followers to sleep. Each request resets a follower's election clock as a heartbeat does
     /// (`on_hibernate_request`), and the leader sends one every heartbeat interval, so the
     /// followers hear from it as often. A region written every few rounds then sends no
     /// heartbeat at all: it sleeps between writes. A follower that does not agree within an
