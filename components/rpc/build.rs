@@ -1,0 +1,25 @@
+//! Writes the gRPC stubs of the raft service with tonic-build's manual builder: the messages
+//! are rust-protobuf 2 types carried by `crate::codec::ProtobufCodec`, so no `.proto` file is
+//! compiled here and no `protoc` is needed.
+
+use tonic_build::manual::{Builder, Method, Service};
+
+fn main() {
+    let raft = Service::builder()
+        .name("Raft")
+        .package("regionstore")
+        .comment("Raft messages between stores.")
+        .method(
+            Method::builder()
+                .name("batch_raft")
+                .route_name("BatchRaft")
+                .comment("A stream of batches of raft messages from one store to another.")
+                .input_type("proto::raft_serverpb::BatchRaftMessage")
+                .output_type("proto::raft_serverpb::Done")
+                .codec_path("crate::codec::ProtobufCodec")
+                .client_streaming()
+                .build(),
+        )
+        .build();
+    Builder::new().compile(&[raft]);
+}

@@ -1,0 +1,92 @@
+//! The receiving side of raft messages: the `BatchRaft` stream of another store, each
+//! message handed to this store's [`MessageSink`].
+//!
+//! A frame that does not parse ends its stream with `InvalidArgument` (the sender reconnects);
+//! a message the sink refuses (no such region, full mailbox) is dropped and counted, as a lost
+//! message would be on the network. Nothing a peer sends can stop the service.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use proto::raft_serverpb::{BatchRaftMessage, Done, RaftMessage};
+use raftstore::transport::TransportError;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::service::raft_server::{Raft, RaftServer};
+
+/// Where received raft messages go: the store's router in a server.
+pub trait MessageSink: Send + Sync + 'static {
+    /// Delivers `msg` to its peer (or the store), or says why it could not.
+    fn deliver(&self, msg: RaftMessage) -> Result<(), TransportError>;
+}
+
+/// Counts of what the service received.
+#[derive(Debug, Default)]
+pub struct ServiceStats {
+    /// Batches received.
+    pub batches: AtomicU64,
+    /// Messages handed to the sink.
+    pub delivered: AtomicU64,
+    /// Messages the sink refused.
+    pub dropped: AtomicU64,
+}
+
+/// The `Raft` gRPC service of one store.
+pub struct RaftService<S> {
+    sink: Arc<S>,
+    stats: Arc<ServiceStats>,
+}
+
+impl<S: MessageSink> RaftService<S> {
+    /// A service that hands what it receives to `sink`.
+    pub fn new(sink: Arc<S>) -> Self {
+        RaftService { sink, stats: Arc::default() }
+    }
+
+    /// What it has received so far.
+    pub fn stats(&self) -> Arc<ServiceStats> {
+        self.stats.clone()
+    }
+
+    /// The service as tonic serves it, taking frames up to `max_frame_bytes`: at least the
+    /// senders' `RaftClientConfig::max_batch_bytes`, or their full batches break the stream.
+    pub fn into_server(self, max_frame_bytes: usize) -> RaftServer<Self> {
+        RaftServer::new(self).max_decoding_message_size(max_frame_bytes)
+    }
+}
+
+/// A tonic server for stores: TCP_NODELAY, and HTTP/2 pings every `keepalive_interval`
+/// that drop a connection whose peer does not answer within `keepalive_timeout`, so the
+/// stream of a sender that vanished without closing it ends.
+pub fn server_builder(
+    keepalive_interval: std::time::Duration,
+    keepalive_timeout: std::time::Duration,
+) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(keepalive_interval))
+        .http2_keepalive_timeout(Some(keepalive_timeout))
+}
+
+#[tonic::async_trait]
+impl<S: MessageSink> Raft for RaftService<S> {
+    async fn batch_raft(
+        &self,
+        request: Request<Streaming<BatchRaftMessage>>,
+    ) -> Result<Response<Done>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(batch) = stream.message().await? {
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            for msg in batch.msgs {
+                let counter = match self.sink.deliver(msg) {
+                    Ok(()) => &self.stats.delivered,
+                    Err(_) => &self.stats.dropped,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(Response::new(Done::new()))
+    }
+}
