@@ -4,11 +4,13 @@
 //!
 //! [`transport::LocalNetwork`] connects the nodes of one process; [`faults::FaultNetwork`]
 //! puts filters on it (partitions, loss, delay, duplication) for region-sim's nemesis and the
-//! test harness. See `docs/embedding.md`.
+//! test harness. [`grpc::GrpcTransport`] connects nodes over the network. See
+//! `docs/embedding.md`.
 
 pub mod config;
 mod errors;
 pub mod faults;
+pub mod grpc;
 pub mod local;
 pub mod metrics;
 mod node;
