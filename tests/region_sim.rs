@@ -105,6 +105,7 @@ fn bad_options_are_refused() {
         &["--read-ratio", "2"],
         &["--value-size", "3"],
         &["--duration", "-1"],
+        &["--transport", "grpc", "--nemesis", "partition"],
     ] {
         let out = region_sim(args);
         assert!(!out.status.success(), "{args:?} accepted");
@@ -114,6 +115,42 @@ fn bad_options_are_refused() {
     let out = region_sim(&["--data-dir", dir.path().to_str().unwrap(), "--duration", "0.1"]);
     assert!(!out.status.success(), "a non-empty --data-dir is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}
+
+#[test]
+fn a_run_over_grpc_splits_stays_linearizable_and_reports_its_batching() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, history) = (dir.path().join("report.json"), dir.path().join("history.jsonl"));
+    let out = region_sim(&[
+        "--transport",
+        "grpc",
+        "--duration",
+        "1.5",
+        "--clients",
+        "4",
+        "--key-space",
+        "50",
+        "--split-size",
+        "512",
+        "--quiet",
+        "--report-json",
+        report.to_str().unwrap(),
+        "--history",
+        history.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(report["ops"]["writes"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["regions"]["splits"].as_u64().unwrap() > 0, "{}", report["regions"]);
+    assert_eq!(report["linearizability"]["violations"].as_u64(), Some(0));
+    let grpc = &report["grpc"];
+    let (messages, batches) =
+        (grpc["messages"].as_u64().unwrap(), grpc["batches"].as_u64().unwrap());
+    assert!(messages > 0 && batches > 0 && batches <= messages, "{grpc}");
+    let history = std::fs::read_to_string(&history).unwrap();
+    assert_eq!(stale_reads(&history), 0);
+    assert_eq!(reads_back_in_time(&history), 0);
 }
 
 /// One operation of the history: when it was invoked and completed (None: unknown outcome,

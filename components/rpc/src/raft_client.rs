@@ -339,7 +339,17 @@ impl ConnTask {
         let mut backoff = self.cfg.backoff_base;
         loop {
             self.state.store(CONNECTING, Ordering::Release);
-            if let Some(stub) = self.connect().await {
+            let stub = match self.connect().await {
+                Ok(stub) => Some(stub),
+                Err(Some(ResolveError::Tombstone(_))) => {
+                    // Removed from the cluster for good: nothing will take these messages.
+                    self.state.store(DOWN, Ordering::Release);
+                    self.drop_queued(&mut rx);
+                    return;
+                }
+                Err(_) => None,
+            };
+            if let Some(stub) = stub {
                 self.stats.connects.fetch_add(1, Ordering::Relaxed);
                 let up_since = Instant::now();
                 self.state.store(UP, Ordering::Release);
@@ -353,12 +363,7 @@ impl ConnTask {
             }
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
             self.state.store(DOWN, Ordering::Release);
-            // What waited for this connection is reported, not kept: raft resends.
-            while let Ok(q) = rx.try_recv() {
-                self.taken(&q);
-                self.stats.undelivered.fetch_add(q.batch.msgs.len() as u64, Ordering::Relaxed);
-                self.lost.push(&q.batch);
-            }
+            self.drop_queued(&mut rx);
             if rx.is_closed() {
                 return;
             }
@@ -367,25 +372,35 @@ impl ConnTask {
         }
     }
 
+    /// Reports what waited for this connection, instead of keeping it: raft resends.
+    fn drop_queued(&self, rx: &mut mpsc::Receiver<Queued>) {
+        while let Ok(q) = rx.try_recv() {
+            self.taken(&q);
+            self.stats.undelivered.fetch_add(q.batch.msgs.len() as u64, Ordering::Relaxed);
+            self.lost.push(&q.batch);
+        }
+    }
+
     /// `q` left the queue: its bytes no longer count against it.
     fn taken(&self, q: &Queued) {
         self.queued_bytes.fetch_sub(q.bytes, Ordering::AcqRel);
     }
 
-    async fn connect(&self) -> Option<RaftStub<Channel>> {
+    /// A stub on a new connection; `Err(Some(_))` when the address could not be resolved.
+    async fn connect(&self) -> Result<RaftStub<Channel>, Option<ResolveError>> {
         let resolver = self.resolver.clone();
         let store_id = self.store_id;
-        let addr =
-            tokio::task::spawn_blocking(move || resolver.resolve(store_id)).await.ok()?.ok()?;
+        let resolved = tokio::task::spawn_blocking(move || resolver.resolve(store_id)).await;
+        let addr = resolved.map_err(|_| None)?.map_err(Some)?;
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .ok()?
+            .map_err(|_| None)?
             .connect_timeout(self.cfg.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(self.cfg.keepalive_interval)
             .keep_alive_timeout(self.cfg.keepalive_timeout)
             .keep_alive_while_idle(true);
-        let channel = endpoint.connect().await.ok()?;
-        Some(RaftStub::new(channel).max_encoding_message_size(usize::MAX))
+        let channel = endpoint.connect().await.map_err(|_| None)?;
+        Ok(RaftStub::new(channel).max_encoding_message_size(usize::MAX))
     }
 
     /// Streams batches from `rx` until the connection breaks or the client is dropped.

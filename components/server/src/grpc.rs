@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Start it first (it binds the listen address and learns its port), open the node with
-//! `advertise_addr` set to [`GrpcTransport::addr`] and the transport, and the node attaches
-//! its router when it runs.
+//! `advertise_addr` set to an address others reach it at ([`GrpcTransport::addr`] when it
+//! listens on a concrete address, not on `0.0.0.0`) and the transport, and the node attaches
+//! its router when it runs. One transport serves one node.
 
 use std::{
     net::SocketAddr,
@@ -22,8 +23,9 @@ use pd_client::PdClient;
 use proto::{metapb::StoreState, raft_serverpb::RaftMessage};
 use raftstore::transport::TransportError;
 use rpc::{AddressResolver, MessageSink, RaftClient, RaftClientConfig, RaftService, ResolveError};
+use slog::{error, warn, Logger};
 use tokio::runtime::Runtime;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::{
     transport::{NodeRouter, NodeTransport},
@@ -71,19 +73,28 @@ impl AddressResolver for PdResolver {
     }
 }
 
-/// The router messages go to once the node runs.
+/// The router messages go to once the node runs, with its store id.
 #[derive(Default)]
 struct RouterSink {
-    router: Mutex<Option<NodeRouter>>,
+    router: Mutex<Option<(u64, NodeRouter)>>,
 }
 
 impl MessageSink for RouterSink {
     fn deliver(&self, msg: RaftMessage) -> std::result::Result<(), TransportError> {
         let router = self.router.lock().unwrap_or_else(|e| e.into_inner());
         match router.as_ref() {
-            Some(r) => r.send_raft_message(msg),
+            Some((_, r)) => r.send_raft_message(msg),
             None => Err(TransportError::Unreachable(msg.get_to_peer().store_id)),
         }
+    }
+
+    /// One lock for the whole batch (the router is not `Sync`).
+    fn deliver_batch(&self, msgs: Vec<RaftMessage>) -> (u64, u64) {
+        let router = self.router.lock().unwrap_or_else(|e| e.into_inner());
+        let total = msgs.len() as u64;
+        let Some((_, r)) = router.as_ref() else { return (0, total) };
+        let delivered = msgs.into_iter().filter_map(|m| r.send_raft_message(m).ok()).count();
+        (delivered as u64, total - delivered as u64)
     }
 }
 
@@ -92,6 +103,7 @@ struct Inner {
     addr: SocketAddr,
     sink: Arc<RouterSink>,
     client: RaftClient,
+    logger: Logger,
 }
 
 /// A node's gRPC transport (cheap to clone: clones share the server and the client).
@@ -102,30 +114,50 @@ pub struct GrpcTransport {
 
 impl GrpcTransport {
     /// Binds `cfg.listen_addr` and starts serving; messages are refused until a node attaches.
-    pub fn start(cfg: GrpcConfig, pd: Arc<dyn PdClient>) -> Result<GrpcTransport> {
+    /// May be called from async code (it blocks nothing).
+    pub fn start(cfg: GrpcConfig, pd: Arc<dyn PdClient>, logger: &Logger) -> Result<GrpcTransport> {
         cfg.client.validate().map_err(|e| Error::Open(format!("grpc client: {e}")))?;
+        if cfg.max_frame_bytes < cfg.client.max_batch_bytes {
+            return Err(Error::Open(format!(
+                "grpc: max_frame_bytes ({}) is below the client's max_batch_bytes ({})",
+                cfg.max_frame_bytes, cfg.client.max_batch_bytes
+            )));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cfg.threads.max(1))
             .thread_name("grpc")
             .enable_all()
             .build()
             .map_err(|e| Error::Open(format!("grpc runtime: {e}")))?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(&cfg.listen_addr))
-            .map_err(|e| Error::Open(format!("listening on {}: {e}", cfg.listen_addr)))?;
-        let addr = listener.local_addr().map_err(|e| Error::Open(e.to_string()))?;
+        let listening =
+            |e: std::io::Error| Error::Open(format!("listening on {}: {e}", cfg.listen_addr));
+        let listener = std::net::TcpListener::bind(&cfg.listen_addr).map_err(listening)?;
+        listener.set_nonblocking(true).map_err(listening)?;
+        let addr = listener.local_addr().map_err(listening)?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(listening)?
+        };
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let sink = Arc::new(RouterSink::default());
         let service = RaftService::new(sink.clone()).into_server(cfg.max_frame_bytes);
-        let keepalive = (cfg.client.keepalive_interval, cfg.client.keepalive_timeout);
-        runtime.spawn(
-            rpc::server_builder(keepalive.0, keepalive.1)
+        let (interval, timeout) = (cfg.client.keepalive_interval, cfg.client.keepalive_timeout);
+        let serve_logger = logger.clone();
+        runtime.spawn(async move {
+            let served = rpc::server_builder(interval, timeout)
                 .add_service(service)
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        );
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(e) = served {
+                error!(serve_logger, "the raft gRPC server stopped"; "addr" => %addr, "err" => %e);
+            }
+        });
         let resolver = Arc::new(PdResolver(pd));
         let client = RaftClient::new(cfg.client, resolver, runtime.handle().clone())
             .map_err(|e| Error::Open(format!("grpc client: {e}")))?;
-        let inner = Inner { runtime: Mutex::new(Some(runtime)), addr, sink, client };
+        let runtime = Mutex::new(Some(runtime));
+        let logger = logger.new(slog::o!("grpc_addr" => addr.to_string()));
+        let inner = Inner { runtime, addr, sink, client, logger };
         Ok(GrpcTransport { inner: Arc::new(inner) })
     }
 
@@ -139,12 +171,16 @@ impl GrpcTransport {
         self.inner.client.stats()
     }
 
-    /// Stops serving and sending at once: the listener and every connection close, as when
-    /// the process ends. Idempotent; also on the last drop.
+    /// Stops serving and sending: the listener and every connection close, as when the
+    /// process ends. Outside async code it returns once they have (waiting at most 1 s for
+    /// the transport's tasks); from async code it only starts the shutdown. Idempotent. The
+    /// last drop starts the shutdown without waiting.
     pub fn stop(&self) {
         let runtime = self.inner.runtime.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(rt) = runtime {
-            rt.shutdown_timeout(Duration::from_secs(1));
+        match runtime {
+            Some(rt) if tokio::runtime::Handle::try_current().is_ok() => rt.shutdown_background(),
+            Some(rt) => rt.shutdown_timeout(Duration::from_secs(1)),
+            None => {}
         }
     }
 }
@@ -164,11 +200,23 @@ impl NodeTransport for GrpcTransport {
         self.inner.client.clone()
     }
 
-    fn attach(&self, _store_id: u64, router: NodeRouter) {
-        *self.inner.sink.router.lock().unwrap_or_else(|e| e.into_inner()) = Some(router);
+    fn attach(&self, store_id: u64, router: NodeRouter) {
+        if self.inner.runtime.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            warn!(self.inner.logger, "a node attached to a stopped gRPC transport hears nothing";
+                "store_id" => store_id);
+        }
+        let mut sink = self.inner.sink.router.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((other, _)) = sink.as_ref().filter(|(id, _)| *id != store_id) {
+            warn!(self.inner.logger, "a second node attached to one gRPC transport takes it over";
+                "store_id" => store_id, "previous" => *other);
+        }
+        *sink = Some((store_id, router));
     }
 
-    fn detach(&self, _store_id: u64) {
-        *self.inner.sink.router.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    fn detach(&self, store_id: u64) {
+        let mut sink = self.inner.sink.router.lock().unwrap_or_else(|e| e.into_inner());
+        if sink.as_ref().is_some_and(|(id, _)| *id == store_id) {
+            *sink = None;
+        }
     }
 }

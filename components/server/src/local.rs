@@ -1,11 +1,12 @@
 //! The nodes of one process: a directory of them by store id, and [`LocalCluster`], N nodes
-//! on a [`LocalNetwork`] with an in-memory placement driver that replicates regions and
-//! balances leaders — what region-sim, the examples and the test harness run on.
+//! on a [`LocalNetwork`] (or, with [`LocalCluster::start_over_grpc`], each with a
+//! [`GrpcTransport`] on loopback) with an in-memory placement driver that replicates regions
+//! and balances leaders — what region-sim, the examples and the test harness run on.
 
 use std::{
     collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::{atomic::Ordering, Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
@@ -15,7 +16,11 @@ use proto::metapb;
 use raftstore::msg::PeerStatus;
 use slog::Logger;
 
-use crate::{transport::LocalNetwork, Error, Node, NodeConfig, Result};
+use crate::{
+    grpc::{GrpcConfig, GrpcTransport},
+    transport::LocalNetwork,
+    Error, Node, NodeConfig, Result,
+};
 
 /// The nodes of this process, by store id: a node that stops leaves (or answers `Stopped`),
 /// one that opens (again) joins.
@@ -68,8 +73,10 @@ fn is_lock_held(error: &str) -> bool {
 pub struct LocalCluster {
     /// The placement driver.
     pub pd: Arc<MemPd>,
-    /// The network between the nodes.
+    /// The network between the nodes (unused, and without effect for filters, over gRPC).
     pub net: Arc<LocalNetwork>,
+    /// Over gRPC: the settings of each node's transport, and the running ones by store id.
+    grpc: Option<(GrpcConfig, Mutex<HashMap<u64, GrpcTransport>>)>,
     /// The running nodes.
     pub nodes: Arc<LocalNodes>,
     /// Each node's directory, and its clock when the cluster was started with skewable
@@ -93,6 +100,20 @@ impl LocalCluster {
         Self::start_with_clocks(base, count, template, pd, false, logger)
     }
 
+    /// [`Self::start`], the nodes talking gRPC on loopback, each through a [`GrpcTransport`]
+    /// configured as `grpc` (its listen address's port is picked per node). Filters on
+    /// [`Self::net`] have no effect on such a cluster.
+    pub fn start_over_grpc(
+        base: &Path,
+        count: usize,
+        template: NodeConfig,
+        pd: MemPdConfig,
+        grpc: GrpcConfig,
+        logger: &Logger,
+    ) -> Result<Self> {
+        Self::start_on(base, count, template, pd, false, Some(grpc), logger)
+    }
+
     /// [`Self::start`]; with `skewable`, each node's leases run on a [`SkewedClock`] (see
     /// [`Self::clock`]) that a fault simulation can slow down or speed up.
     pub fn start_with_clocks(
@@ -103,9 +124,22 @@ impl LocalCluster {
         skewable: bool,
         logger: &Logger,
     ) -> Result<Self> {
+        Self::start_on(base, count, template, pd, skewable, None, logger)
+    }
+
+    fn start_on(
+        base: &Path,
+        count: usize,
+        template: NodeConfig,
+        pd: MemPdConfig,
+        skewable: bool,
+        grpc: Option<GrpcConfig>,
+        logger: &Logger,
+    ) -> Result<Self> {
         let mut cluster = LocalCluster {
             pd: Arc::new(MemPd::new(pd)),
             net: LocalNetwork::new(),
+            grpc: grpc.map(|g| (g, Mutex::default())),
             nodes: Arc::new(LocalNodes::new()),
             dirs: BTreeMap::new(),
             template,
@@ -128,7 +162,36 @@ impl LocalCluster {
             Some(clock) => clock,
             None => Arc::new(MonotonicRawClock),
         };
-        Node::open_with_clock(cfg, pd, self.net.clone(), clock, &self.logger)
+        let Some((grpc_cfg, transports)) = &self.grpc else {
+            return Node::open_with_clock(cfg, pd, self.net.clone(), clock, &self.logger);
+        };
+        let grpc = GrpcTransport::start(grpc_cfg.clone(), pd.clone(), &self.logger)?;
+        let cfg = NodeConfig { advertise_addr: grpc.addr().to_string(), ..cfg };
+        match Node::open_with_clock(cfg, pd, grpc.clone(), clock, &self.logger) {
+            Ok(node) => {
+                let mut transports = transports.lock().unwrap_or_else(|e| e.into_inner());
+                transports.insert(node.store_id(), grpc);
+                Ok(node)
+            }
+            Err(e) => {
+                grpc.stop();
+                Err(e)
+            }
+        }
+    }
+
+    /// Over gRPC, raft messages the running nodes' transports sent and the batches (frames)
+    /// they went in; `None` on the in-process network.
+    pub fn grpc_batching(&self) -> Option<(u64, u64)> {
+        let (_, transports) = self.grpc.as_ref()?;
+        let transports = transports.lock().unwrap_or_else(|e| e.into_inner());
+        let sum = |f: fn(&rpc::ClientStats) -> u64| -> u64 {
+            transports.values().map(|t| f(&t.client_stats())).sum()
+        };
+        Some((
+            sum(|s| s.messages.load(Ordering::Relaxed)),
+            sum(|s| s.batches.load(Ordering::Relaxed)),
+        ))
     }
 
     /// The clock of a node's leases, if the cluster was started with skewable clocks.
@@ -146,6 +209,12 @@ impl LocalCluster {
     pub fn stop_node(&self, store_id: u64) {
         if let Some(node) = self.nodes.remove(store_id) {
             node.stop();
+        }
+        if let Some((_, transports)) = &self.grpc {
+            let grpc = transports.lock().unwrap_or_else(|e| e.into_inner()).remove(&store_id);
+            if let Some(grpc) = grpc {
+                grpc.stop();
+            }
         }
     }
 

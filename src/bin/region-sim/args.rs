@@ -110,6 +110,20 @@ pub struct Args {
     /// picks a free port; the address is printed on stderr).
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How the stores talk: `local` (channels in the process) or `grpc` (each store serves
+    /// gRPC on a loopback port and sends through a gRPC client). The nemesis needs `local`.
+    #[arg(long, value_enum, default_value_t = TransportKind::Local)]
+    pub transport: TransportKind,
+}
+
+/// How the stores of a run talk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportKind {
+    /// Channels between the stores of the process (`LocalNetwork`).
+    Local,
+    /// gRPC on loopback (`server::grpc::GrpcTransport`).
+    Grpc,
 }
 
 /// The shape of the workload over the run.
@@ -162,7 +176,11 @@ impl Args {
 
     /// Refuses values that cannot run.
     pub fn validate(&self) -> Result<(), String> {
-        self.nemesis_kinds()?;
+        if !self.nemesis_kinds()?.is_empty() && self.transport == TransportKind::Grpc {
+            return Err("--nemesis injects its faults on the in-process network: it needs \
+                        --transport local"
+                .into());
+        }
         if !(self.nemesis_interval >= MIN_NEMESIS_INTERVAL_S
             && self.nemesis_interval <= MAX_DURATION_S)
         {

@@ -32,16 +32,17 @@ use raft::StateRole;
 use server::{
     config::{FileConfig, LogConfig, LogLevel},
     faults::FaultNetwork,
+    grpc::GrpcConfig,
     local::LocalCluster,
     metrics::MetricsServer,
     NodeConfig,
 };
 
 use crate::{
-    args::{Args, Scenario},
+    args::{Args, Scenario, TransportKind},
     history::History,
     nemesis::{run_nemesis, FaultKind, NemesisEnv, NemesisReport},
-    report::{ReadPaths, Regions, Report, StoreReport},
+    report::{GrpcBatching, ReadPaths, Regions, Report, StoreReport},
     workload::{run_client, ClientStats, Run},
 };
 
@@ -77,14 +78,24 @@ fn run(args: Args) -> Result<(), Error> {
     let replicas = args.stores.min(3) as usize;
     let kinds = args.nemesis_kinds()?;
     let skewable = kinds.contains(&FaultKind::ClockSkew);
-    let cluster = LocalCluster::start_with_clocks(
-        base,
-        args.stores as usize,
-        node_cfg,
-        pd_config(&args, replicas),
-        skewable,
-        &logger,
-    )?;
+    let cluster = match args.transport {
+        TransportKind::Local => LocalCluster::start_with_clocks(
+            base,
+            args.stores as usize,
+            node_cfg,
+            pd_config(&args, replicas),
+            skewable,
+            &logger,
+        )?,
+        TransportKind::Grpc => LocalCluster::start_over_grpc(
+            base,
+            args.stores as usize,
+            node_cfg,
+            pd_config(&args, replicas),
+            GrpcConfig::default(),
+            &logger,
+        )?,
+    };
     cluster.wait_ready(replicas, Duration::from_secs(60))?;
     // Long enough for tens of thousands of regions (a split of 10 a round).
     let split_timeout = Duration::from_secs(120) + Duration::from_millis(args.regions * 20);
@@ -112,6 +123,11 @@ fn run(args: Args) -> Result<(), Error> {
     let mut report =
         Report::new(&args, duration_s, &stats, read_paths, regions, &region_counts, stores);
     report.nemesis = nemesis;
+    report.grpc = cluster.grpc_batching().map(|(messages, batches)| GrpcBatching {
+        messages,
+        batches,
+        per_batch: messages as f64 / batches.max(1) as f64,
+    });
     report.print_summary();
     write_outputs(&args, &report)?;
     cluster.stop();

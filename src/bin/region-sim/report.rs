@@ -155,6 +155,14 @@ pub struct StoreReport {
     pub peers: u64,
 }
 
+/// How well the gRPC transport batched: raft messages sent, and the frames they took.
+#[derive(Serialize)]
+pub struct GrpcBatching {
+    pub messages: u64,
+    pub batches: u64,
+    pub per_batch: f64,
+}
+
 #[derive(Serialize)]
 pub struct Report {
     pub config: Args,
@@ -176,6 +184,9 @@ pub struct Report {
     /// The faults injected and what they did (with --nemesis).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nemesis: Option<NemesisReport>,
+    /// Raft messages over gRPC and the frames they went in (with --transport grpc).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcBatching>,
     /// What this version does not do yet, so nobody reads a missing field as zero.
     pub notes: Vec<String>,
 }
@@ -231,6 +242,7 @@ impl Report {
             stores,
             history_file: args.history.as_ref().map(|p| p.display().to_string()),
             nemesis: None,
+            grpc: None,
             notes,
         }
     }
@@ -294,6 +306,12 @@ impl Report {
         );
         for s in &self.stores {
             println!("  store {:<3}  {} peers, {} leaders", s.id, s.peers, s.leaders);
+        }
+        if let Some(g) = &self.grpc {
+            println!(
+                "  grpc       {} raft messages in {} frames ({:.2} a frame)",
+                g.messages, g.batches, g.per_batch
+            );
         }
         if let Some(h) = &self.history_file {
             println!("  history    {h}");
