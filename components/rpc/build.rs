@@ -20,6 +20,17 @@ fn main() {
                 .client_streaming()
                 .build(),
         )
+        .method(
+            Method::builder()
+                .name("snapshot")
+                .route_name("Snapshot")
+                .comment("The pieces of one snapshot, in order, on a stream of their own.")
+                .input_type("proto::raft_serverpb::RaftMessage")
+                .output_type("proto::raft_serverpb::Done")
+                .codec_path("crate::codec::ProtobufCodec")
+                .client_streaming()
+                .build(),
+        )
         .build();
     Builder::new().compile(&[raft]);
 }

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 
 use bytes::{Buf, BufMut};
 use proto::{
-    raft_serverpb::{BatchRaftMessage, Done},
+    raft_serverpb::{BatchRaftMessage, Done, RaftMessage},
     Message,
 };
 use tonic::{
@@ -31,6 +31,8 @@ pub trait Frame: Message {
 }
 
 impl Frame for Done {}
+
+impl Frame for RaftMessage {}
 
 impl Frame for BatchRaftMessage {
     fn check(bytes: &[u8]) -> Result<(), String> {
@@ -128,7 +130,6 @@ impl<U: Frame> Decoder for ProtobufDecoder<U> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::raft_serverpb::RaftMessage;
 
     #[test]
     fn a_batch_is_counted_without_parsing_and_refused_past_the_limit() {

@@ -41,6 +41,12 @@ pub struct RaftClientConfig {
     /// the next series of waits again from `backoff_base`; one that broke sooner keeps
     /// doubling, so a peer that accepts and then fails at once is not hammered.
     pub backoff_max: Duration,
+    /// Snapshots streaming at once (each on a connection of its own).
+    pub snapshot_concurrency: usize,
+    /// Snapshots waiting or streaming at most; past that a snapshot is reported undelivered.
+    pub snapshot_pending: usize,
+    /// How long one snapshot's stream may take before it counts as failed.
+    pub snapshot_timeout: Duration,
     /// HTTP/2 pings on an idle connection, to notice a peer that is gone without a word.
     pub keepalive_interval: Duration,
     /// How long a ping may go unanswered before the connection is dropped.
@@ -58,6 +64,9 @@ impl Default for RaftClientConfig {
             connect_timeout: Duration::from_secs(1),
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_secs(3),
+            snapshot_concurrency: 4,
+            snapshot_pending: 16,
+            snapshot_timeout: Duration::from_secs(300),
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(3),
         }
@@ -75,6 +84,9 @@ impl RaftClientConfig {
             ("connections_per_store", self.connections_per_store as u64),
             ("connect_timeout", self.connect_timeout.as_millis() as u64),
             ("backoff_base", self.backoff_base.as_millis() as u64),
+            ("snapshot_concurrency", self.snapshot_concurrency as u64),
+            ("snapshot_pending", self.snapshot_pending as u64),
+            ("snapshot_timeout", self.snapshot_timeout.as_millis() as u64),
             ("keepalive_interval", self.keepalive_interval.as_millis() as u64),
             ("keepalive_timeout", self.keepalive_timeout.as_millis() as u64),
         ];

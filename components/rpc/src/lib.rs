@@ -4,12 +4,14 @@
 //! - [`service`]: the stubs `build.rs` writes (`Raft`, with its `BatchRaft` stream).
 //! - [`raft_service`]: the receiving side, handing messages to a store's [`MessageSink`].
 //! - [`raft_client`]: the sending side, a [`raftstore::transport::Transport`] that batches a
-//!   round's messages per peer store and reconnects with back-off.
+//!   round's messages per peer store and reconnects with back-off; snapshots go on a
+//!   `Snapshot` stream of their own (`snapshot`).
 
 pub mod codec;
 pub mod config;
 pub mod raft_client;
 pub mod raft_service;
+mod snapshot;
 
 pub use config::{ConfigError, RaftClientConfig};
 pub use raft_client::{AddressResolver, ClientStats, RaftClient, ResolveError, StaticResolver};

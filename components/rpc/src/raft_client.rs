@@ -25,6 +25,7 @@ use std::{
 };
 
 use proto::{
+    eraftpb::MessageType,
     raft_serverpb::{BatchRaftMessage, RaftMessage},
     Message,
 };
@@ -33,7 +34,10 @@ use tokio::{runtime::Handle, sync::mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{config::RaftClientConfig, service::raft_client::RaftClient as RaftStub};
+use crate::{
+    config::RaftClientConfig, service::raft_client::RaftClient as RaftStub,
+    snapshot::SnapshotSender,
+};
 
 /// Why a store has no address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +92,12 @@ pub struct ClientStats {
     pub connects: AtomicU64,
     /// Attempts that failed (no address, refused, timed out) and streams that broke.
     pub failures: AtomicU64,
+    /// Snapshots the receiver took whole, on the `Snapshot` stream.
+    pub snapshots: AtomicU64,
+    /// The pieces of those snapshots.
+    pub snapshot_pieces: AtomicU64,
+    /// Snapshots reported undelivered: too many pending, or their stream failed.
+    pub snapshot_failures: AtomicU64,
 }
 
 const CONNECTING: u8 = 0;
@@ -110,7 +120,7 @@ struct Conn {
 /// Messages a connection task dropped from its queue when its connection broke; the next
 /// flush of any clone reports them.
 #[derive(Default)]
-struct Lost {
+pub(crate) struct Lost {
     any: AtomicBool,
     msgs: Mutex<Vec<Undelivered>>,
 }
@@ -119,6 +129,11 @@ impl Lost {
     fn push(&self, batch: &BatchRaftMessage) {
         let mut msgs = self.msgs.lock().unwrap_or_else(|e| e.into_inner());
         msgs.extend(batch.msgs.iter().map(Undelivered::of));
+        self.any.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn push_one(&self, report: Undelivered) {
+        self.msgs.lock().unwrap_or_else(|e| e.into_inner()).push(report);
         self.any.store(true, Ordering::Release);
     }
 
@@ -134,6 +149,7 @@ struct Shared {
     resolver: Arc<dyn AddressResolver>,
     runtime: Handle,
     conns: Mutex<HashMap<(u64, usize), Arc<Conn>>>,
+    snapshots: SnapshotSender,
     lost: Arc<Lost>,
     stats: Arc<ClientStats>,
 }
@@ -160,14 +176,16 @@ impl RaftClient {
         runtime: Handle,
     ) -> Result<Self, crate::config::ConfigError> {
         cfg.validate()?;
-        let shared = Shared {
-            cfg,
-            resolver,
-            runtime,
-            conns: Mutex::default(),
-            lost: Arc::default(),
-            stats: Arc::default(),
-        };
+        let (lost, stats) = (Arc::<Lost>::default(), Arc::<ClientStats>::default());
+        let snapshots = SnapshotSender::new(
+            cfg.clone(),
+            resolver.clone(),
+            runtime.clone(),
+            lost.clone(),
+            stats.clone(),
+        );
+        let conns = Mutex::default();
+        let shared = Shared { cfg, resolver, runtime, conns, snapshots, lost, stats };
         Ok(RaftClient { shared: Arc::new(shared), queue: Vec::new(), conns: HashMap::new() })
     }
 
@@ -283,19 +301,36 @@ impl Transport for RaftClient {
         }
         let n = self.shared.cfg.connections_per_store as u64;
         let key = |m: &RaftMessage| (m.get_to_peer().store_id, m.region_id % n);
-        let mut msgs = std::mem::take(&mut self.queue);
+        let (snapshots, mut msgs): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|m| m.get_message().get_msg_type() == MessageType::MsgSnapshot);
         msgs.sort_by_key(key); // stable: each connection's messages keep their order
-        let mut rest = msgs.into_iter().peekable();
-        while let Some(first) = rest.next() {
-            let k = key(&first);
-            let mut group = vec![first];
-            while let Some(m) = rest.next_if(|m| key(m) == k) {
-                group.push(m);
-            }
-            let conn = self.conn(k.0, group[0].region_id);
+        for group in groups(msgs, key) {
+            let conn = self.conn(group[0].get_to_peer().store_id, group[0].region_id);
             self.send_batches(&conn, group, undelivered);
         }
+        let snap_key = |m: &RaftMessage| {
+            (m.get_to_peer().id, m.get_message().get_snapshot().get_metadata().index)
+        };
+        for pieces in groups(snapshots, snap_key) {
+            self.shared.snapshots.send(pieces, undelivered);
+        }
     }
+}
+
+/// Runs of consecutive messages with the same key, in order.
+fn groups<K: PartialEq>(
+    msgs: Vec<RaftMessage>,
+    key: impl Fn(&RaftMessage) -> K,
+) -> Vec<Vec<RaftMessage>> {
+    let mut out: Vec<Vec<RaftMessage>> = Vec::new();
+    for m in msgs {
+        match out.last_mut() {
+            Some(g) if key(&g[0]) == key(&m) => g.push(m),
+            _ => out.push(vec![m]),
+        }
+    }
+    out
 }
 
 /// Starts the task of a new connection to `store_id`.
@@ -388,18 +423,7 @@ impl ConnTask {
 
     /// A stub on a new connection; `Err(Some(_))` when the address could not be resolved.
     async fn connect(&self) -> Result<RaftStub<Channel>, Option<ResolveError>> {
-        let resolver = self.resolver.clone();
-        let store_id = self.store_id;
-        let resolved = tokio::task::spawn_blocking(move || resolver.resolve(store_id)).await;
-        let addr = resolved.map_err(|_| None)?.map_err(Some)?;
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|_| None)?
-            .connect_timeout(self.cfg.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(self.cfg.keepalive_interval)
-            .keep_alive_timeout(self.cfg.keepalive_timeout)
-            .keep_alive_while_idle(true);
-        let channel = endpoint.connect().await.map_err(|_| None)?;
+        let channel = connect_channel(&self.resolver, self.store_id, &self.cfg).await?;
         Ok(RaftStub::new(channel).max_encoding_message_size(usize::MAX))
     }
 
@@ -424,4 +448,24 @@ impl ConnTask {
             }
         }
     }
+}
+
+/// Resolves `store_id` (on a blocking thread) and connects to it; `Err(Some(_))` when the
+/// address could not be resolved, `Err(None)` when the connection failed.
+pub(crate) async fn connect_channel(
+    resolver: &Arc<dyn AddressResolver>,
+    store_id: u64,
+    cfg: &RaftClientConfig,
+) -> Result<Channel, Option<ResolveError>> {
+    let resolver = resolver.clone();
+    let resolved = tokio::task::spawn_blocking(move || resolver.resolve(store_id)).await;
+    let addr = resolved.map_err(|_| None)?.map_err(Some)?;
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|_| None)?
+        .connect_timeout(cfg.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(cfg.keepalive_interval)
+        .keep_alive_timeout(cfg.keepalive_timeout)
+        .keep_alive_while_idle(true);
+    endpoint.connect().await.map_err(|_| None)
 }

@@ -12,6 +12,7 @@ use std::sync::{
 
 use proto::raft_serverpb::{BatchRaftMessage, Done, RaftMessage};
 use raftstore::transport::TransportError;
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::service::raft_server::{Raft, RaftServer};
@@ -39,18 +40,34 @@ pub struct ServiceStats {
     pub delivered: AtomicU64,
     /// Messages the sink refused.
     pub dropped: AtomicU64,
+    /// Snapshot streams received whole.
+    pub snapshots: AtomicU64,
+    /// Snapshot streams refused because `max_snapshot_receives` were already running.
+    pub snapshots_refused: AtomicU64,
 }
 
 /// The `Raft` gRPC service of one store.
 pub struct RaftService<S> {
     sink: Arc<S>,
     stats: Arc<ServiceStats>,
+    snapshot_permits: Arc<Semaphore>,
 }
+
+/// Snapshot streams a service takes at once by default.
+pub const DEFAULT_SNAPSHOT_RECEIVES: usize = 4;
 
 impl<S: MessageSink> RaftService<S> {
     /// A service that hands what it receives to `sink`.
     pub fn new(sink: Arc<S>) -> Self {
-        RaftService { sink, stats: Arc::default() }
+        let snapshot_permits = Arc::new(Semaphore::new(DEFAULT_SNAPSHOT_RECEIVES));
+        RaftService { sink, stats: Arc::default(), snapshot_permits }
+    }
+
+    /// Takes at most `n` snapshot streams at once; more are refused (`ResourceExhausted`),
+    /// and their senders report them failed to raft.
+    pub fn with_snapshot_receives(mut self, n: usize) -> Self {
+        self.snapshot_permits = Arc::new(Semaphore::new(n));
+        self
     }
 
     /// What it has received so far.
@@ -91,6 +108,26 @@ impl<S: MessageSink> Raft for RaftService<S> {
             self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
             self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
+        Ok(Response::new(Done::new()))
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<Done>, Status> {
+        let Ok(_permit) = self.snapshot_permits.try_acquire() else {
+            self.stats.snapshots_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Status::resource_exhausted("too many snapshots being received"));
+        };
+        let mut stream = request.into_inner();
+        while let Some(piece) = stream.message().await? {
+            if let Err(e) = self.sink.deliver(piece) {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                return Err(Status::unavailable(format!("a snapshot piece refused: {e}")));
+            }
+            self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(Done::new()))
     }
 }

@@ -14,7 +14,8 @@ use rpc::{MessageSink, RaftClient, RaftClientConfig, RaftService, ServiceStats, 
 use tokio::{net::TcpListener, runtime::Runtime};
 use tokio_stream::wrappers::TcpListenerStream;
 
-/// The region of the messages that probe a connection; not counted by [`Collect::indexes`].
+/// The region of the messages that probe a connection; not counted by [`Collect::indexes`]
+/// (nor are snapshot pieces).
 const PROBE: u64 = 1000;
 
 /// Keeps what it is given; refuses messages of region 99 (a region the store does not have);
@@ -43,7 +44,8 @@ impl MessageSink for Collect {
 impl Collect {
     fn indexes(&self) -> Vec<u64> {
         let msgs = self.msgs.lock().unwrap();
-        msgs.iter().filter(|m| m.region_id != PROBE).map(|m| m.get_message().index).collect()
+        let counted = |m: &&RaftMessage| m.region_id != PROBE && !m.has_snapshot_chunk();
+        msgs.iter().filter(counted).map(|m| m.get_message().index).collect()
     }
 
     fn set_stall(&self, on: bool) {
@@ -62,10 +64,15 @@ struct Receiver {
 }
 
 fn serve(addr: SocketAddr, sink: Arc<Collect>) -> Receiver {
+    serve_with(addr, sink, rpc::raft_service::DEFAULT_SNAPSHOT_RECEIVES)
+}
+
+/// [`serve`], taking at most `snapshot_receives` snapshot streams at once.
+fn serve_with(addr: SocketAddr, sink: Arc<Collect>, snapshot_receives: usize) -> Receiver {
     let rt = runtime();
     let listener = rt.block_on(TcpListener::bind(addr)).expect("bind");
     let addr = listener.local_addr().unwrap();
-    let service = RaftService::new(sink.clone());
+    let service = RaftService::new(sink.clone()).with_snapshot_receives(snapshot_receives);
     let stats = service.stats();
     rt.spawn(
         rpc::server_builder(Duration::from_secs(10), Duration::from_secs(3))
@@ -350,4 +357,77 @@ fn a_frame_that_does_not_parse_or_holds_too_many_messages_ends_its_stream_only()
     c.send(msg(7, 2, 9)).unwrap();
     c.flush(&mut Vec::new());
     wait_for("a good message after the bad frame", || rx.sink.indexes() == [9]);
+}
+
+/// The pieces of one snapshot of region 7 for store 2, `n` of `bytes` bytes each.
+fn snapshot_pieces(n: u64, bytes: usize) -> Vec<RaftMessage> {
+    (0..n)
+        .map(|seq| {
+            let mut m = msg(7, 2, 0);
+            m.mut_message().set_msg_type(MessageType::MsgSnapshot);
+            m.mut_message().mut_snapshot().mut_metadata().index = 10;
+            let chunk = m.mut_snapshot_chunk();
+            (chunk.seq, chunk.total, chunk.data) = (seq, n, vec![seq as u8; bytes]);
+            m
+        })
+        .collect()
+}
+
+#[test]
+fn a_snapshot_in_several_pieces_goes_whole_on_a_stream_of_its_own() {
+    let rt = runtime();
+    let rx = serve("127.0.0.1:0".parse().unwrap(), Arc::default());
+    let resolver = Arc::new(StaticResolver::default());
+    resolver.set(2, rx.addr.to_string());
+    let mut c = client(&rt, resolver, fast());
+    wait_up(&mut c, 2);
+    let before = sent_batches(&c);
+    c.send(msg(8, 2, 1)).unwrap();
+    for piece in snapshot_pieces(5, 20 * 1024) {
+        c.send(piece).unwrap();
+    }
+    c.send(msg(8, 2, 2)).unwrap();
+    let mut undelivered = Vec::new();
+    c.flush(&mut undelivered);
+    assert!(undelivered.is_empty(), "{undelivered:?}");
+    // The two raft messages took one batch; the snapshot none of them.
+    assert_eq!(sent_batches(&c) - before, 1);
+    wait_for("the snapshot", || rx.stats.snapshots.load(Ordering::Relaxed) == 1);
+    let seqs: Vec<u64> = rx
+        .sink
+        .msgs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.has_snapshot_chunk())
+        .map(|m| m.get_snapshot_chunk().seq)
+        .collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4]);
+    assert_eq!(c.stats().snapshots.load(Ordering::Relaxed), 1);
+    assert_eq!(c.stats().snapshot_pieces.load(Ordering::Relaxed), 5);
+    wait_for("the two raft messages", || rx.sink.indexes() == [1, 2]);
+}
+
+#[test]
+fn a_snapshot_the_receiver_has_no_room_for_is_reported_failed() {
+    let rt = runtime();
+    let rx = serve_with("127.0.0.1:0".parse().unwrap(), Arc::default(), 0);
+    let resolver = Arc::new(StaticResolver::default());
+    resolver.set(2, rx.addr.to_string());
+    let mut c = client(&rt, resolver, fast());
+    wait_up(&mut c, 2);
+    for piece in snapshot_pieces(3, 1024) {
+        c.send(piece).unwrap();
+    }
+    let mut undelivered = Vec::new();
+    c.flush(&mut undelivered);
+    wait_for("the failure to be reported", || {
+        c.flush(&mut undelivered);
+        !undelivered.is_empty()
+    });
+    let want = Undelivered { region_id: 7, to_peer: 207, msg_type: MessageType::MsgSnapshot };
+    assert_eq!(undelivered, [want], "one report for the whole snapshot");
+    assert_eq!(rx.stats.snapshots_refused.load(Ordering::Relaxed), 1);
+    assert_eq!(c.stats().snapshot_failures.load(Ordering::Relaxed), 1);
+    assert!(rx.sink.msgs.lock().unwrap().iter().all(|m| !m.has_snapshot_chunk()));
 }

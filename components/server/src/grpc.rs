@@ -102,6 +102,7 @@ struct Inner {
     runtime: Mutex<Option<Runtime>>,
     addr: SocketAddr,
     sink: Arc<RouterSink>,
+    server_stats: Arc<rpc::ServiceStats>,
     client: RaftClient,
     logger: Logger,
 }
@@ -140,7 +141,9 @@ impl GrpcTransport {
         };
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let sink = Arc::new(RouterSink::default());
-        let service = RaftService::new(sink.clone()).into_server(cfg.max_frame_bytes);
+        let service = RaftService::new(sink.clone());
+        let server_stats = service.stats();
+        let service = service.into_server(cfg.max_frame_bytes);
         let (interval, timeout) = (cfg.client.keepalive_interval, cfg.client.keepalive_timeout);
         let serve_logger = logger.clone();
         runtime.spawn(async move {
@@ -157,13 +160,18 @@ impl GrpcTransport {
             .map_err(|e| Error::Open(format!("grpc client: {e}")))?;
         let runtime = Mutex::new(Some(runtime));
         let logger = logger.new(slog::o!("grpc_addr" => addr.to_string()));
-        let inner = Inner { runtime, addr, sink, client, logger };
+        let inner = Inner { runtime, addr, sink, server_stats, client, logger };
         Ok(GrpcTransport { inner: Arc::new(inner) })
     }
 
     /// The address the server listens on (with the port it got).
     pub fn addr(&self) -> SocketAddr {
         self.inner.addr
+    }
+
+    /// What the server has received so far.
+    pub fn server_stats(&self) -> Arc<rpc::ServiceStats> {
+        self.inner.server_stats.clone()
     }
 
     /// What the sending side has done so far.

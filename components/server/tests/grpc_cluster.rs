@@ -1,7 +1,8 @@
 //! Three nodes of one process that talk only gRPC on loopback: the region is replicated onto
 //! them (appends and snapshots over the network), writes commit, a follower whose server
-//! crashed comes back on another port and catches up (the senders re-resolve its address
-//! through the placement driver), and it serves a follower read of what it missed.
+//! crashed comes back on another port and catches up by a snapshot of many pieces (the
+//! senders re-resolve its address through the placement driver), and it serves a follower
+//! read of what it missed.
 
 use std::{
     path::Path,
@@ -92,10 +93,22 @@ fn three_nodes_over_grpc_replicate_and_a_restarted_follower_catches_up() {
     let follower = members.iter().position(|m| m.node.store_id() != node.store_id()).unwrap();
     let down = members.remove(follower);
     let down_id = down.node.store_id();
+    let down_last = down.node.region_status(ctx.region_id).unwrap().last_index;
     down.stop();
     let up: Vec<&Member> = members.iter().collect();
-    for i in 0..20u32 {
-        put(&pd, &up, format!("k{i:02}").as_bytes(), b"v2");
+    // Values of 4 KiB, written until the leader has compacted its log past what the stopped
+    // follower has: it can only catch up by a snapshot, of many 16 KiB pieces.
+    let value = vec![b'2'; 4096];
+    for round in 0..20 {
+        for i in 0..20u32 {
+            put(&pd, &up, format!("k{i:02}").as_bytes(), &value);
+        }
+        let (node, _) = leader(&pd, &up, b"k", 3);
+        // A margin for entries it may have appended between the look and the stop.
+        if node.region_status(ctx.region_id).unwrap().truncated_index > down_last + 10 {
+            break;
+        }
+        assert!(round < 19, "the log was never compacted past {down_last}");
     }
     let (node, ctx) = leader(&pd, &up, b"k", 3);
 
@@ -116,7 +129,14 @@ fn three_nodes_over_grpc_replicate_and_a_restarted_follower_catches_up() {
     let s = back.node.region_status(region_id).unwrap();
     let follower_ctx = Context { replica_read: true, ..Context::new(&s.region, &s.peer) };
     let got = back.node.get(&follower_ctx, b"k13", WAIT).unwrap();
-    assert_eq!(got.as_deref(), Some(&b"v2"[..]));
+    assert_eq!(got.as_deref(), Some(&value[..]));
+    // The stream ends (and counts) just after its last piece reached the store.
+    let received = back.grpc.server_stats();
+    let deadline = Instant::now() + WAIT;
+    while received.snapshots.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "no snapshot stream");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // Everything went over the network (that the third caught up at its new port already
     // says it was found again): the leader and its followers connected.
