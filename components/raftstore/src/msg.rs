@@ -197,8 +197,8 @@ pub enum PeerMsg<S: Snapshot> {
     Undelivered {
         /// The peer the message was for.
         to: u64,
-        /// Whether it was (a piece of) a snapshot.
-        snapshot: bool,
+        /// For (a piece of) a snapshot, its index; 0 for any other message.
+        snap_index: u64,
     },
     /// A reader served a read from a lease about to end: renew it.
     RenewLease,

@@ -24,6 +24,9 @@ pub struct Undelivered {
     pub to_peer: u64,
     /// What it was.
     pub msg_type: MessageType,
+    /// For a snapshot (or a piece of one): its index, so that a late report of an older
+    /// snapshot does not settle a newer one; 0 otherwise.
+    pub snap_index: u64,
 }
 
 impl Undelivered {
@@ -33,6 +36,10 @@ impl Undelivered {
             region_id: if msg.has_extra() { 0 } else { msg.region_id },
             to_peer: msg.get_to_peer().id,
             msg_type: msg.get_message().get_msg_type(),
+            snap_index: match msg.get_message().get_msg_type() {
+                MessageType::MsgSnapshot => msg.get_message().get_snapshot().get_metadata().index,
+                _ => 0,
+            },
         }
     }
 }

@@ -45,7 +45,9 @@ pub struct RaftClientConfig {
     pub snapshot_concurrency: usize,
     /// Snapshots waiting or streaming at most; past that a snapshot is reported undelivered.
     pub snapshot_pending: usize,
-    /// How long one snapshot's stream may take before it counts as failed.
+    /// How long one snapshot's stream may take, from when it may start (a permit is free),
+    /// before it counts as failed. At most the store's `snap_send_timeout`, after which the
+    /// store gives up on it anyway.
     pub snapshot_timeout: Duration,
     /// HTTP/2 pings on an idle connection, to notice a peer that is gone without a word.
     pub keepalive_interval: Duration,
@@ -66,7 +68,7 @@ impl Default for RaftClientConfig {
             backoff_max: Duration::from_secs(3),
             snapshot_concurrency: 4,
             snapshot_pending: 16,
-            snapshot_timeout: Duration::from_secs(300),
+            snapshot_timeout: Duration::from_secs(60),
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(3),
         }

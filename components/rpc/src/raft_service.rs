@@ -53,6 +53,13 @@ pub struct RaftService<S> {
     snapshot_permits: Arc<Semaphore>,
 }
 
+/// How long a snapshot stream may go without a piece before the receiver drops it (and its
+/// permit).
+pub const SNAPSHOT_PIECE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a snapshot piece waits for room in a full mailbox before the stream fails.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Snapshot streams a service takes at once by default.
 pub const DEFAULT_SNAPSHOT_RECEIVES: usize = 4;
 
@@ -73,6 +80,23 @@ impl<S: MessageSink> RaftService<S> {
     /// What it has received so far.
     pub fn stats(&self) -> Arc<ServiceStats> {
         self.stats.clone()
+    }
+
+    /// Hands a snapshot piece to the sink, waiting a little while its mailbox is full
+    /// rather than failing a large snapshot halfway.
+    async fn deliver_piece(&self, piece: RaftMessage) -> Result<(), TransportError> {
+        let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+        let mut piece = piece;
+        loop {
+            let retry = piece.clone();
+            match self.sink.deliver(piece) {
+                Err(TransportError::Busy(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    piece = retry;
+                }
+                res => return res,
+            }
+        }
     }
 
     /// The service as tonic serves it, taking frames up to `max_frame_bytes`: at least the
@@ -120,8 +144,14 @@ impl<S: MessageSink> Raft for RaftService<S> {
             return Err(Status::resource_exhausted("too many snapshots being received"));
         };
         let mut stream = request.into_inner();
-        while let Some(piece) = stream.message().await? {
-            if let Err(e) = self.sink.deliver(piece) {
+        loop {
+            let next = tokio::time::timeout(SNAPSHOT_PIECE_WAIT, stream.message()).await;
+            let Some(piece) =
+                next.map_err(|_| Status::deadline_exceeded("a snapshot stalled"))??
+            else {
+                break;
+            };
+            if let Err(e) = self.deliver_piece(piece).await {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 return Err(Status::unavailable(format!("a snapshot piece refused: {e}")));
             }

@@ -5,19 +5,24 @@
 //!
 //! Sends are limited: at most `snapshot_concurrency` streams at a time, at most
 //! `snapshot_pending` snapshots waiting or streaming; past that a snapshot is reported
-//! undelivered at once. A send that fails (no address, refused, the receiver busy, the
-//! stream broken, `snapshot_timeout` passed) is reported undelivered at the next flush, so
-//! the leader tells raft the snapshot failed and sends another later. Its success needs no
-//! word: the follower answers raft once it has applied the snapshot.
+//! undelivered at once. A newer snapshot for a peer cancels the older one still waiting or
+//! streaming to it (two streams to one peer would undo each other's pieces). A send that
+//! fails (no address, refused, the receiver busy, the stream broken, `snapshot_timeout`
+//! passed once it may stream) is reported undelivered, with its index, at the next flush:
+//! the leader tells raft the snapshot failed, unless it has moved on to another one. Its
+//! success needs no word: the follower answers raft once it has applied the snapshot.
 
-use std::sync::{
-    atomic::{AtomicUsize, Ordering},
-    Arc,
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use proto::raft_serverpb::RaftMessage;
 use raftstore::transport::Undelivered;
-use tokio::{runtime::Handle, sync::Semaphore};
+use tokio::{runtime::Handle, sync::Semaphore, task::AbortHandle};
 
 use crate::{
     config::RaftClientConfig,
@@ -32,8 +37,20 @@ pub(crate) struct SnapshotSender {
     runtime: Handle,
     permits: Arc<Semaphore>,
     pending: Arc<AtomicUsize>,
+    /// The send to each peer, by peer id: a newer one aborts it.
+    sends: Mutex<HashMap<u64, AbortHandle>>,
     lost: Arc<Lost>,
     stats: Arc<ClientStats>,
+}
+
+/// Counts a snapshot as pending until its task ends, however it ends (done, failed,
+/// aborted by a newer snapshot, dropped at shutdown).
+struct PendingGuard(Arc<AtomicUsize>);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SnapshotSender {
@@ -46,7 +63,8 @@ impl SnapshotSender {
     ) -> Self {
         let permits = Arc::new(Semaphore::new(cfg.snapshot_concurrency));
         let pending = Arc::new(AtomicUsize::new(0));
-        SnapshotSender { cfg, resolver, runtime, permits, pending, lost, stats }
+        let sends = Mutex::default();
+        SnapshotSender { cfg, resolver, runtime, permits, pending, sends, lost, stats }
     }
 
     /// Starts sending `pieces` (one snapshot, in order) to the store of their target, or
@@ -60,22 +78,27 @@ impl SnapshotSender {
             undelivered.push(report);
             return;
         }
-        let store_id = first.get_to_peer().store_id;
+        let guard = PendingGuard(self.pending.clone());
+        let (store_id, to_peer) = (first.get_to_peer().store_id, first.get_to_peer().id);
         let task = SnapshotTask {
             cfg: self.cfg.clone(),
             resolver: self.resolver.clone(),
             permits: self.permits.clone(),
             stats: self.stats.clone(),
         };
-        let (pending, lost, stats) = (self.pending.clone(), self.lost.clone(), self.stats.clone());
-        self.runtime.spawn(async move {
-            let sent = tokio::time::timeout(task.cfg.snapshot_timeout, task.run(store_id, pieces));
-            if !matches!(sent.await, Ok(true)) {
+        let (lost, stats) = (self.lost.clone(), self.stats.clone());
+        let handle = self.runtime.spawn(async move {
+            let _pending = guard;
+            if !task.run(store_id, pieces).await {
                 stats.snapshot_failures.fetch_add(1, Ordering::Relaxed);
                 lost.push_one(report);
             }
-            pending.fetch_sub(1, Ordering::AcqRel);
         });
+        let mut sends = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+        sends.retain(|_, h| !h.is_finished());
+        if let Some(older) = sends.insert(to_peer, handle.abort_handle()) {
+            older.abort();
+        }
     }
 }
 
@@ -87,19 +110,21 @@ struct SnapshotTask {
 }
 
 impl SnapshotTask {
-    /// Streams `pieces` in one `Snapshot` call; true when the receiver took every piece.
+    /// Streams `pieces` in one `Snapshot` call once a permit is free, within
+    /// `snapshot_timeout` from then; true when the receiver took every piece.
     async fn run(self, store_id: u64, pieces: Vec<RaftMessage>) -> bool {
         let Ok(_permit) = self.permits.acquire().await else { return false };
-        let Ok(channel) = connect_channel(&self.resolver, store_id, &self.cfg).await else {
-            return false;
-        };
-        let mut stub = RaftStub::new(channel).max_encoding_message_size(usize::MAX);
         let n = pieces.len() as u64;
-        let done = stub.snapshot(tokio_stream::iter(pieces)).await;
-        if done.is_ok() {
+        let send = async {
+            let channel = connect_channel(&self.resolver, store_id, &self.cfg).await.ok()?;
+            let mut stub = RaftStub::new(channel).max_encoding_message_size(usize::MAX);
+            stub.snapshot(tokio_stream::iter(pieces)).await.ok()
+        };
+        let done = tokio::time::timeout(self.cfg.snapshot_timeout, send).await.ok().flatten();
+        if done.is_some() {
             self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
             self.stats.snapshot_pieces.fetch_add(n, Ordering::Relaxed);
         }
-        done.is_ok()
+        done.is_some()
     }
 }

@@ -171,7 +171,8 @@ fn large_messages_split_a_batch_by_bytes() {
     c.flush(&mut undelivered);
     // 40 KiB each under a 64 KiB limit: one a batch.
     assert_eq!(sent_batches(&c) - before, 10);
-    let want = Undelivered { region_id: 8, to_peer: 208, msg_type: MessageType::MsgAppend };
+    let want =
+        Undelivered { region_id: 8, to_peer: 208, msg_type: MessageType::MsgAppend, snap_index: 0 };
     assert_eq!(undelivered, [want]);
     wait_for("10 messages", || rx.sink.indexes().len() == 10);
 }
@@ -216,7 +217,8 @@ fn a_stalled_receiver_costs_the_sender_at_most_its_queue_bytes() {
 fn messages_to_a_store_without_an_address_are_reported_undelivered() {
     let rt = runtime();
     let mut c = client(&rt, Arc::default(), fast());
-    let want = Undelivered { region_id: 5, to_peer: 305, msg_type: MessageType::MsgAppend };
+    let want =
+        Undelivered { region_id: 5, to_peer: 305, msg_type: MessageType::MsgAppend, snap_index: 0 };
     // Refused while the first attempt runs, and after it failed.
     for _ in 0..2 {
         let mut undelivered = Vec::new();
@@ -403,7 +405,8 @@ fn a_snapshot_in_several_pieces_goes_whole_on_a_stream_of_its_own() {
         .map(|m| m.get_snapshot_chunk().seq)
         .collect();
     assert_eq!(seqs, [0, 1, 2, 3, 4]);
-    assert_eq!(c.stats().snapshots.load(Ordering::Relaxed), 1);
+    // The sender counts it once the answer is back, a moment after the receiver.
+    wait_for("the sender's count", || c.stats().snapshots.load(Ordering::Relaxed) == 1);
     assert_eq!(c.stats().snapshot_pieces.load(Ordering::Relaxed), 5);
     wait_for("the two raft messages", || rx.sink.indexes() == [1, 2]);
 }
@@ -425,9 +428,50 @@ fn a_snapshot_the_receiver_has_no_room_for_is_reported_failed() {
         c.flush(&mut undelivered);
         !undelivered.is_empty()
     });
-    let want = Undelivered { region_id: 7, to_peer: 207, msg_type: MessageType::MsgSnapshot };
+    let want = Undelivered {
+        region_id: 7,
+        to_peer: 207,
+        msg_type: MessageType::MsgSnapshot,
+        snap_index: 10,
+    };
     assert_eq!(undelivered, [want], "one report for the whole snapshot");
     assert_eq!(rx.stats.snapshots_refused.load(Ordering::Relaxed), 1);
     assert_eq!(c.stats().snapshot_failures.load(Ordering::Relaxed), 1);
     assert!(rx.sink.msgs.lock().unwrap().iter().all(|m| !m.has_snapshot_chunk()));
+}
+
+#[test]
+fn a_newer_snapshot_for_a_peer_cancels_the_older_one() {
+    let rt = runtime();
+    let rx = serve("127.0.0.1:0".parse().unwrap(), Arc::default());
+    let resolver = Arc::new(StaticResolver::default());
+    resolver.set(2, rx.addr.to_string());
+    // One stream at a time: the first snapshot holds it while the second waits.
+    let mut c = client(&rt, resolver, RaftClientConfig { snapshot_concurrency: 1, ..fast() });
+    wait_up(&mut c, 2);
+    rx.sink.set_stall(true);
+    let mut stalled = snapshot_pieces(2, 1024); // region 50 stalls the receiver
+    stalled.iter_mut().for_each(|m| m.region_id = 50);
+    stalled.iter_mut().for_each(|m| m.mut_to_peer().id = 250);
+    stalled.into_iter().for_each(|m| c.send(m).unwrap());
+    c.flush(&mut Vec::new());
+    for index in [10, 11] {
+        let mut pieces = snapshot_pieces(3, 1024);
+        pieces.iter_mut().for_each(|m| m.mut_message().mut_snapshot().mut_metadata().index = index);
+        pieces.into_iter().for_each(|m| c.send(m).unwrap());
+        c.flush(&mut Vec::new());
+    }
+    rx.sink.set_stall(false);
+    wait_for("two snapshots", || rx.stats.snapshots.load(Ordering::Relaxed) == 2);
+    let indexes: Vec<u64> = rx
+        .sink
+        .msgs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.has_snapshot_chunk() && m.region_id == 7)
+        .map(|m| m.get_message().get_snapshot().get_metadata().index)
+        .collect();
+    // Snapshot 10 never streamed: 11 replaced it while it waited.
+    assert_eq!(indexes, [11, 11, 11]);
 }

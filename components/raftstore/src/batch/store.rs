@@ -9,7 +9,6 @@ use std::{
 
 use engine::{KvEngine, RaftEngine};
 use local_reader::{Clock, ReadCounters};
-use proto::eraftpb::MessageType;
 use router::{drain, HandleResult, HandlerBuilder, PollHandler};
 use slog::{warn, Logger};
 
@@ -102,8 +101,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> StoreContext<EK, ER, T> {
         }
         undelivered.dedup(); // the pieces of one snapshot
         for u in undelivered.drain(..) {
-            let snapshot = u.msg_type == MessageType::MsgSnapshot;
-            let msg = PeerMsg::Undelivered { to: u.to_peer, snapshot };
+            let msg = PeerMsg::Undelivered { to: u.to_peer, snap_index: u.snap_index };
             let _ = self.router.force_send(u.region_id, msg);
         }
         self.undelivered = undelivered;

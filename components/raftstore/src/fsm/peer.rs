@@ -51,7 +51,9 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             PeerMsg::SnapshotRead(r) => self.peer.propose_read(ctx, *r),
             PeerMsg::Tick => self.peer.on_tick(ctx),
             PeerMsg::StoreUnreachable(store) => self.peer.on_store_unreachable(store, ctx),
-            PeerMsg::Undelivered { to, snapshot } => self.peer.on_undelivered(to, snapshot, ctx),
+            PeerMsg::Undelivered { to, snap_index } => {
+                self.peer.on_undelivered(to, snap_index, ctx)
+            }
             PeerMsg::RenewLease => self.peer.on_renew_lease_request(ctx),
             PeerMsg::SplitRegion(s) => self.peer.on_split_region(ctx, *s),
             PeerMsg::ProposeSplit(p) => self.peer.on_propose_split(ctx, *p),

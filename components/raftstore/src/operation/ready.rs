@@ -198,14 +198,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// The transport could not deliver a message of this peer's to peer `to`, as a failed
     /// `send` above would have said.
+    /// `snap_index` names the snapshot (0: not one); a report of one that is no longer the
+    /// send waiting for `to` (settled, timed out, or replaced by a newer one) is stale.
     pub(crate) fn on_undelivered<T>(
         &mut self,
         to: u64,
-        snapshot: bool,
+        snap_index: u64,
         ctx: &StoreContext<EK, ER, T>,
     ) {
         self.raft_group.report_unreachable(to);
-        if snapshot {
+        if snap_index != 0 && self.snap_sends.holds(to, snap_index) {
             self.on_snapshot_send_failed(to, ctx);
         }
     }

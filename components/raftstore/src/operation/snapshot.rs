@@ -312,6 +312,11 @@ impl SnapSends {
         last
     }
 
+    /// Whether the send waiting for `to` is snapshot `index`.
+    pub fn holds(&self, to: u64, index: u64) -> bool {
+        self.0.get(&to).is_some_and(|(_, i)| *i == index)
+    }
+
     /// Forgets the send to `to` (its failure is reported by the caller).
     pub fn forget(&mut self, to: u64) {
         self.0.remove(&to);
@@ -562,6 +567,18 @@ mod sends_tests {
         assert!(s.settle(2, 20));
         assert!(s.is_empty());
         assert!(!s.settle(2, 20), "settled once");
+    }
+
+    #[test]
+    fn a_late_transport_report_names_the_snapshot_it_is_about() {
+        let mut s = SnapSends::default();
+        s.sent(2, MS, 10);
+        s.sent(2, 5 * MS, 20); // the store gave up on 10 and sent 20
+        assert!(!s.holds(2, 10), "a failure of 10 reported now must not settle 20");
+        assert!(s.holds(2, 20));
+        assert!(!s.holds(3, 20));
+        s.forget(2);
+        assert!(!s.holds(2, 20), "settled: a report after that is stale too");
     }
 
     #[test]
