@@ -10,6 +10,7 @@ use std::{
 
 use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
 use raftstore::transport::{Transport, TransportError, Undelivered};
+use rpc::raft_service::DEFAULT_SNAPSHOT_RECEIVES;
 use rpc::{MessageSink, RaftClient, RaftClientConfig, RaftService, ServiceStats, StaticResolver};
 use tokio::{net::TcpListener, runtime::Runtime};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -64,7 +65,7 @@ struct Receiver {
 }
 
 fn serve(addr: SocketAddr, sink: Arc<Collect>) -> Receiver {
-    serve_with(addr, sink, rpc::raft_service::DEFAULT_SNAPSHOT_RECEIVES)
+    serve_with(addr, sink, DEFAULT_SNAPSHOT_RECEIVES)
 }
 
 /// [`serve`], taking at most `snapshot_receives` snapshot streams at once.
@@ -80,6 +81,23 @@ fn serve_with(addr: SocketAddr, sink: Arc<Collect>, snapshot_receives: usize) ->
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
     Receiver { addr, sink, stats, _rt: rt }
+}
+
+/// A client, connected to a receiver as store 2, and the client's runtime (dropped last).
+struct Pair {
+    c: RaftClient,
+    rx: Receiver,
+    rt: Runtime,
+}
+
+fn pair(cfg: RaftClientConfig, snapshot_receives: usize) -> Pair {
+    let rt = runtime();
+    let rx = serve_with("127.0.0.1:0".parse().unwrap(), Arc::default(), snapshot_receives);
+    let resolver = Arc::new(StaticResolver::default());
+    resolver.set(2, rx.addr.to_string());
+    let mut c = client(&rt, resolver, cfg);
+    wait_up(&mut c, 2);
+    Pair { c, rx, rt }
 }
 
 fn runtime() -> Runtime {
@@ -134,12 +152,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn a_round_travels_in_batches_of_at_most_256_in_order() {
-    let rt = runtime();
-    let rx = serve("127.0.0.1:0".parse().unwrap(), Arc::default());
-    let resolver = Arc::new(StaticResolver::default());
-    resolver.set(2, rx.addr.to_string());
-    let mut c = client(&rt, resolver, fast());
-    wait_up(&mut c, 2);
+    let Pair { mut c, rx, rt: _rt } = pair(fast(), DEFAULT_SNAPSHOT_RECEIVES);
     let mut undelivered = Vec::new();
     for i in 0..600 {
         c.send(msg(7, 2, i)).unwrap();
@@ -154,13 +167,8 @@ fn a_round_travels_in_batches_of_at_most_256_in_order() {
 
 #[test]
 fn large_messages_split_a_batch_by_bytes() {
-    let rt = runtime();
-    let rx = serve("127.0.0.1:0".parse().unwrap(), Arc::default());
-    let resolver = Arc::new(StaticResolver::default());
-    resolver.set(2, rx.addr.to_string());
-    let cfg = RaftClientConfig { max_batch_bytes: 64 * 1024, ..fast() };
-    let mut c = client(&rt, resolver, cfg);
-    wait_up(&mut c, 2);
+    let Pair { mut c, rx, rt: _rt } =
+        pair(RaftClientConfig { max_batch_bytes: 64 * 1024, ..fast() }, DEFAULT_SNAPSHOT_RECEIVES);
     for i in 0..10 {
         c.send(sized(msg(7, 2, i), 40 * 1024)).unwrap();
     }
@@ -186,13 +194,8 @@ fn sized(mut m: RaftMessage, bytes: usize) -> RaftMessage {
 
 #[test]
 fn a_stalled_receiver_costs_the_sender_at_most_its_queue_bytes() {
-    let rt = runtime();
-    let rx = serve("127.0.0.1:0".parse().unwrap(), Arc::default());
-    let resolver = Arc::new(StaticResolver::default());
-    resolver.set(2, rx.addr.to_string());
-    let cfg = RaftClientConfig { queue_bytes: 256 * 1024, ..fast() };
-    let mut c = client(&rt, resolver, cfg);
-    wait_up(&mut c, 2);
+    let Pair { mut c, rx, rt: _rt } =
+        pair(RaftClientConfig { queue_bytes: 256 * 1024, ..fast() }, DEFAULT_SNAPSHOT_RECEIVES);
     rx.sink.set_stall(true);
     let mut undelivered = Vec::new();
     let mut sent = 0;
@@ -265,12 +268,7 @@ fn the_client_reconnects_when_the_receiver_comes_back() {
 
 #[test]
 fn refused_messages_are_counted_and_the_rest_delivered() {
-    let rt = runtime();
-    let rx = serve("127.0.0.1:0".parse().unwrap(), Arc::default());
-    let resolver = Arc::new(StaticResolver::default());
-    resolver.set(2, rx.addr.to_string());
-    let mut c = client(&rt, resolver, fast());
-    wait_up(&mut c, 2);
+    let Pair { mut c, rx, rt: _rt } = pair(fast(), DEFAULT_SNAPSHOT_RECEIVES);
     for (region, index) in [(7, 1), (99, 2), (7, 3)] {
         c.send(msg(region, 2, index)).unwrap();
     }
@@ -377,12 +375,7 @@ fn snapshot_pieces(n: u64, bytes: usize) -> Vec<RaftMessage> {
 
 #[test]
 fn a_snapshot_in_several_pieces_goes_whole_on_a_stream_of_its_own() {
-    let rt = runtime();
-    let rx = serve("127.0.0.1:0".parse().unwrap(), Arc::default());
-    let resolver = Arc::new(StaticResolver::default());
-    resolver.set(2, rx.addr.to_string());
-    let mut c = client(&rt, resolver, fast());
-    wait_up(&mut c, 2);
+    let Pair { mut c, rx, rt: _rt } = pair(fast(), DEFAULT_SNAPSHOT_RECEIVES);
     let before = sent_batches(&c);
     c.send(msg(8, 2, 1)).unwrap();
     for piece in snapshot_pieces(5, 20 * 1024) {
@@ -413,12 +406,7 @@ fn a_snapshot_in_several_pieces_goes_whole_on_a_stream_of_its_own() {
 
 #[test]
 fn a_snapshot_the_receiver_has_no_room_for_is_reported_failed() {
-    let rt = runtime();
-    let rx = serve_with("127.0.0.1:0".parse().unwrap(), Arc::default(), 0);
-    let resolver = Arc::new(StaticResolver::default());
-    resolver.set(2, rx.addr.to_string());
-    let mut c = client(&rt, resolver, fast());
-    wait_up(&mut c, 2);
+    let Pair { mut c, rx, rt: _rt } = pair(fast(), 0);
     for piece in snapshot_pieces(3, 1024) {
         c.send(piece).unwrap();
     }
@@ -442,13 +430,9 @@ fn a_snapshot_the_receiver_has_no_room_for_is_reported_failed() {
 
 #[test]
 fn a_newer_snapshot_for_a_peer_cancels_the_older_one() {
-    let rt = runtime();
-    let rx = serve("127.0.0.1:0".parse().unwrap(), Arc::default());
-    let resolver = Arc::new(StaticResolver::default());
-    resolver.set(2, rx.addr.to_string());
     // One stream at a time: the first snapshot holds it while the second waits.
-    let mut c = client(&rt, resolver, RaftClientConfig { snapshot_concurrency: 1, ..fast() });
-    wait_up(&mut c, 2);
+    let Pair { mut c, rx, rt: _rt } =
+        pair(RaftClientConfig { snapshot_concurrency: 1, ..fast() }, DEFAULT_SNAPSHOT_RECEIVES);
     rx.sink.set_stall(true);
     let mut stalled = snapshot_pieces(2, 1024); // region 50 stalls the receiver
     stalled.iter_mut().for_each(|m| m.region_id = 50);
