@@ -11,7 +11,9 @@ use std::{
 };
 
 use pd_client::{MemPd, MemPdConfig, PdClient};
+use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
 use raft::StateRole;
+use raftstore::transport::Transport;
 use server::{
     grpc::{GrpcConfig, GrpcTransport},
     Context, Modify, Node, NodeConfig,
@@ -147,5 +149,72 @@ fn three_nodes_over_grpc_replicate_and_a_restarted_follower_catches_up() {
     let connects = sum(|s| s.connects.load(Ordering::Relaxed));
     assert!(connects >= 4, "{connects} connections");
     back.stop();
+    members.iter().for_each(Member::stop);
+}
+
+#[test]
+fn misaddressed_and_malformed_messages_over_grpc_are_dropped_and_the_nodes_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let pd = Arc::new(MemPd::new(MemPdConfig { max_replicas: 3, ..Default::default() }));
+    let members: Vec<Member> =
+        (0..3).map(|i| open(&dir.path().join(format!("node-{i}")), &pd)).collect();
+    let all: Vec<&Member> = members.iter().collect();
+    put(&pd, &all, b"before", b"v");
+    let (leader_node, ctx) = leader(&pd, &all, b"before", 3);
+    let region = leader_node.region_status(ctx.region_id).unwrap().region;
+    let follower = region.get_peers().iter().find(|p| p.id != ctx.peer.id).unwrap().clone();
+    let target = members.iter().find(|m| m.node.store_id() == follower.store_id).unwrap();
+    let term_before = target.node.region_status(region.id).unwrap().term;
+
+    // A sender of our own that speaks to the follower's server directly.
+    let resolver = Arc::new(rpc::StaticResolver::default());
+    resolver.set(follower.store_id, target.grpc.addr().to_string());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut sender =
+        rpc::RaftClient::new(Default::default(), resolver, rt.handle().clone()).unwrap();
+    let heartbeat = |to: proto::metapb::Peer, from_id: u64| {
+        let mut m = RaftMessage::default();
+        m.region_id = region.id;
+        m.set_region_epoch(region.get_region_epoch().clone());
+        m.set_from_peer(ctx.peer.clone());
+        m.mut_message().set_msg_type(MessageType::MsgHeartbeat);
+        (m.mut_message().term, m.mut_message().from, m.mut_message().to) = (1000, from_id, to.id);
+        m.set_to_peer(to);
+        m
+    };
+    let mut garbage = Vec::new();
+    // To a peer id the region does not have, at a term far ahead.
+    garbage.push(heartbeat(proto::metapb::Peer { id: 9999, ..follower.clone() }, ctx.peer.id));
+    // Its raft sender disagrees with its from_peer.
+    garbage.push(heartbeat(follower.clone(), 4242));
+    // For a region nobody has, over the whole key space (it overlaps the real one).
+    let mut unknown = heartbeat(follower.clone(), ctx.peer.id);
+    unknown.region_id = 424_242;
+    garbage.push(unknown);
+    // A snapshot piece numbered past its total.
+    let mut piece = heartbeat(follower.clone(), ctx.peer.id);
+    piece.mut_message().set_msg_type(MessageType::MsgSnapshot);
+    (piece.mut_snapshot_chunk().seq, piece.mut_snapshot_chunk().total) = (5, 2);
+    garbage.push(piece);
+
+    let received = target.grpc.server_stats();
+    let deadline = Instant::now() + WAIT;
+    while received.delivered.load(Ordering::Relaxed) + received.dropped.load(Ordering::Relaxed) == 0
+    {
+        assert!(Instant::now() < deadline, "nothing reached the follower's server");
+        garbage.iter().for_each(|m| sender.send(m.clone()).unwrap());
+        sender.flush(&mut Vec::new());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    put(&pd, &all, b"after", b"garbage");
+    let s = target.node.region_status(region.id).unwrap();
+    assert!(s.term < 1000, "a malformed message moved the term to {}", s.term);
+    assert!(s.term >= term_before);
+    let follower_ctx = Context { replica_read: true, ..Context::new(&s.region, &s.peer) };
+    let got = target.node.get(&follower_ctx, b"after", WAIT).unwrap();
+    assert_eq!(got.as_deref(), Some(&b"garbage"[..]));
+    assert!(target.node.region_status(424_242).is_none(), "no peer made for the unknown region");
+    drop(sender);
     members.iter().for_each(Member::stop);
 }
