@@ -32,5 +32,27 @@ fn main() {
                 .build(),
         )
         .build();
-    Builder::new().compile(&[raft]);
+    let mut kv = Service::builder()
+        .name("Kv")
+        .package("regionstore")
+        .comment("Reads and writes of one region each, for clients.");
+    for (name, route, input, output) in [
+        ("get", "Get", "GetRequest", "GetResponse"),
+        ("batch_get", "BatchGet", "BatchGetRequest", "BatchGetResponse"),
+        ("scan", "Scan", "ScanRequest", "ScanResponse"),
+        ("put", "Put", "PutRequest", "WriteResponse"),
+        ("delete", "Delete", "DeleteRequest", "WriteResponse"),
+        ("batch_write", "BatchWrite", "BatchWriteRequest", "WriteResponse"),
+    ] {
+        kv = kv.method(
+            Method::builder()
+                .name(name)
+                .route_name(route)
+                .input_type(format!("proto::kvrpcpb::{input}"))
+                .output_type(format!("proto::kvrpcpb::{output}"))
+                .codec_path("crate::codec::ProtobufCodec")
+                .build(),
+        );
+    }
+    Builder::new().compile(&[raft, kv.build()]);
 }

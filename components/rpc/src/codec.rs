@@ -34,6 +34,23 @@ impl Frame for Done {}
 
 impl Frame for RaftMessage {}
 
+/// The client calls: nothing to check before parsing beyond the server's size limit.
+macro_rules! frames {
+    ($($t:ident),*) => { $(impl Frame for proto::kvrpcpb::$t {})* };
+}
+frames!(
+    GetRequest,
+    GetResponse,
+    BatchGetRequest,
+    BatchGetResponse,
+    ScanRequest,
+    ScanResponse,
+    PutRequest,
+    DeleteRequest,
+    BatchWriteRequest,
+    WriteResponse
+);
+
 impl Frame for BatchRaftMessage {
     fn check(bytes: &[u8]) -> Result<(), String> {
         let n = count_field(bytes, 1)?;

@@ -1,7 +1,8 @@
 //! regionstore over gRPC.
 //!
 //! - [`codec`]: protobuf 2 messages in tonic (one protobuf stack: raft 0.7 speaks it).
-//! - [`service`]: the stubs `build.rs` writes (`Raft`, with its `BatchRaft` stream).
+//! - [`service`]: the stubs `build.rs` writes (`Raft`, with its `BatchRaft` and `Snapshot`
+//!   streams; `Kv`, the client calls a server serves).
 //! - [`raft_service`]: the receiving side, handing messages to a store's [`MessageSink`].
 //! - [`raft_client`]: the sending side, a [`raftstore::transport::Transport`] that batches a
 //!   round's messages per peer store and reconnects with back-off; snapshots go on a
@@ -21,4 +22,5 @@ pub use raft_service::{server_builder, MessageSink, RaftService, ServiceStats};
 #[allow(clippy::all, missing_docs)]
 pub mod service {
     include!(concat!(env!("OUT_DIR"), "/regionstore.Raft.rs"));
+    include!(concat!(env!("OUT_DIR"), "/regionstore.Kv.rs"));
 }

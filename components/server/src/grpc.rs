@@ -8,6 +8,9 @@
 //!         ─▶ RouterSink ─▶ B's RaftRouter ─▶ peer mailbox (or B's store FSM)
 //! ```
 //!
+//! The same server answers clients' `Kv` calls for the node ([`GrpcTransport::serve_kv`],
+//! `kv_service.rs`).
+//!
 //! Start it first (it binds the listen address and learns its port), open the node with
 //! `advertise_addr` set to an address others reach it at ([`GrpcTransport::addr`] when it
 //! listens on a concrete address, not on `0.0.0.0`) and the transport, and the node attaches
@@ -22,14 +25,18 @@ use std::{
 use pd_client::PdClient;
 use proto::{metapb::StoreState, raft_serverpb::RaftMessage};
 use raftstore::transport::TransportError;
-use rpc::{AddressResolver, MessageSink, RaftClient, RaftClientConfig, RaftService, ResolveError};
+use rpc::{
+    service::kv_server::KvServer, AddressResolver, MessageSink, RaftClient, RaftClientConfig,
+    RaftService, ResolveError,
+};
 use slog::{error, warn, Logger};
 use tokio::runtime::Runtime;
 use tonic::transport::server::TcpIncoming;
 
 use crate::{
+    kv_service::KvService,
     transport::{NodeRouter, NodeTransport},
-    Error, Result,
+    Error, Node, Result,
 };
 
 /// Settings of a node's gRPC transport.
@@ -43,6 +50,8 @@ pub struct GrpcConfig {
     pub max_frame_bytes: usize,
     /// Threads of the transport's runtime (server and client tasks).
     pub threads: usize,
+    /// How long a `Kv` call waits for the node's answer.
+    pub kv_deadline: Duration,
 }
 
 impl Default for GrpcConfig {
@@ -52,6 +61,7 @@ impl Default for GrpcConfig {
             client: RaftClientConfig::default(),
             max_frame_bytes: 16 * 1024 * 1024,
             threads: 2,
+            kv_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -103,6 +113,7 @@ struct Inner {
     addr: SocketAddr,
     sink: Arc<RouterSink>,
     server_stats: Arc<rpc::ServiceStats>,
+    kv: KvService,
     client: RaftClient,
     logger: Logger,
 }
@@ -144,11 +155,14 @@ impl GrpcTransport {
         let service = RaftService::new(sink.clone());
         let server_stats = service.stats();
         let service = service.into_server(cfg.max_frame_bytes);
+        let kv = KvService::new(cfg.kv_deadline);
+        let kv_server = KvServer::new(kv.clone()).max_decoding_message_size(cfg.max_frame_bytes);
         let (interval, timeout) = (cfg.client.keepalive_interval, cfg.client.keepalive_timeout);
         let serve_logger = logger.clone();
         runtime.spawn(async move {
             let served = rpc::server_builder(interval, timeout)
                 .add_service(service)
+                .add_service(kv_server)
                 .serve_with_incoming(incoming)
                 .await;
             if let Err(e) = served {
@@ -160,13 +174,18 @@ impl GrpcTransport {
             .map_err(|e| Error::Open(format!("grpc client: {e}")))?;
         let runtime = Mutex::new(Some(runtime));
         let logger = logger.new(slog::o!("grpc_addr" => addr.to_string()));
-        let inner = Inner { runtime, addr, sink, server_stats, client, logger };
+        let inner = Inner { runtime, addr, sink, server_stats, kv, client, logger };
         Ok(GrpcTransport { inner: Arc::new(inner) })
     }
 
     /// The address the server listens on (with the port it got).
     pub fn addr(&self) -> SocketAddr {
         self.inner.addr
+    }
+
+    /// Serves the client calls (`Kv`) of `node` from now on; `None`: answers `Stopped`.
+    pub fn serve_kv(&self, node: Option<Node>) {
+        self.inner.kv.serve(node);
     }
 
     /// What the server has received so far.
@@ -184,6 +203,7 @@ impl GrpcTransport {
     /// the transport's tasks); from async code it only starts the shutdown. Idempotent. The
     /// last drop starts the shutdown without waiting.
     pub fn stop(&self) {
+        self.inner.kv.serve(None);
         let runtime = self.inner.runtime.lock().unwrap_or_else(|e| e.into_inner()).take();
         match runtime {
             Some(rt) if tokio::runtime::Handle::try_current().is_ok() => rt.shutdown_background(),

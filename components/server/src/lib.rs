@@ -11,6 +11,7 @@ pub mod config;
 mod errors;
 pub mod faults;
 pub mod grpc;
+pub mod kv_service;
 pub mod local;
 pub mod metrics;
 mod node;

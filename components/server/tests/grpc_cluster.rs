@@ -11,9 +11,10 @@ use std::{
 };
 
 use pd_client::{MemPd, MemPdConfig, PdClient};
-use proto::{eraftpb::MessageType, raft_serverpb::RaftMessage};
+use proto::{eraftpb::MessageType, kvrpcpb, raft_serverpb::RaftMessage};
 use raft::StateRole;
 use raftstore::transport::Transport;
+use rpc::service::kv_client::KvClient;
 use server::{
     grpc::{GrpcConfig, GrpcTransport},
     Context, Modify, Node, NodeConfig,
@@ -34,15 +35,16 @@ impl Member {
 }
 
 fn open(dir: &Path, pd: &Arc<MemPd>) -> Member {
+    open_with(dir, pd, raftstore::Config::for_tests())
+}
+
+fn open_with(dir: &Path, pd: &Arc<MemPd>, store: raftstore::Config) -> Member {
     let pd: Arc<dyn PdClient> = pd.clone();
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let grpc = GrpcTransport::start(GrpcConfig::default(), pd.clone(), &logger).unwrap();
-    let cfg = NodeConfig {
-        store: raftstore::Config::for_tests(),
-        advertise_addr: grpc.addr().to_string(),
-        ..NodeConfig::new(dir)
-    };
+    let cfg = NodeConfig { store, advertise_addr: grpc.addr().to_string(), ..NodeConfig::new(dir) };
     let node = Node::open(cfg, pd, grpc.clone(), &logger).unwrap();
+    grpc.serve_kv(Some(node.clone()));
     Member { node, grpc }
 }
 
@@ -216,5 +218,115 @@ fn misaddressed_and_malformed_messages_over_grpc_are_dropped_and_the_nodes_go_on
     assert_eq!(got.as_deref(), Some(&b"garbage"[..]));
     assert!(target.node.region_status(424_242).is_none(), "no peer made for the unknown region");
     drop(sender);
+    members.iter().for_each(Member::stop);
+}
+
+/// A `Kv` call's context for `peer` of `region`.
+fn kv_context(region: &proto::metapb::Region, peer: &proto::metapb::Peer) -> kvrpcpb::Context {
+    let mut c = kvrpcpb::Context::new();
+    c.region_id = region.id;
+    c.set_region_epoch(region.get_region_epoch().clone());
+    c.set_peer(peer.clone());
+    c
+}
+
+#[test]
+fn clients_read_and_write_through_the_kv_service_and_hear_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let pd = Arc::new(MemPd::new(MemPdConfig { max_replicas: 3, ..Default::default() }));
+    // 50 ms ticks (elections after 500 ms): the leader stays put through the calls below.
+    let store = raftstore::Config::for_tests_with_tick(Duration::from_millis(50));
+    let members: Vec<Member> = (0..3)
+        .map(|i| open_with(&dir.path().join(format!("node-{i}")), &pd, store.clone()))
+        .collect();
+    let all: Vec<&Member> = members.iter().collect();
+    put(&pd, &all, b"k0", b"v0"); // a write through the node: the leader is settled
+    let (leader_node, ctx) = leader(&pd, &all, b"k", 3);
+    let region = leader_node.region_status(ctx.region_id).unwrap().region;
+    let on = |store_id: u64| members.iter().find(|m| m.node.store_id() == store_id).unwrap();
+    let leader_addr = on(ctx.peer.store_id).grpc.addr();
+    let follower = region.get_peers().iter().find(|p| p.id != ctx.peer.id).unwrap().clone();
+    let follower_addr = on(follower.store_id).grpc.addr();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let connect = |addr: std::net::SocketAddr| async move {
+            KvClient::connect(format!("http://{addr}")).await.unwrap()
+        };
+        let mut kv = connect(leader_addr).await;
+        let c = kv_context(&region, &ctx.peer);
+
+        let mut put = kvrpcpb::PutRequest::new();
+        (put.key, put.value) = (b"k".to_vec(), b"v".to_vec());
+        put.set_context(c.clone());
+        let resp = kv.put(put.clone()).await.unwrap().into_inner();
+        assert!(!resp.has_error(), "{resp:?}");
+
+        let mut get = kvrpcpb::GetRequest::new();
+        get.key = b"k".to_vec();
+        get.set_context(c.clone());
+        let got = kv.get(get.clone()).await.unwrap().into_inner();
+        assert!(got.found && got.value == b"v", "{got:?}");
+
+        let mutation = |op, key: &[u8]| {
+            let mut m = kvrpcpb::Mutation::new();
+            (m.op, m.key, m.value) = (op, key.to_vec(), b"w".to_vec());
+            m
+        };
+        let mut batch = kvrpcpb::BatchWriteRequest::new();
+        batch.set_context(c.clone());
+        batch.mutations = vec![
+            mutation(kvrpcpb::Mutation_Op::Put, b"a"),
+            mutation(kvrpcpb::Mutation_Op::Put, b"b"),
+            mutation(kvrpcpb::Mutation_Op::Delete, b"k"),
+        ]
+        .into();
+        assert!(!kv.batch_write(batch.clone()).await.unwrap().into_inner().has_error());
+        let gone = kv.get(get.clone()).await.unwrap().into_inner();
+        assert!(!gone.has_error() && !gone.found, "k was deleted: {gone:?}");
+
+        // Bad input is refused whole and changes nothing: a mutation without an op, a
+        // request without a context.
+        batch.mutations = vec![
+            mutation(kvrpcpb::Mutation_Op::Put, b"c"),
+            mutation(kvrpcpb::Mutation_Op::Unspecified, b"a"),
+        ]
+        .into();
+        let refused = kv.batch_write(batch).await.unwrap().into_inner();
+        assert!(refused.get_error().get_region_error().has_invalid_request(), "{refused:?}");
+        assert!(!refused.get_error().retryable);
+        let mut no_context = get.clone();
+        no_context.clear_context();
+        let refused = kv.get(no_context).await.unwrap().into_inner();
+        assert!(refused.get_error().get_region_error().has_invalid_request(), "{refused:?}");
+
+        // A scan from the region's start (empty start key), with the default limit.
+        let mut scan = kvrpcpb::ScanRequest::new();
+        scan.set_context(c.clone());
+        let pairs = kv.scan(scan).await.unwrap().into_inner().pairs;
+        let keys: Vec<&[u8]> = pairs.iter().map(|p| &p.key[..]).collect();
+        assert_eq!(keys, [&b"a"[..], &b"b"[..], &b"k0"[..]], "c was never written");
+
+        let mut batch_get = kvrpcpb::BatchGetRequest::new();
+        batch_get.keys = vec![b"b".to_vec(), b"zz".to_vec()].into();
+        batch_get.set_context(c.clone());
+        let pairs = kv.batch_get(batch_get).await.unwrap().into_inner().pairs;
+        assert_eq!(pairs.len(), 1);
+        assert_eq!((&pairs[0].key[..], &pairs[0].value[..]), (&b"b"[..], &b"w"[..]));
+
+        // A write sent to a follower is refused, not applied, naming the leader.
+        let mut to_follower = connect(follower_addr).await;
+        put.set_context(kv_context(&region, &follower));
+        put.key = b"refused".to_vec();
+        let resp = to_follower.put(put).await.unwrap().into_inner();
+        let err = resp.get_error();
+        assert!(err.retryable, "{err:?}");
+        let not_leader = err.get_region_error().get_not_leader();
+        assert_eq!(not_leader.get_leader().id, ctx.peer.id, "{err:?}");
+        let mut get_refused = get.clone();
+        get_refused.key = b"refused".to_vec();
+        let absent = kv.get(get_refused).await.unwrap().into_inner();
+        assert!(!absent.has_error() && !absent.found, "{absent:?}");
+    });
     members.iter().for_each(Member::stop);
 }
