@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/regionstore/target
 CARGO_PROFILE := --profile opt
 
-.PHONY: all deps build run demo test nemesis bench-write fmt fmt-check clippy bench ci
+.PHONY: all deps build run demo test nemesis bench-write fmt fmt-check clippy bench ci cluster cluster-stop
 
 all: build
 
@@ -31,6 +31,14 @@ nemesis: build
 # 3-member etcd started on loopback in the same run (see scripts/bench-write.sh for the knobs).
 bench-write: build
 	scripts/bench-write.sh
+
+# A local cluster of processes: etcd, regionstore-pd and 3 regionstore-servers on loopback
+# ports (see scripts/cluster.sh for SERVERS and CLUSTER_DIR); it prints their addresses.
+cluster: build
+	scripts/cluster.sh start
+
+cluster-stop:
+	scripts/cluster.sh stop
 
 test: deps
 	cargo test $(CARGO_PROFILE) --workspace --all-targets

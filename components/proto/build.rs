@@ -4,7 +4,7 @@
 
 use std::{env, fs, path::PathBuf};
 
-const PROTOS: &[&str] = &["metapb", "raft_serverpb", "raft_cmdpb", "errorpb", "kvrpcpb"];
+const PROTOS: &[&str] = &["metapb", "raft_serverpb", "raft_cmdpb", "errorpb", "kvrpcpb", "pdpb"];
 
 fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -1,4 +1,4 @@
-//! Writes the gRPC stubs of the raft service with tonic-build's manual builder: the messages
+//! Writes the gRPC stubs of the raft, kv and placement driver services with tonic-build's manual builder: the messages
 //! are rust-protobuf 2 types carried by `crate::codec::ProtobufCodec`, so no `.proto` file is
 //! compiled here and no `protoc` is needed.
 
@@ -54,5 +54,44 @@ fn main() {
                 .build(),
         );
     }
-    Builder::new().compile(&[raft, kv.build()]);
+    let mut pd = Service::builder()
+        .name("Pd")
+        .package("regionstore")
+        .comment("The placement driver: ids, bootstrap, stores, regions and heartbeats.");
+    for (name, route, input, output) in [
+        ("get_members", "GetMembers", "GetMembersRequest", "GetMembersResponse"),
+        ("alloc_id", "AllocId", "AllocIdRequest", "AllocIdResponse"),
+        ("bootstrap", "Bootstrap", "BootstrapRequest", "BootstrapResponse"),
+        ("is_bootstrapped", "IsBootstrapped", "IsBootstrappedRequest", "IsBootstrappedResponse"),
+        ("put_store", "PutStore", "PutStoreRequest", "PutStoreResponse"),
+        ("get_store", "GetStore", "GetStoreRequest", "GetStoreResponse"),
+        ("get_all_stores", "GetAllStores", "GetAllStoresRequest", "GetAllStoresResponse"),
+        ("get_region", "GetRegion", "GetRegionRequest", "GetRegionResponse"),
+        ("get_region_by_id", "GetRegionById", "GetRegionByIdRequest", "GetRegionResponse"),
+        (
+            "region_heartbeat",
+            "RegionHeartbeat",
+            "RegionHeartbeatRequest",
+            "RegionHeartbeatResponse",
+        ),
+        ("store_heartbeat", "StoreHeartbeat", "StoreHeartbeatRequest", "StoreHeartbeatResponse"),
+        ("ask_batch_split", "AskBatchSplit", "AskBatchSplitRequest", "AskBatchSplitResponse"),
+        (
+            "report_batch_split",
+            "ReportBatchSplit",
+            "ReportBatchSplitRequest",
+            "ReportBatchSplitResponse",
+        ),
+    ] {
+        pd = pd.method(
+            Method::builder()
+                .name(name)
+                .route_name(route)
+                .input_type(format!("proto::pdpb::{input}"))
+                .output_type(format!("proto::pdpb::{output}"))
+                .codec_path("crate::codec::ProtobufCodec")
+                .build(),
+        );
+    }
+    Builder::new().compile(&[raft, kv.build(), pd.build()]);
 }

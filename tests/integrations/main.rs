@@ -1,4 +1,5 @@
 //! Integration tests of regionstore, one module per topic, in one binary so that they link
 //! once.
 
+mod processes;
 mod raftstore;

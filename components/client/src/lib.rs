@@ -20,9 +20,12 @@
 //! after a timeout anyway); a read attempt at most `attempt_timeout`. No attempt starts with
 //! less than [`MIN_ATTEMPT`] left: the call ends `DeadlineExceeded` instead.
 //!
-//! A client holds no store: it reaches stores by id through a [`StoreConnector`] per request.
+//! A client holds no store: it reaches stores by id through a [`StoreConnector`] per request:
+//! [`LocalNodes`] for nodes in its own process, [`GrpcStores`] for `regionstore-server`
+//! processes (with `rpc::GrpcPdClient` as its placement driver).
 
 mod connector;
+mod grpc;
 mod region_cache;
 
 use std::{
@@ -37,7 +40,7 @@ use proto::metapb;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use server::{Context, Modify};
 
-pub use self::{connector::StoreConnector, region_cache::RegionCache};
+pub use self::{connector::StoreConnector, grpc::GrpcStores, region_cache::RegionCache};
 pub use server::local::LocalNodes;
 
 /// The least time left for an attempt to start.

@@ -27,13 +27,17 @@ pub enum Error {
     /// The request is malformed.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The placement driver cannot answer now: its metadata store failed, it is not the
+    /// active member, or it cannot be reached.
+    #[error("placement driver unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
     /// Whether the caller may retry the same request later (after a refresh, for stale
-    /// reports; after bootstrap, for `NotBootstrapped`).
+    /// reports; after bootstrap, for `NotBootstrapped`; after a while, for `Unavailable`).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::NotBootstrapped | Error::StaleRegion { .. })
+        matches!(self, Error::NotBootstrapped | Error::StaleRegion { .. } | Error::Unavailable(_))
     }
 }
 

@@ -2,9 +2,10 @@
 //!
 //! Stores ask the placement driver for ids, report their regions in heartbeats, and receive
 //! operators (add or remove a peer, transfer a leader) in the answers. Clients ask it which
-//! region holds a key. [`PdClient`] is what a store and a client depend on; [`MemPd`] is an
-//! in-memory placement driver for the cluster harness and the simulator: one shared instance
-//! plays the role of the PD service.
+//! region holds a key. [`PdClient`] is what a store and a client depend on; [`MemPd`] is the
+//! placement driver's logic: in memory alone for the cluster harness and the simulator (one
+//! shared instance plays the role of the PD service), or over a [`MetaStore`] in the
+//! `regionstore-pd` process, which keeps its metadata in etcd.
 //!
 //! Region bookkeeping follows the epoch rule: a report whose region epoch is older than what
 //! the placement driver knows is refused as stale; a newer one replaces every region it
@@ -13,12 +14,14 @@
 
 mod errors;
 mod mem;
+mod meta;
 
 use proto::metapb;
 
 pub use self::{
     errors::{Error, Result},
     mem::{MemPd, MemPdConfig},
+    meta::{Meta, MetaStore},
 };
 
 /// What a region heartbeat reports besides the region itself.

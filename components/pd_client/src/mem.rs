@@ -12,7 +12,16 @@ use std::{
 
 use proto::metapb::{self, PeerRole};
 
-use crate::{Error, Operator, PdClient, RegionStats, Result, SplitIds, StoreStats};
+use crate::{
+    Error, Meta, MetaStore, Operator, PdClient, RegionStats, Result, SplitIds, StoreStats,
+};
+
+/// The first id handed out by a new cluster.
+const FIRST_ID: u64 = 1000;
+/// The most new regions one split may ask ids for.
+pub const MAX_SPLIT_COUNT: usize = 1024;
+/// Ids reserved in the meta store at a time: a restart skips what was reserved and not used.
+const ID_BATCH: u64 = 1000;
 
 /// Behaviour of [`MemPd`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,11 +105,19 @@ struct Inner {
     merge_durations: Vec<Duration>,
 }
 
-/// An in-memory placement driver. See the crate docs.
+/// Ids: the next to hand out, and the bound reserved in the meta store.
+struct Ids {
+    next: u64,
+    bound: u64,
+}
+
+/// The placement driver's logic. See the crate docs.
 pub struct MemPd {
     cfg: MemPdConfig,
     balance_leaders: AtomicBool,
-    next_id: AtomicU64,
+    /// Where metadata changes are made durable before they are made here; `None`: memory only.
+    meta: Option<Box<dyn MetaStore>>,
+    ids: Mutex<Ids>,
     splits: AtomicU64,
     leader_changes: AtomicU64,
     region_heartbeats: AtomicU64,
@@ -119,12 +136,56 @@ impl MemPd {
         MemPd {
             cfg,
             balance_leaders,
-            next_id: AtomicU64::new(1000),
+            meta: None,
+            ids: Mutex::new(Ids { next: FIRST_ID, bound: u64::MAX }),
             splits: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
             region_heartbeats: AtomicU64::new(0),
             inner: Mutex::default(),
         }
+    }
+
+    /// A placement driver over `store`, holding the metadata `meta` loaded from it: every
+    /// change is saved to `store` before it is made here. Errors: `Invalid` if `meta` has
+    /// regions that overlap.
+    pub fn restore(cfg: MemPdConfig, meta: Meta, store: Box<dyn MetaStore>) -> Result<Self> {
+        let mut pd = MemPd::new(cfg);
+        let next = meta.id_bound.max(FIRST_ID);
+        pd.ids = Mutex::new(Ids { next, bound: next });
+        {
+            let inner = pd.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+            inner.bootstrapped = meta.bootstrapped;
+            inner.stores = meta.stores.into_iter().map(|s| (s.id, s)).collect();
+            for region in meta.regions {
+                if !inner.overlapping(&region).is_empty() {
+                    return Err(Error::Invalid(format!("region {} overlaps another", region.id)));
+                }
+                inner.put_region(region);
+            }
+        }
+        pd.meta = Some(store);
+        Ok(pd)
+    }
+
+    /// Saves `regions` (as a heartbeat or a split report gives them) to the meta store, with
+    /// the regions they replace, then records them. Unchanged regions are not saved again.
+    fn save_regions(&self, inner: &mut Inner, regions: Vec<metapb::Region>) -> Result<()> {
+        if let Some(meta) = &self.meta {
+            let changed: Vec<metapb::Region> =
+                regions.iter().filter(|r| inner.regions.get(&r.id) != Some(r)).cloned().collect();
+            if !changed.is_empty() {
+                let mut removed: Vec<u64> =
+                    changed.iter().flat_map(|r| inner.overlapping(r)).collect();
+                removed.retain(|id| !regions.iter().any(|r| r.id == *id));
+                removed.sort_unstable();
+                removed.dedup();
+                meta.save_regions(&changed, &removed)?;
+            }
+        }
+        for region in regions {
+            inner.put_region(region);
+        }
+        Ok(())
     }
 
     /// Splits reported so far (`report_batch_split` calls accepted).
@@ -466,7 +527,17 @@ impl PdClient for MemPd {
     }
 
     fn alloc_id(&self) -> Result<u64> {
-        Ok(self.next_id.fetch_add(1, Ordering::Relaxed))
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.next >= ids.bound {
+            let bound = ids.next + ID_BATCH;
+            if let Some(meta) = &self.meta {
+                meta.save_id_bound(bound)?;
+            }
+            ids.bound = bound;
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
     }
 
     fn bootstrap_cluster(&self, store: metapb::Store, region: metapb::Region) -> Result<()> {
@@ -476,6 +547,9 @@ impl PdClient for MemPd {
         }
         if region.peers.is_empty() || region.id == 0 {
             return Err(Error::Invalid("the first region needs an id and peers".into()));
+        }
+        if let Some(meta) = &self.meta {
+            meta.save_bootstrap(&store, &region)?;
         }
         inner.stores.insert(store.id, store);
         inner.put_region(region);
@@ -491,7 +565,13 @@ impl PdClient for MemPd {
         if store.id == 0 {
             return Err(Error::Invalid("store id 0".into()));
         }
-        self.inner().stores.insert(store.id, store);
+        let mut inner = self.inner();
+        if let Some(meta) = &self.meta {
+            if inner.stores.get(&store.id) != Some(&store) {
+                meta.save_store(&store)?;
+            }
+        }
+        inner.stores.insert(store.id, store);
         Ok(())
     }
 
@@ -546,7 +626,7 @@ impl PdClient for MemPd {
                 return Ok(None); // an old leader's late report: the region is newer elsewhere
             }
         }
-        inner.put_region(region.clone());
+        self.save_regions(&mut inner, vec![region.clone()])?;
         let previous = inner.leaders.insert(region_id, (leader.clone(), term));
         if previous.is_some_and(|(p, _)| p.id != leader.id) {
             self.leader_changes.fetch_add(1, Ordering::Relaxed);
@@ -603,8 +683,9 @@ impl PdClient for MemPd {
     }
 
     fn ask_batch_split(&self, region: &metapb::Region, count: usize) -> Result<Vec<SplitIds>> {
-        if count == 0 {
-            return Err(Error::Invalid("a split needs at least one new region".into()));
+        if count == 0 || count > MAX_SPLIT_COUNT {
+            let why = format!("a split makes 1 to {MAX_SPLIT_COUNT} new regions, not {count}");
+            return Err(Error::Invalid(why));
         }
         self.inner().check_stale(region)?;
         let mut ids = Vec::with_capacity(count);
@@ -623,10 +704,11 @@ impl PdClient for MemPd {
         for region in &regions {
             inner.check_stale(region)?;
         }
+        let ids: Vec<u64> = regions.iter().map(|r| r.id).collect();
+        self.save_regions(&mut inner, regions)?;
         let now = Instant::now();
-        for region in regions {
-            inner.split_at.insert(region.id, now);
-            inner.put_region(region);
+        for id in ids {
+            inner.split_at.insert(id, now);
         }
         self.splits.fetch_add(1, Ordering::Relaxed);
         Ok(())

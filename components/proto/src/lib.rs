@@ -1,6 +1,6 @@
 //! Protocol messages of regionstore.
 //!
-//! `metapb`, `raft_serverpb`, `raft_cmdpb`, `errorpb` and `kvrpcpb` are generated at build time from
+//! `metapb`, `raft_serverpb`, `raft_cmdpb`, `errorpb`, `kvrpcpb` and `pdpb` are generated at build time from
 //! `proto/*.proto` by the pure-Rust protobuf 2 code generator. `eraftpb` is raft-rs's own,
 //! re-exported from `raft-proto`, so raft messages need no conversion.
 //!
@@ -24,6 +24,7 @@ generated!(raft_serverpb);
 generated!(raft_cmdpb);
 generated!(errorpb);
 generated!(kvrpcpb);
+generated!(pdpb);
 
 /// The message trait and the encode/decode helpers of the codec in use.
 pub use protobuf::Message;

@@ -51,6 +51,38 @@ frames!(
     WriteResponse
 );
 
+/// The placement driver's calls.
+macro_rules! pd_frames {
+    ($($t:ident),*) => { $(impl Frame for proto::pdpb::$t {})* };
+}
+pd_frames!(
+    GetMembersRequest,
+    GetMembersResponse,
+    AllocIdRequest,
+    AllocIdResponse,
+    BootstrapRequest,
+    BootstrapResponse,
+    IsBootstrappedRequest,
+    IsBootstrappedResponse,
+    PutStoreRequest,
+    PutStoreResponse,
+    GetStoreRequest,
+    GetStoreResponse,
+    GetAllStoresRequest,
+    GetAllStoresResponse,
+    GetRegionRequest,
+    GetRegionByIdRequest,
+    GetRegionResponse,
+    RegionHeartbeatRequest,
+    RegionHeartbeatResponse,
+    StoreHeartbeatRequest,
+    StoreHeartbeatResponse,
+    AskBatchSplitRequest,
+    AskBatchSplitResponse,
+    ReportBatchSplitRequest,
+    ReportBatchSplitResponse
+);
+
 impl Frame for BatchRaftMessage {
     fn check(bytes: &[u8]) -> Result<(), String> {
         let n = count_field(bytes, 1)?;

@@ -211,11 +211,15 @@ impl Kv for KvService {
         let scanned = self
             .read(req.context.as_ref(), move |s| {
                 let start = if start.is_empty() { s.region().start_key.clone() } else { start };
-                s.scan(&start, &end, limit).map_err(read_error)
+                let pairs = s.scan(&start, &end, limit).map_err(read_error)?;
+                Ok((pairs, s.region().end_key.clone()))
             })
             .await;
         match scanned {
-            Ok(pairs) => resp.pairs = pairs.into_iter().map(pair).collect::<Vec<_>>().into(),
+            Ok((pairs, region_end)) => {
+                resp.pairs = pairs.into_iter().map(pair).collect::<Vec<_>>().into();
+                resp.region_end_key = region_end;
+            }
             Err(e) => resp.set_error(e),
         }
         Ok(Response::new(resp))

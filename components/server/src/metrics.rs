@@ -5,7 +5,7 @@
 //! gauges in it (see `raftstore::metrics`, and `local_reader::ReadCounters` for the read
 //! paths); the node adds its requests by operation and result. [`encode`] merges the
 //! registries of the nodes of one process into one exposition, and [`MetricsServer`] serves
-//! it over HTTP.
+//! it over HTTP (with a `/status` page, for the server process).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -118,6 +118,15 @@ impl MetricsServer {
         addr: SocketAddr,
         page: impl Fn() -> String + Send + Sync + 'static,
     ) -> std::io::Result<MetricsServer> {
+        Self::start_with_status(addr, page, || "{}".to_string())
+    }
+
+    /// [`Self::start`], answering `/status` too, with the JSON `status` returns.
+    pub fn start_with_status(
+        addr: SocketAddr,
+        page: impl Fn() -> String + Send + Sync + 'static,
+        status: impl Fn() -> String + Send + Sync + 'static,
+    ) -> std::io::Result<MetricsServer> {
         let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
         let server = Arc::new(server);
         let addr = server
@@ -126,7 +135,8 @@ impl MetricsServer {
             .ok_or_else(|| std::io::Error::other("not an IP listener"))?;
         let (serving, stopping) = (server.clone(), Arc::new(AtomicBool::new(false)));
         let stop = stopping.clone();
-        let page = Arc::new(page);
+        let page: Arc<Pages> =
+            Arc::new(Pages { metrics: Box::new(page), status: Box::new(status) });
         let thread = std::thread::Builder::new()
             .name("metrics-http".into())
             .spawn(move || serve(&serving, page, &stop))?;
@@ -139,16 +149,18 @@ impl MetricsServer {
     }
 }
 
-fn serve<F: Fn() -> String + Send + Sync + 'static>(
-    server: &tiny_http::Server,
-    page: Arc<F>,
-    stopping: &AtomicBool,
-) {
+/// What the endpoint serves.
+struct Pages {
+    metrics: Box<dyn Fn() -> String + Send + Sync>,
+    status: Box<dyn Fn() -> String + Send + Sync>,
+}
+
+fn serve(server: &tiny_http::Server, page: Arc<Pages>, stopping: &AtomicBool) {
     loop {
         match server.recv() {
             Ok(request) => {
                 let page = page.clone();
-                let answer = move || respond(request, &*page);
+                let answer = move || respond(request, &page);
                 if let Err(e) = std::thread::Builder::new().name("metrics-req".into()).spawn(answer)
                 {
                     eprintln!("metrics endpoint: cannot answer a request: {e}");
@@ -164,16 +176,17 @@ fn serve<F: Fn() -> String + Send + Sync + 'static>(
     }
 }
 
-fn respond(request: tiny_http::Request, page: &dyn Fn() -> String) {
-    let content_type = tiny_http::Header::from_bytes(
-        &b"Content-Type"[..],
-        &b"text/plain; version=0.0.4; charset=utf-8"[..],
-    )
-    .expect("a valid header");
-    let response = if request.url() == "/metrics" {
-        tiny_http::Response::from_string(page()).with_header(content_type)
-    } else {
-        tiny_http::Response::from_string("not found: try /metrics\n").with_status_code(404)
+fn respond(request: tiny_http::Request, pages: &Pages) {
+    let header = |value: &[u8]| {
+        tiny_http::Header::from_bytes(&b"Content-Type"[..], value).expect("a valid header")
+    };
+    let response = match request.url() {
+        "/metrics" => tiny_http::Response::from_string((pages.metrics)())
+            .with_header(header(b"text/plain; version=0.0.4; charset=utf-8")),
+        "/status" => tiny_http::Response::from_string((pages.status)())
+            .with_header(header(b"application/json")),
+        _ => tiny_http::Response::from_string("not found: try /metrics or /status\n")
+            .with_status_code(404),
     };
     // A client that went away is its own business.
     let _ = request.respond(response);

@@ -13,10 +13,15 @@
 //! adds only bootstrapping of chosen topologies, the filters, and assertions.
 //! [`Cluster::client`] is the product's client (`client::Client`).
 //!
+//! [`etcd::Etcd`] is a real etcd on loopback; [`processes::ProcessCluster`] runs the
+//! product's binaries (`regionstore-pd`, `regionstore-server`) as processes over it.
+//!
 //! Set `REGIONSTORE_LOG=1` to see the stores' logs.
 
 pub mod chaos;
 mod cluster;
+pub mod etcd;
+pub mod processes;
 pub mod transport;
 
 /// A store's reader in the harness.
