@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/regionstore/target
 CARGO_PROFILE := --profile opt
 
-.PHONY: all deps build run demo test nemesis bench-write fmt fmt-check clippy bench ci cluster cluster-stop
+.PHONY: all deps build run demo test nemesis bench-write fmt fmt-check clippy bench ci cluster cluster-stop bench-cluster
 
 all: build
 
@@ -39,6 +39,11 @@ cluster: build
 
 cluster-stop:
 	scripts/cluster.sh stop
+
+# region-sim at 8 and 64 clients on the embedded mode and on a 3-process cluster, one table
+# (see scripts/bench-cluster.sh for CLIENTS, DURATION, SPLIT_SIZE).
+bench-cluster: build
+	scripts/bench-cluster.sh
 
 test: deps
 	cargo test $(CARGO_PROFILE) --workspace --all-targets

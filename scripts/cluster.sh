@@ -8,14 +8,15 @@
 #   scripts/cluster.sh stop    stops them by pid (SIGTERM, then SIGKILL after 15 s)
 #   scripts/cluster.sh status  prints what runs
 #
-# The binaries come from the build (`make build`); servers read etc/regionstore.local.toml
-# (short ticks, sync-log on). Each server's command line is kept in server-N.cmd so that a
+# The binaries come from the build (`make build`; BIN_DIR overrides where); servers read CONFIG (default
+# etc/regionstore.local.toml: short ticks, sync-log on). Each server's command line is kept in server-N.cmd so that a
 # driver (region-sim --pd ... --cluster-dir ...) can restart one it killed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="${CARGO_TARGET_DIR:-$HOME/.cache/regionstore/target}/opt"
+bin="${BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/regionstore/target}/opt}"
 dir="${CLUSTER_DIR:-${TMPDIR:-/tmp}/regionstore-cluster}"
 servers="${SERVERS:-3}"
+config="${CONFIG:-$root/etc/regionstore.local.toml}"
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -106,7 +107,7 @@ start() {
         status_port="$(free_port)"
         printf '%s\n' "$bin/regionstore-server" "--pd=127.0.0.1:$pd_port" "--addr=127.0.0.1:$port" \
             "--status-addr=127.0.0.1:$status_port" "--data-dir=$dir/server-$i" \
-            "--config=$root/etc/regionstore.local.toml" > "$dir/server-$i.cmd"
+            "--config=$config" > "$dir/server-$i.cmd"
         mapfile -t cmd < "$dir/server-$i.cmd"
         "${cmd[@]}" >> "$dir/server-$i.log" 2>&1 &
         echo $! > "$dir/server-$i.pid"

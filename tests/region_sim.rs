@@ -106,6 +106,11 @@ fn bad_options_are_refused() {
         &["--value-size", "3"],
         &["--duration", "-1"],
         &["--transport", "grpc", "--nemesis", "partition"],
+        // An external cluster: its faults are process kills and pauses, its stores its own.
+        &["--pd", "127.0.0.1:1", "--nemesis", "partition"],
+        &["--pd", "127.0.0.1:1", "--transport", "grpc"],
+        &["--pd", "127.0.0.1:1", "--regions", "4"],
+        &["--pd", "127.0.0.1:1", "--nemesis", "kill"],
     ] {
         let out = region_sim(args);
         assert!(!out.status.success(), "{args:?} accepted");
@@ -332,4 +337,89 @@ fn a_grow_shrink_run_splits_then_merges() {
     assert!(report["ops"]["deletes"].as_u64().unwrap() > 0, "{}", report["ops"]);
     let lin = &report["linearizability"];
     assert_eq!(lin["violations"].as_u64(), Some(0), "{lin}");
+}
+
+/// A cluster started by `scripts/cluster.sh` in a temporary directory, stopped when dropped.
+struct ScriptCluster {
+    dir: tempfile::TempDir,
+    script: std::path::PathBuf,
+}
+
+impl ScriptCluster {
+    fn command(&self, what: &str, config: &std::path::Path) -> std::process::Output {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_region-sim")).parent().unwrap();
+        Command::new("bash")
+            .arg(&self.script)
+            .arg(what)
+            .env("CLUSTER_DIR", self.dir.path().join("cluster"))
+            .env("BIN_DIR", bin)
+            .env("CONFIG", config)
+            .output()
+            .expect("cluster.sh runs")
+    }
+}
+
+impl Drop for ScriptCluster {
+    fn drop(&mut self) {
+        let _ = self.command("stop", std::path::Path::new("/dev/null"));
+    }
+}
+
+#[test]
+fn a_run_against_a_cluster_of_processes_survives_kills_and_pauses() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cluster = ScriptCluster {
+        dir: tempfile::tempdir().unwrap(),
+        script: root.join("scripts/cluster.sh"),
+    };
+    // The local cluster's settings, with small regions so that they split during the run.
+    let local = std::fs::read_to_string(root.join("etc/regionstore.local.toml")).unwrap();
+    let config = cluster.dir.path().join("cluster.toml");
+    let small = "[raftstore]\nregion_split_size = 1024\nregion_max_size = 1536\nregion_split_check_diff = 128\n";
+    std::fs::write(&config, local.replacen("[raftstore]\n", small, 1)).unwrap();
+    let started = cluster.command("start", &config);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let env = std::fs::read_to_string(cluster.dir.path().join("cluster/cluster.env")).unwrap();
+    let pd = env.lines().find_map(|l| l.strip_prefix("PD=")).unwrap().to_string();
+
+    let (report, history) =
+        (cluster.dir.path().join("report.json"), cluster.dir.path().join("history.jsonl"));
+    let cluster_dir = cluster.dir.path().join("cluster");
+    let out = region_sim(&[
+        "--pd",
+        &pd,
+        "--cluster-dir",
+        cluster_dir.to_str().unwrap(),
+        "--nemesis",
+        "kill,pause",
+        "--nemesis-interval",
+        "1",
+        "--duration",
+        "8",
+        "--clients",
+        "4",
+        "--key-space",
+        "200",
+        "--quiet",
+        "--report-json",
+        report.to_str().unwrap(),
+        "--history",
+        history.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(report["ops"]["writes"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["regions"]["final"].as_u64().unwrap() > 1, "{}", report["regions"]);
+    assert_eq!(report["linearizability"]["violations"].as_u64(), Some(0));
+    let faults = report["process_nemesis"]["faults"].as_array().unwrap();
+    assert!(!faults.is_empty(), "{}", report["process_nemesis"]);
+    assert!(report["process_nemesis"]["recovery_ms"].is_number());
+    let history = std::fs::read_to_string(&history).unwrap();
+    assert_eq!(stale_reads(&history), 0);
+    assert_eq!(reads_back_in_time(&history), 0);
+    // Every server runs after the run (the killed ones restarted), and the script stops them.
+    let stopped = cluster.command("stop", &config);
+    let stopped = String::from_utf8_lossy(&stopped.stdout).into_owned();
+    assert_eq!(stopped.matches("stopped server-").count(), 3, "{stopped}");
 }

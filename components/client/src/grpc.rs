@@ -101,8 +101,14 @@ impl GrpcStores {
                 let why = format!("store {store_id}: {status}");
                 Err(if write { Error::Undetermined(why) } else { Error::NoAnswer(why) })
             }
-            Err(_) if write => Err(Error::Undetermined(format!("no answer within {timeout:?}"))),
-            Err(_) => Err(Error::Timeout(timeout)),
+            Err(_) => {
+                // A store that stopped answering may have moved: ask for its address again.
+                self.conns().remove(&store_id);
+                Err(match write {
+                    true => Error::Undetermined(format!("no answer within {timeout:?}")),
+                    false => Error::Timeout(timeout),
+                })
+            }
         }
     }
 }

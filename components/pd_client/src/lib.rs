@@ -12,6 +12,7 @@
 //! overlaps (after a split, the parent's old range is reclaimed by whichever half reports
 //! first).
 
+mod check;
 mod errors;
 mod mem;
 mod meta;
@@ -19,6 +20,7 @@ mod meta;
 use proto::metapb;
 
 pub use self::{
+    check::MAX_PEERS,
     errors::{Error, Result},
     mem::{MemPd, MemPdConfig},
     meta::{Meta, MetaStore},

@@ -13,7 +13,7 @@ use std::{
 use proto::metapb::{self, PeerRole};
 
 use crate::{
-    Error, Meta, MetaStore, Operator, PdClient, RegionStats, Result, SplitIds, StoreStats,
+    check, Error, Meta, MetaStore, Operator, PdClient, RegionStats, Result, SplitIds, StoreStats,
 };
 
 /// The first id handed out by a new cluster.
@@ -146,8 +146,8 @@ impl MemPd {
     }
 
     /// A placement driver over `store`, holding the metadata `meta` loaded from it: every
-    /// change is saved to `store` before it is made here. Errors: `Invalid` if `meta` has
-    /// regions that overlap.
+    /// change is saved to `store` before it is made here. Of regions that overlap (or are
+    /// malformed), only the newest well-formed ones are kept.
     pub fn restore(cfg: MemPdConfig, meta: Meta, store: Box<dyn MetaStore>) -> Result<Self> {
         let mut pd = MemPd::new(cfg);
         let next = meta.id_bound.max(FIRST_ID);
@@ -156,15 +156,37 @@ impl MemPd {
             let inner = pd.inner.get_mut().unwrap_or_else(|e| e.into_inner());
             inner.bootstrapped = meta.bootstrapped;
             inner.stores = meta.stores.into_iter().map(|s| (s.id, s)).collect();
-            for region in meta.regions {
-                if !inner.overlapping(&region).is_empty() {
-                    return Err(Error::Invalid(format!("region {} overlaps another", region.id)));
+            // Newest first: should regions overlap (a store's report saved half way, say),
+            // the newer keeps the range and the older is dropped; heartbeats settle the rest.
+            let mut regions = meta.regions;
+            regions.sort_by_key(|r| {
+                let (conf_ver, version) = epoch(r);
+                std::cmp::Reverse((version, conf_ver))
+            });
+            for region in regions {
+                if check::region(&region).is_ok() && inner.overlapping(&region).is_empty() {
+                    inner.put_region(region);
                 }
-                inner.put_region(region);
             }
         }
         pd.meta = Some(store);
         Ok(pd)
+    }
+
+    /// The first of `n` consecutive new ids, reserved in the meta store (one save) if they
+    /// pass the bound.
+    fn alloc_ids(&self, n: u64) -> Result<u64> {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.next + n > ids.bound {
+            let bound = ids.next + n.max(ID_BATCH);
+            if let Some(meta) = &self.meta {
+                meta.save_id_bound(bound)?;
+            }
+            ids.bound = bound;
+        }
+        let first = ids.next;
+        ids.next += n;
+        Ok(first)
     }
 
     /// Saves `regions` (as a heartbeat or a split report gives them) to the meta store, with
@@ -527,17 +549,7 @@ impl PdClient for MemPd {
     }
 
     fn alloc_id(&self) -> Result<u64> {
-        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-        if ids.next >= ids.bound {
-            let bound = ids.next + ID_BATCH;
-            if let Some(meta) = &self.meta {
-                meta.save_id_bound(bound)?;
-            }
-            ids.bound = bound;
-        }
-        let id = ids.next;
-        ids.next += 1;
-        Ok(id)
+        self.alloc_ids(1)
     }
 
     fn bootstrap_cluster(&self, store: metapb::Store, region: metapb::Region) -> Result<()> {
@@ -545,9 +557,7 @@ impl PdClient for MemPd {
         if inner.bootstrapped {
             return Err(Error::AlreadyBootstrapped);
         }
-        if region.peers.is_empty() || region.id == 0 {
-            return Err(Error::Invalid("the first region needs an id and peers".into()));
-        }
+        check::bootstrap(&store, &region)?;
         if let Some(meta) = &self.meta {
             meta.save_bootstrap(&store, &region)?;
         }
@@ -617,6 +627,8 @@ impl PdClient for MemPd {
         stats: RegionStats,
     ) -> Result<Option<Operator>> {
         self.region_heartbeats.fetch_add(1, Ordering::Relaxed);
+        check::region(&region)?;
+        check::leader(&region, &leader)?;
         let mut inner = self.inner();
         inner.check_bootstrapped()?;
         inner.check_stale(&region)?;
@@ -687,18 +699,21 @@ impl PdClient for MemPd {
             let why = format!("a split makes 1 to {MAX_SPLIT_COUNT} new regions, not {count}");
             return Err(Error::Invalid(why));
         }
+        check::region(region)?;
         self.inner().check_stale(region)?;
+        let per_region = 1 + region.get_peers().len() as u64;
+        let mut next = self.alloc_ids(per_region * count as u64)?;
         let mut ids = Vec::with_capacity(count);
         for _ in 0..count {
-            let new_region_id = self.alloc_id()?;
-            let new_peer_ids =
-                region.get_peers().iter().map(|_| self.alloc_id()).collect::<Result<_>>()?;
-            ids.push(SplitIds { new_region_id, new_peer_ids });
+            let new_peer_ids = (next + 1..next + per_region).collect();
+            ids.push(SplitIds { new_region_id: next, new_peer_ids });
+            next += per_region;
         }
         Ok(ids)
     }
 
     fn report_batch_split(&self, regions: Vec<metapb::Region>) -> Result<()> {
+        check::batch(&regions)?;
         let mut inner = self.inner();
         inner.check_bootstrapped()?;
         for region in &regions {

@@ -17,7 +17,16 @@ use proto::metapb;
 #[derive(Default)]
 struct Saved {
     failing: AtomicBool,
-    state: Mutex<(bool, BTreeMap<u64, metapb::Store>, BTreeMap<u64, metapb::Region>, u64)>,
+    state: Mutex<State>,
+}
+
+/// What [`Saved`] holds.
+#[derive(Default)]
+struct State {
+    bootstrapped: bool,
+    stores: BTreeMap<u64, metapb::Store>,
+    regions: BTreeMap<u64, metapb::Region>,
+    id_bound: u64,
 }
 
 impl Saved {
@@ -31,10 +40,10 @@ impl Saved {
     fn meta(&self) -> Meta {
         let s = self.state.lock().unwrap();
         Meta {
-            bootstrapped: s.0,
-            stores: s.1.values().cloned().collect(),
-            regions: s.2.values().cloned().collect(),
-            id_bound: s.3,
+            bootstrapped: s.bootstrapped,
+            stores: s.stores.values().cloned().collect(),
+            regions: s.regions.values().cloned().collect(),
+            id_bound: s.id_bound,
         }
     }
 }
@@ -49,32 +58,32 @@ impl MetaStore for Shared {
     ) -> pd_client::Result<()> {
         self.0.check()?;
         let mut s = self.0.state.lock().unwrap();
-        s.0 = true;
-        s.1.insert(store.id, store.clone());
-        s.2.insert(region.id, region.clone());
+        s.bootstrapped = true;
+        s.stores.insert(store.id, store.clone());
+        s.regions.insert(region.id, region.clone());
         Ok(())
     }
     fn save_store(&self, store: &metapb::Store) -> pd_client::Result<()> {
         self.0.check()?;
-        self.0.state.lock().unwrap().1.insert(store.id, store.clone());
+        self.0.state.lock().unwrap().stores.insert(store.id, store.clone());
         Ok(())
     }
     fn save_regions(&self, regions: &[metapb::Region], removed: &[u64]) -> pd_client::Result<()> {
         self.0.check()?;
         let mut s = self.0.state.lock().unwrap();
         for id in removed {
-            s.2.remove(id);
+            s.regions.remove(id);
         }
         for r in regions {
-            s.2.insert(r.id, r.clone());
+            s.regions.insert(r.id, r.clone());
         }
         Ok(())
     }
     fn save_id_bound(&self, bound: u64) -> pd_client::Result<()> {
         self.0.check()?;
         let mut s = self.0.state.lock().unwrap();
-        assert!(bound > s.3, "the bound only grows");
-        s.3 = bound;
+        assert!(bound > s.id_bound, "the bound only grows");
+        s.id_bound = bound;
         Ok(())
     }
 }
@@ -97,6 +106,11 @@ fn region(id: u64, start: &[u8], end: &[u8], version: u64) -> metapb::Region {
     p.store_id = 1;
     r.mut_peers().push(p);
     r
+}
+
+/// The one peer of `region(id, ..)`.
+fn leader(region_id: u64) -> metapb::Peer {
+    region(region_id, b"", b"", 1).get_peers()[0].clone()
 }
 
 fn restore(saved: &Arc<Saved>) -> MemPd {
@@ -123,12 +137,8 @@ fn a_restored_placement_driver_continues_where_the_saved_one_stopped() {
     assert_eq!(again.get_region(b"z").unwrap().0.id, 4);
     assert_eq!(again.get_region(b"a").unwrap().0.end_key, b"m");
     assert!(again.alloc_id().unwrap() > *ids.last().unwrap());
-    let stale = again.region_heartbeat(
-        1,
-        region(2, b"", b"", 1),
-        metapb::Peer::default(),
-        RegionStats::default(),
-    );
+    let stale =
+        again.region_heartbeat(1, region(2, b"", b"", 1), leader(2), RegionStats::default());
     assert!(matches!(stale, Err(Error::StaleRegion { .. })), "{stale:?}");
 }
 
@@ -143,12 +153,7 @@ fn a_failed_save_changes_nothing() {
     assert!(unavailable(
         pd.report_batch_split(vec![region(2, b"", b"m", 2), region(4, b"m", b"", 2)])
     ));
-    let hb = pd.region_heartbeat(
-        1,
-        region(2, b"", b"", 2),
-        metapb::Peer::default(),
-        RegionStats::default(),
-    );
+    let hb = pd.region_heartbeat(1, region(2, b"", b"", 2), leader(2), RegionStats::default());
     assert!(matches!(hb, Err(Error::Unavailable(_))), "{hb:?}");
     // Ids: the first batch was reserved; past it, nothing is handed out unsaved.
     let handed: Vec<_> = (0..1100).map(|_| pd.alloc_id()).collect();
@@ -159,4 +164,51 @@ fn a_failed_save_changes_nothing() {
     saved.failing.store(false, Ordering::SeqCst);
     pd.report_batch_split(vec![region(2, b"", b"m", 2), region(4, b"m", b"", 2)]).unwrap();
     assert_eq!(restore(&saved).get_region(b"z").unwrap().0.id, 4);
+}
+
+#[test]
+fn malformed_reports_are_refused_before_they_reach_the_meta_store() {
+    let saved = Arc::new(Saved::default());
+    let pd = restore(&saved);
+    pd.bootstrap_cluster(store(1), region(2, b"", b"", 1)).unwrap();
+    let invalid = |r: pd_client::Result<()>| matches!(r, Err(Error::Invalid(_)));
+    // Two halves that overlap each other, an id twice, a backwards range.
+    let overlapping = vec![region(2, b"", b"z", 2), region(4, b"a", b"m", 2)];
+    assert!(invalid(pd.report_batch_split(overlapping)));
+    assert!(invalid(pd.report_batch_split(vec![region(2, b"", b"m", 2), region(2, b"m", b"", 2)])));
+    assert!(invalid(pd.report_batch_split(vec![region(2, b"m", b"a", 2)])));
+    // A heartbeat whose leader is not a peer, a region without peers.
+    let mut stranger = leader(2);
+    stranger.id = 99;
+    let hb = pd.region_heartbeat(1, region(2, b"", b"", 1), stranger, RegionStats::default());
+    assert!(matches!(hb, Err(Error::Invalid(_))), "{hb:?}");
+    let mut bare = region(2, b"", b"", 2);
+    bare.mut_peers().clear();
+    let hb = pd.region_heartbeat(1, bare, leader(2), RegionStats::default());
+    assert!(matches!(hb, Err(Error::Invalid(_))), "{hb:?}");
+    // A split asking for ids for a region with too many peers.
+    let mut crowded = region(2, b"", b"", 1);
+    for i in 0..pd_client::MAX_PEERS as u64 {
+        let mut p = metapb::Peer::default();
+        (p.id, p.store_id) = (500 + i, 50 + i);
+        crowded.mut_peers().push(p);
+    }
+    assert!(matches!(pd.ask_batch_split(&crowded, 1), Err(Error::Invalid(_))));
+    // Nothing changed.
+    assert_eq!(saved.meta().regions, vec![region(2, b"", b"", 1)]);
+    assert_eq!(pd.get_region(b"q").unwrap().0, region(2, b"", b"", 1));
+}
+
+#[test]
+fn a_restore_keeps_the_newest_of_overlapping_regions() {
+    let saved = Arc::new(Saved::default());
+    {
+        let mut s = saved.state.lock().unwrap();
+        s.bootstrapped = true;
+        s.regions.insert(2, region(2, b"", b"", 1)); // the parent, before a split saved half way
+        s.regions.insert(4, region(4, b"m", b"", 2));
+    }
+    let pd = restore(&saved);
+    assert_eq!(pd.get_region(b"z").unwrap().0.id, 4);
+    assert!(pd.get_region(b"a").is_err(), "the older, overlapping parent was dropped");
 }

@@ -14,15 +14,22 @@
 //! Every write is a transaction guarded by the writer's election key (its create revision),
 //! so a member that lost its leadership, even one that does not know it yet, writes nothing.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use pd_client::{Error, Meta, MetaStore, Result};
 use proto::{metapb, Message};
 use tokio::runtime::Handle;
 
-/// How long one etcd request may take before the placement driver answers `Unavailable`.
-const ETCD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one etcd request may take before the placement driver answers `Unavailable`
+/// (shorter than a client's `request_timeout`, so a client does not give up first).
+const ETCD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Keys read per request when loading.
 const PAGE: i64 = 1000;
 
@@ -139,25 +146,47 @@ pub struct EtcdMetaStore {
     handle: Handle,
     /// The election key this member won with, and its create revision.
     fence: (String, i64),
+    /// Set when a write's outcome is unknown or its guard failed: the member steps down.
+    tainted: Arc<AtomicBool>,
 }
 
 impl EtcdMetaStore {
     /// Writes under `keys`, guarded by the election key `fence` (key, create revision).
-    pub fn new(client: Client, keys: Keys, handle: Handle, fence: (String, i64)) -> Self {
-        EtcdMetaStore { client, keys, handle, fence }
+    /// Writes under `keys`, guarded by the election key `fence` (key, create revision);
+    /// sets `tainted` when the stored metadata may differ from what the caller believes.
+    pub fn new(
+        client: Client,
+        keys: Keys,
+        handle: Handle,
+        fence: (String, i64),
+        tainted: Arc<AtomicBool>,
+    ) -> Self {
+        EtcdMetaStore { client, keys, handle, fence, tainted }
+    }
+
+    /// Runs `ops` if the fence and `also` hold. `Ok(false)`: a compare failed.
+    fn txn(&self, also: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool> {
+        let (key, rev) = self.fence.clone();
+        let mut compares = vec![Compare::create_revision(key, CompareOp::Equal, rev)];
+        compares.extend(also);
+        let txn = Txn::new().when(compares).and_then(ops);
+        let mut client = self.client.clone();
+        match self.handle.block_on(async move { timed(client.txn(txn)).await }) {
+            Ok(resp) => Ok(resp.succeeded()),
+            Err(e) => {
+                // It may have committed: memory can no longer be trusted to match etcd.
+                self.tainted.store(true, Ordering::Release);
+                Err(e)
+            }
+        }
     }
 
     fn commit(&self, ops: Vec<TxnOp>) -> Result<()> {
-        let (key, rev) = self.fence.clone();
-        let txn =
-            Txn::new().when([Compare::create_revision(key, CompareOp::Equal, rev)]).and_then(ops);
-        let mut client = self.client.clone();
-        let resp = self.handle.block_on(async move { timed(client.txn(txn)).await })?;
-        if resp.succeeded() {
-            Ok(())
-        } else {
-            Err(Error::Unavailable("no longer the active placement driver".into()))
+        if self.txn(Vec::new(), ops)? {
+            return Ok(());
         }
+        self.tainted.store(true, Ordering::Release);
+        Err(Error::Unavailable("no longer the active placement driver".into()))
     }
 }
 
@@ -165,11 +194,26 @@ impl MetaStore for EtcdMetaStore {
     fn save_bootstrap(&self, store: &metapb::Store, region: &metapb::Region) -> Result<()> {
         let encode =
             |m: &dyn Message| m.write_to_bytes().map_err(|e| Error::Invalid(e.to_string()));
-        self.commit(vec![
+        let first = Compare::create_revision(self.keys.bootstrapped(), CompareOp::Equal, 0);
+        let ops = vec![
             TxnOp::put(self.keys.store(store.id), encode(store)?, None),
             TxnOp::put(self.keys.region(region.id), encode(region)?, None),
             TxnOp::put(self.keys.bootstrapped(), "1", None),
-        ])
+        ];
+        if self.txn(vec![first], ops)? {
+            return Ok(());
+        }
+        // Either the fence failed or the cluster is bootstrapped already (which memory did
+        // not know): both mean memory is behind etcd.
+        self.tainted.store(true, Ordering::Release);
+        let mut client = self.client.clone();
+        let key = self.keys.bootstrapped();
+        let got = self.handle.block_on(async move { timed(client.get(key, None)).await })?;
+        if got.kvs().is_empty() {
+            Err(Error::Unavailable("no longer the active placement driver".into()))
+        } else {
+            Err(Error::AlreadyBootstrapped)
+        }
     }
 
     fn save_store(&self, store: &metapb::Store) -> Result<()> {

@@ -1,14 +1,23 @@
 //! One placement driver member: active or standby, by an etcd election.
 //!
 //! Every member campaigns under `{root}/leader` with its address as the value, on a lease it
-//! keeps alive. The winner loads the metadata from etcd and serves; the others answer
-//! `NotLeader` with the winner's address. The active member steps down (and serves nothing
-//! more) as soon as a keep-alive fails or is late by half the lease: by then the lease may
-//! be about to expire and a standby about to win. Its writes were guarded by its election key
-//! anyway (see `etcd_store`), so a member that steps down late can still not write.
+//! keeps alive. The winner loads the metadata from etcd (keeping the lease alive meanwhile)
+//! and serves; the others answer `NotLeader` with the winner's address. The active member
+//! serves only while its lease surely holds: until three quarters of the TTL after the send
+//! of the last keep-alive etcd acknowledged (so a paused process that wakes up serves
+//! nothing, even before its election loop runs). It steps down when a keep-alive fails or is
+//! late by half the TTL, and when a metadata write's outcome is unknown (memory may differ
+//! from etcd: the next term reloads). Its writes are guarded by its election key anyway (see
+//! `etcd_store`), so a member that steps down late still cannot write.
 
 use std::{
-    sync::{Arc, RwLock},
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, RwLock,
+    },
     time::{Duration, Instant},
 };
 
@@ -38,8 +47,17 @@ pub struct Member {
     cluster_id: u64,
     client: Client,
     role: RwLock<Role>,
+    /// Until when the lease surely holds: a quarter of the TTL short of the send time of the
+    /// last keep-alive etcd acknowledged plus the TTL. Past it, this member serves nothing.
+    lease_until: Mutex<Option<Instant>>,
+    /// Set by the meta store when a write's outcome is unknown (or its guard failed): memory
+    /// may differ from etcd, so the member steps down and the next term reloads.
+    tainted: Arc<AtomicBool>,
     logger: Logger,
 }
+
+/// A placement driver being loaded from etcd.
+type Loading<'a> = Pin<Box<dyn Future<Output = Result<MemPd>> + Send + 'a>>;
 
 impl Member {
     /// Connects to etcd and reads (or, first of all members, writes) the cluster id.
@@ -60,6 +78,8 @@ impl Member {
             cluster_id,
             client,
             role: RwLock::new(Role::Standby),
+            lease_until: Mutex::new(None),
+            tainted: Arc::default(),
             logger,
         }))
     }
@@ -74,12 +94,21 @@ impl Member {
         (self.cfg.name.clone(), self.cfg.advertised().to_string())
     }
 
-    /// The placement driver, if this member is the active one.
+    /// The placement driver, if this member is the active one and its lease surely holds.
     pub fn active(&self) -> Option<Arc<MemPd>> {
+        let until = *self.lease_until.lock().unwrap_or_else(|e| e.into_inner());
+        if until.is_none_or(|t| Instant::now() >= t) || self.tainted.load(Ordering::Acquire) {
+            return None;
+        }
         match &*self.role.read().unwrap_or_else(|e| e.into_inner()) {
             Role::Active(pd) => Some(pd.clone()),
             Role::Standby => None,
         }
+    }
+
+    fn extend_lease(&self, sent_at: Instant) {
+        let until = sent_at + self.cfg.lease_ttl.mul_f64(0.75);
+        *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
     }
 
     fn set_role(&self, role: Role) {
@@ -110,8 +139,10 @@ impl Member {
         loop {
             let mut lease = None;
             let term = async {
+                let asked_at = Instant::now();
                 let id = self.grant().await.map_err(|e| e.to_string())?;
                 lease = Some(id);
+                self.extend_lease(asked_at);
                 self.term(id).await
             };
             tokio::select! {
@@ -121,6 +152,8 @@ impl Member {
                 _ = stop.changed() => {}
             }
             self.set_role(Role::Standby);
+            *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            self.tainted.store(false, Ordering::Release);
             if let Some(id) = lease {
                 let mut client = self.client.clone();
                 let _ = tokio::time::timeout(Duration::from_secs(1), client.lease_revoke(id)).await;
@@ -137,8 +170,9 @@ impl Member {
         Ok(client.lease_grant(self.cfg.lease_ttl.as_secs() as i64, None).await?.id())
     }
 
-    /// One term: campaign on lease `id` while keeping it alive; once elected, load and serve
-    /// until a keep-alive fails. Returns the error that ended it.
+    /// One term: campaign on lease `id` while keeping it alive; once elected, load (still
+    /// keeping the lease alive) and serve until a keep-alive fails or is late, or the meta
+    /// store is in doubt. Returns the error that ended it.
     async fn term(&self, id: i64) -> std::result::Result<(), String> {
         let mut client = self.client.clone();
         let (mut keeper, mut acks) =
@@ -146,27 +180,49 @@ impl Member {
         let every = self.cfg.lease_ttl / 3;
         let late = self.cfg.lease_ttl / 2;
         let mut last_ack = Instant::now();
+        let mut sent: VecDeque<Instant> = VecDeque::new();
         let addr = self.cfg.advertised().to_string();
         let mut campaign = Box::pin(client.campaign(self.keys.election(), addr, id));
-        let mut elected = false;
+        let (mut won, mut loading): (bool, Option<Loading<'_>>) = (false, None);
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
-                won = &mut campaign, if !elected => {
-                    let resp = won.map_err(|e| e.to_string())?;
+                resp = &mut campaign, if !won => {
+                    let resp = resp.map_err(|e| e.to_string())?;
                     let key = resp.leader().ok_or("campaign answered without a key")?;
                     let fence = (String::from_utf8_lossy(key.key()).into_owned(), key.rev());
-                    self.become_active(fence).await.map_err(|e| e.to_string())?;
-                    elected = true;
+                    loading = Some(Box::pin(self.load(fence)));
+                    won = true;
+                }
+                pd = async { loading.as_mut().expect("guarded by is_some").await },
+                    if loading.is_some() =>
+                {
+                    loading = None;
+                    let pd = pd.map_err(|e| e.to_string())?;
+                    let regions = pd.regions().len();
+                    self.set_role(Role::Active(Arc::new(pd)));
+                    info!(self.logger, "elected: the active placement driver"; "regions" => regions);
                 }
                 _ = tick.tick() => {
+                    if self.tainted.load(Ordering::Acquire) {
+                        return Err("a metadata write's outcome is unknown: reloading".into());
+                    }
                     if last_ack.elapsed() > late {
                         return Err("lease keep-alive late".into());
                     }
-                    keeper.keep_alive().await.map_err(|e| e.to_string())?;
+                    match tokio::time::timeout(every, keeper.keep_alive()).await {
+                        Ok(Ok(())) => sent.push_back(Instant::now()),
+                        Ok(Err(e)) => return Err(e.to_string()),
+                        Err(_) => return Err("lease keep-alive stalled".into()),
+                    }
                 }
                 ack = acks.message() => match ack {
-                    Ok(Some(a)) if a.ttl() > 0 => last_ack = Instant::now(),
+                    Ok(Some(a)) if a.ttl() > 0 => {
+                        last_ack = Instant::now();
+                        if let Some(sent_at) = sent.pop_front() {
+                            self.extend_lease(sent_at);
+                        }
+                    }
                     Ok(_) => return Err("lease expired".into()),
                     Err(e) => return Err(e.to_string()),
                 },
@@ -174,16 +230,18 @@ impl Member {
         }
     }
 
-    async fn become_active(&self, fence: (String, i64)) -> Result<()> {
+    /// The placement driver over what etcd holds, writing under `fence`.
+    async fn load(&self, fence: (String, i64)) -> Result<MemPd> {
         let mut client = self.client.clone();
         let meta = etcd_store::load(&mut client, &self.keys).await?;
-        let regions = meta.regions.len();
-        let store =
-            EtcdMetaStore::new(self.client.clone(), self.keys.clone(), Handle::current(), fence);
-        let pd = MemPd::restore(self.cfg.mem_pd_config(self.cluster_id), meta, Box::new(store))?;
-        self.set_role(Role::Active(Arc::new(pd)));
-        info!(self.logger, "elected: serving as the active placement driver"; "regions" => regions);
-        Ok(())
+        let store = EtcdMetaStore::new(
+            self.client.clone(),
+            self.keys.clone(),
+            Handle::current(),
+            fence,
+            self.tainted.clone(),
+        );
+        MemPd::restore(self.cfg.mem_pd_config(self.cluster_id), meta, Box::new(store))
     }
 }
 

@@ -112,7 +112,7 @@ fn metadata_survives_a_restart() {
     let stale = c.region_heartbeat(
         1,
         region(2, b"", b"", 1, &[(3, 1)]),
-        Default::default(),
+        region(2, b"", b"", 1, &[(3, 1)]).get_peers()[0].clone(),
         RegionStats::default(),
     );
     assert!(matches!(stale, Err(Error::StaleRegion { region_id: 2, .. })), "{stale:?}");
@@ -145,6 +145,7 @@ fn a_member_that_lost_the_election_writes_nothing() {
     let etcd = Etcd::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let keys = Keys::new("/fenced");
+    let tainted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut client =
         rt.block_on(etcd_client::Client::connect([etcd.endpoint()], None)).expect("etcd client");
     // An election key that does not exist (its holder's lease expired): every write fails.
@@ -153,9 +154,11 @@ fn a_member_that_lost_the_election_writes_nothing() {
         keys.clone(),
         rt.handle().clone(),
         ("/fenced/leader/1".into(), 7),
+        tainted.clone(),
     );
     let saved = pd_client::MetaStore::save_store(&store, &self::store(9));
     assert!(matches!(saved, Err(Error::Unavailable(_))), "{saved:?}");
+    assert!(tainted.load(std::sync::atomic::Ordering::SeqCst), "the member is told to step down");
     let meta = rt.block_on(etcd_store::load(&mut client, &keys)).unwrap();
     assert!(meta.stores.is_empty(), "nothing was written");
 }

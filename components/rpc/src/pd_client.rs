@@ -32,7 +32,8 @@ use crate::{
 pub struct PdClientConfig {
     /// `host:port` of every placement driver member.
     pub endpoints: Vec<String>,
-    /// Longest wait for one answer.
+    /// Longest wait for one answer (longer than the placement driver's own wait for etcd,
+    /// 2 s, so that it answers `Unavailable` before the client gives up).
     pub request_timeout: Duration,
     /// Longest a call keeps retrying (leader changes, restarts) before it fails with
     /// `Unavailable`.
@@ -44,7 +45,7 @@ impl PdClientConfig {
     pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> Self {
         PdClientConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
-            request_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(5),
             retry_timeout: Duration::from_secs(15),
         }
     }
@@ -85,6 +86,11 @@ impl GrpcPdClient {
         })?;
         client.cluster_id = members.get_header().cluster_id;
         Ok(client)
+    }
+
+    /// How long each call keeps retrying from now on (`connect` used the configured one).
+    pub fn set_retry_timeout(&mut self, timeout: Duration) {
+        self.cfg.retry_timeout = timeout;
     }
 
     /// The address of the member calls go to now, if one was found.

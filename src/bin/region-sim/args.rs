@@ -114,6 +114,16 @@ pub struct Args {
     /// gRPC on a loopback port and sends through a gRPC client). The nemesis needs `local`.
     #[arg(long, value_enum, default_value_t = TransportKind::Local)]
     pub transport: TransportKind,
+    /// Drive an external cluster (`make cluster`) through its placement driver at these
+    /// addresses (comma-separated) instead of starting stores here; the servers' own
+    /// configuration decides ticks and split sizes. With it, --nemesis takes `kill` and
+    /// `pause` (real processes, found under --cluster-dir).
+    #[arg(long)]
+    pub pd: Option<String>,
+    /// The directory `scripts/cluster.sh` ran the cluster in (server-N.pid, server-N.cmd):
+    /// where --pd's nemesis finds the server processes to kill, restart and pause.
+    #[arg(long)]
+    pub cluster_dir: Option<PathBuf>,
 }
 
 /// How the stores of a run talk.
@@ -174,9 +184,32 @@ impl Args {
         self.nemesis.as_deref().map_or(Ok(Vec::new()), FaultKind::parse_list)
     }
 
+    /// Refuses what an external cluster (--pd) cannot do.
+    fn validate_external(&self) -> Result<(), String> {
+        if self.transport == TransportKind::Grpc {
+            return Err("--transport is for the stores region-sim starts; not with --pd".into());
+        }
+        if self.regions > 1 || self.scenario == Scenario::Idle {
+            return Err("--regions and --scenario idle need the stores in this process; \
+                        not with --pd"
+                .into());
+        }
+        if let Some(list) = &self.nemesis {
+            crate::external::ProcessFault::parse_list(list)?;
+            if self.cluster_dir.is_none() {
+                return Err(
+                    "--nemesis with --pd needs --cluster-dir (where the processes are)".into()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses values that cannot run.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.nemesis_kinds()?.is_empty() && self.transport == TransportKind::Grpc {
+        if self.pd.is_some() {
+            self.validate_external()?;
+        } else if !self.nemesis_kinds()?.is_empty() && self.transport == TransportKind::Grpc {
             return Err("--nemesis injects its faults on the in-process network: it needs \
                         --transport local"
                 .into());

@@ -12,6 +12,7 @@
 
 mod args;
 mod chart;
+mod external;
 mod history;
 mod idle;
 mod nemesis;
@@ -60,6 +61,9 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Error> {
     args.validate()?;
+    if args.pd.is_some() {
+        return external::run(&args);
+    }
     let settings = settings(&args)?;
     let logger = server::config::build_logger(&settings.log)
         .map_err(|e| format!("cannot open the log: {e}"))?;
@@ -173,42 +177,64 @@ fn drive(
     cluster: &LocalCluster,
     faults: Faults,
 ) -> Result<(ClientStats, Vec<u64>, Option<NemesisReport>, f64), Error> {
+    let net = (!faults.kinds.is_empty()).then(|| FaultNetwork::over(cluster.net.clone()));
+    let make_client = |p: usize| {
+        let pd: std::sync::Arc<dyn PdClient> = cluster.pd.clone();
+        let client_cfg =
+            client::ClientConfig { attempt_timeout: Duration::from_secs(3), ..Default::default() };
+        let seed = args.seed.wrapping_add(p as u64);
+        client::Client::new(pd, cluster.nodes.clone(), client_cfg, seed)
+    };
+    let region_count = || cluster.pd.regions().len() as u64;
+    let nemesis = net.as_deref().map(|net| {
+        let faults = &faults;
+        move |start| run_faults(args, cluster, net, faults, start)
+    });
+    let (stats, region_counts, nemesis, duration_s) =
+        drive_with(args, make_client, &region_count, nemesis)?;
+    if net.is_some() {
+        cluster.net.set_interceptor(None); // the filters go with the nemesis
+    }
+    let nemesis = nemesis.map(|mut n| {
+        n.tally(&stats.outcomes);
+        n
+    });
+    Ok((stats, region_counts, nemesis, duration_s))
+}
+
+/// The clients of a run (made by `make_client`, one per `--clients`) until the deadline, the
+/// progress bar (sampling `region_count`), and `nemesis`, if any, on a thread of its own.
+/// Returns the clients' merged numbers, the region count per bucket, what the nemesis
+/// returned and the run's length in seconds.
+fn drive_with<R: Send>(
+    args: &Args,
+    make_client: impl Fn(usize) -> client::Client + Sync,
+    region_count: &(dyn Fn() -> u64 + Sync),
+    nemesis: Option<impl FnOnce(Instant) -> R + Send>,
+) -> Result<(ClientStats, Vec<u64>, Option<R>, f64), Error> {
     let start = Instant::now();
     let history = History::create(args.history.as_deref(), start)?;
     let deadline = start + Duration::from_secs_f64(args.duration);
     let done = AtomicU64::new(0);
     let shrinking = AtomicBool::new(false);
     let run = Run { deadline, history: &history, done: &done, shrinking: &shrinking };
-    let net = (!faults.kinds.is_empty()).then(|| FaultNetwork::over(cluster.net.clone()));
     let mut region_counts = Vec::new();
     let (per_client, nemesis) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..args.clients)
             .map(|p| {
-                let pd: std::sync::Arc<dyn PdClient> = cluster.pd.clone();
-                let client_cfg = client::ClientConfig {
-                    attempt_timeout: Duration::from_secs(3),
-                    ..Default::default()
-                };
-                let seed = args.seed.wrapping_add(p as u64);
-                let client = client::Client::new(pd, cluster.nodes.clone(), client_cfg, seed);
+                let client = make_client(p);
                 let run = &run;
                 s.spawn(move || run_client(p, client, args, run))
             })
             .collect();
-        let nemesis = net.as_deref().map(|net| {
-            let faults = &faults;
-            s.spawn(move || run_faults(args, cluster, net, faults, start))
-        });
-        show_progress(args, start, &run, &mut region_counts, cluster, || {
+        let nemesis = nemesis.map(|n| s.spawn(move || n(start)));
+        show_progress(args, start, &run, &mut region_counts, region_count, || {
             handles.iter().all(|h| h.is_finished())
         });
         let per_client: Vec<ClientStats> =
             handles.into_iter().map(|h| h.join().expect("client thread panicked")).collect();
         (per_client, nemesis.map(|h| h.join().expect("nemesis thread panicked")))
     });
-    if net.is_some() {
-        cluster.net.set_interceptor(None); // the filters go with the nemesis
-    }
     let duration_s = start.elapsed().as_secs_f64();
     history.flush()?;
     let stats = per_client
@@ -218,10 +244,6 @@ fn drive(
             a
         })
         .expect("at least one client");
-    let nemesis = nemesis.map(|mut n| {
-        n.tally(&stats.outcomes);
-        n
-    });
     Ok((stats, region_counts, nemesis, duration_s))
 }
 
@@ -339,7 +361,7 @@ fn show_progress(
     start: Instant,
     run: &Run<'_>,
     region_counts: &mut Vec<u64>,
-    cluster: &LocalCluster,
+    region_count: &(dyn Fn() -> u64 + Sync),
     finished: impl Fn() -> bool,
 ) {
     let (deadline, done) = (run.deadline, run.done);
@@ -352,7 +374,7 @@ fn show_progress(
     let bucket = args.bucket();
     while !finished() {
         let elapsed = start.elapsed();
-        let regions = cluster.pd.regions().len() as u64;
+        let regions = region_count();
         let i = (elapsed.as_nanos() / bucket.as_nanos()) as usize;
         if region_counts.len() <= i {
             let last = region_counts.last().copied().unwrap_or(regions);

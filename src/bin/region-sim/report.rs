@@ -32,7 +32,7 @@ pub struct Latency {
 }
 
 /// How reads were served, from the stores' read-path counters over the run.
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 pub struct ReadPaths {
     /// Served by a `LocalReader` from the leader's lease, off the raftstore threads.
     pub local: u64,
@@ -184,6 +184,9 @@ pub struct Report {
     /// The faults injected and what they did (with --nemesis).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nemesis: Option<NemesisReport>,
+    /// The process faults injected (with --pd and --nemesis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_nemesis: Option<crate::external::ProcessNemesisReport>,
     /// Raft messages over gRPC and the frames they went in (with --transport grpc).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc: Option<GrpcBatching>,
@@ -242,6 +245,7 @@ impl Report {
             stores,
             history_file: args.history.as_ref().map(|p| p.display().to_string()),
             nemesis: None,
+            process_nemesis: None,
             grpc: None,
             notes,
         }
@@ -250,9 +254,13 @@ impl Report {
     /// A summary for people.
     pub fn print_summary(&self) {
         let (w, r) = (&self.latency_us.write, &self.latency_us.read);
+        let cluster = match &self.config.pd {
+            Some(pd) => format!("the cluster at {pd}"),
+            None => format!("{} stores", self.config.stores),
+        };
         println!(
-            "region-sim: {} stores, {} clients, {:.1} s, seed {}",
-            self.config.stores, self.config.clients, self.duration_s, self.config.seed
+            "region-sim: {cluster}, {} clients, {:.1} s, seed {}",
+            self.config.clients, self.duration_s, self.config.seed
         );
         let ops = self.ops.writes + self.ops.reads;
         println!("  ops        {ops:>10}  ({:.0} ops/s)", self.throughput_ops_s);
@@ -265,10 +273,13 @@ impl Report {
             self.ops.reads, r.p50, r.p99, r.p999
         );
         let p = &self.read_paths;
-        println!(
-            "  read paths local {}, leader lease {}, ReadIndex {}, follower {}; redirected {} {:?}",
-            p.local, p.peer_lease, p.read_index, p.follower, p.redirected, p.redirects
-        );
+        // Read paths are the stores' counters: not seen from outside an external cluster.
+        if self.config.pd.is_none() {
+            println!(
+                "  read paths local {}, leader lease {}, ReadIndex {}, follower {}; redirected {} {:?}",
+                p.local, p.peer_lease, p.read_index, p.follower, p.redirected, p.redirects
+            );
+        }
         if self.ops.errors.is_empty() {
             println!("  errors     none");
         }

@@ -64,21 +64,36 @@ fn load_config(args: &Args) -> Result<FileConfig, String> {
     Ok(cfg)
 }
 
+/// Waits for SIGTERM or SIGINT. A second one, while the server stops, ends the process at
+/// once (exit code 1): a stop held up by an unreachable placement driver can be cut short.
 fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{signal, Signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+    let (mut term, mut int) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
+    async fn either(term: &mut Signal, int: &mut Signal) {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        Ok(())
-    })
+    }
+    rt.block_on(either(&mut term, &mut int));
+    std::thread::spawn(move || {
+        rt.block_on(either(&mut term, &mut int));
+        eprintln!("regionstore-server: a second signal: exiting without a clean stop");
+        std::process::exit(1);
+    });
+    Ok(())
 }
 
-fn status(node: &Node, addr: &str) -> String {
+/// `/status`: the store, its regions and leaders, and what its raft transport sent.
+fn status(node: &Node, grpc: &GrpcTransport, addr: &str) -> String {
+    let sent = grpc.client_stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let regions = node.regions();
     let leaders = regions
         .iter()
@@ -91,15 +106,22 @@ fn status(node: &Node, addr: &str) -> String {
         "running": node.is_running(),
         "regions": regions.len(),
         "leaders": leaders,
+        "raft_messages_sent": load(&sent.messages),
+        "raft_batches_sent": load(&sent.batches),
+        "raft_messages_undelivered": load(&sent.undelivered),
     })
     .to_string()
 }
 
 fn run(args: Args, cfg: FileConfig) -> Result<(), String> {
     let logger = build_logger(&cfg.log).map_err(|e| format!("log: {e}"))?;
+    // A minute to find the placement driver at start; then each call retries for as long
+    // as a failover of the placement driver takes, so a stop is not held up for long.
     let mut pd_cfg = PdClientConfig::new(args.pd.iter().cloned());
     pd_cfg.retry_timeout = Duration::from_secs(60);
-    let pd = Arc::new(GrpcPdClient::connect(pd_cfg).map_err(|e| format!("placement driver: {e}"))?);
+    let mut pd = GrpcPdClient::connect(pd_cfg).map_err(|e| format!("placement driver: {e}"))?;
+    pd.set_retry_timeout(Duration::from_secs(10));
+    let pd = Arc::new(pd);
     let grpc_cfg = GrpcConfig { listen_addr: args.addr.clone(), ..GrpcConfig::default() };
     let grpc = GrpcTransport::start(grpc_cfg, pd.clone(), &logger).map_err(|e| e.to_string())?;
     let advertise = args.advertise_addr.clone().unwrap_or_else(|| grpc.addr().to_string());
@@ -118,10 +140,11 @@ fn run(args: Args, cfg: FileConfig) -> Result<(), String> {
     };
     grpc.serve_kv(Some(node.clone()));
     let (page_node, status_node, shown) = (node.clone(), node.clone(), advertise.clone());
+    let status_grpc = grpc.clone();
     let http = MetricsServer::start_with_status(
         args.status_addr,
         move || server::metrics::encode(&[page_node.registry()]),
-        move || status(&status_node, &shown),
+        move || status(&status_node, &status_grpc, &shown),
     )
     .map_err(|e| format!("status server on {}: {e}", args.status_addr));
     let http = match http {
