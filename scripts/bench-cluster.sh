@@ -30,6 +30,9 @@ workload() { # CLIENTS: the flags every mode shares
     echo --clients "$1" --duration "$DURATION" --key-space "$KEY_SPACE" --quiet
 }
 
+# A cluster left running by a failure or ^C is stopped on the way out.
+trap 'scripts/cluster.sh stop > /dev/null 2>&1 || true' EXIT
+
 for clients in $CLIENTS; do
     for transport in local grpc; do
         run="$OUT/embedded-$transport-c$clients"

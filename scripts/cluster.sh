@@ -9,14 +9,16 @@
 #   scripts/cluster.sh status  prints what runs
 #
 # The binaries come from the build (`make build`; BIN_DIR overrides where); servers read CONFIG (default
-# etc/regionstore.local.toml: short ticks, sync-log on). Each server's command line is kept in server-N.cmd so that a
+# etc/regionstore.local.toml: short ticks, sync-log on); the placement driver reads PD_CONFIG
+# if set (etc/regionstore-pd.example.toml lists its keys). Each server's command line is kept in server-N.cmd so that a
 # driver (region-sim --pd ... --cluster-dir ...) can restart one it killed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="${BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/regionstore/target}/opt}"
-dir="${CLUSTER_DIR:-${TMPDIR:-/tmp}/regionstore-cluster}"
+bin="$(realpath -m "${BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/regionstore/target}/opt}")"
+# Absolute: the servers' command lines (server-N.cmd) are rerun from other directories.
+dir="$(realpath -m "${CLUSTER_DIR:-${TMPDIR:-/tmp}/regionstore-cluster}")"
 servers="${SERVERS:-3}"
-config="${CONFIG:-$root/etc/regionstore.local.toml}"
+config="$(realpath -m "${CONFIG:-$root/etc/regionstore.local.toml}")"
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -96,8 +98,10 @@ start() {
     wait_port 127.0.0.1 "$etcd_port" 20 || { echo "cluster: etcd did not start, see $dir/etcd.log" >&2; stop; exit 1; }
 
     pd_port="$(free_port)"
-    "$bin/regionstore-pd" --name pd1 --addr "127.0.0.1:$pd_port" --etcd "127.0.0.1:$etcd_port" \
-        > "$dir/pd.log" 2>&1 &
+    local pd_config=()
+    [ -n "${PD_CONFIG:-}" ] && pd_config=(--config "$PD_CONFIG")
+    "$bin/regionstore-pd" "${pd_config[@]}" --name pd1 --addr "127.0.0.1:$pd_port" \
+        --etcd "127.0.0.1:$etcd_port" > "$dir/pd.log" 2>&1 &
     echo $! > "$dir/pd.pid"
     wait_port 127.0.0.1 "$pd_port" 20 || { echo "cluster: pd did not start, see $dir/pd.log" >&2; stop; exit 1; }
 

@@ -343,53 +343,74 @@ fn a_grow_shrink_run_splits_then_merges() {
 struct ScriptCluster {
     dir: tempfile::TempDir,
     script: std::path::PathBuf,
+    /// The servers' and the placement driver's configuration files.
+    configs: (std::path::PathBuf, std::path::PathBuf),
 }
 
 impl ScriptCluster {
-    fn command(&self, what: &str, config: &std::path::Path) -> std::process::Output {
+    /// Starts one whose servers run the local cluster's settings with `raftstore` (keys of
+    /// that table) added, and whose placement driver reads `pd` (TOML).
+    fn start(raftstore: &str, pd: &str) -> ScriptCluster {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        let local = std::fs::read_to_string(root.join("etc/regionstore.local.toml")).unwrap();
+        let configs = (dir.path().join("server.toml"), dir.path().join("pd.toml"));
+        let server = local.replacen("[raftstore]\n", &format!("[raftstore]\n{raftstore}\n"), 1);
+        std::fs::write(&configs.0, server).unwrap();
+        std::fs::write(&configs.1, pd).unwrap();
+        let cluster = ScriptCluster { dir, script: root.join("scripts/cluster.sh"), configs };
+        let started = cluster.command("start");
+        assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+        cluster
+    }
+
+    fn command(&self, what: &str) -> std::process::Output {
         let bin = std::path::Path::new(env!("CARGO_BIN_EXE_region-sim")).parent().unwrap();
         Command::new("bash")
             .arg(&self.script)
             .arg(what)
-            .env("CLUSTER_DIR", self.dir.path().join("cluster"))
+            .env("CLUSTER_DIR", self.cluster_dir())
             .env("BIN_DIR", bin)
-            .env("CONFIG", config)
+            .env("CONFIG", &self.configs.0)
+            .env("PD_CONFIG", &self.configs.1)
             .output()
             .expect("cluster.sh runs")
+    }
+
+    fn cluster_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("cluster")
+    }
+
+    /// region-sim against it with `args`; its report and history.
+    fn region_sim(&self, args: &[&str]) -> (serde_json::Value, String) {
+        let env = std::fs::read_to_string(self.cluster_dir().join("cluster.env")).unwrap();
+        let pd = env.lines().find_map(|l| l.strip_prefix("PD=")).unwrap().to_string();
+        let (report, history) =
+            (self.dir.path().join("report.json"), self.dir.path().join("history.jsonl"));
+        let cluster_dir = self.cluster_dir();
+        let mut all = vec!["--pd", &pd, "--cluster-dir", cluster_dir.to_str().unwrap(), "--quiet"];
+        all.extend(["--report-json", report.to_str().unwrap()]);
+        all.extend(["--history", history.to_str().unwrap()]);
+        all.extend(args);
+        let out = region_sim(&all);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        (report, std::fs::read_to_string(&history).unwrap())
     }
 }
 
 impl Drop for ScriptCluster {
     fn drop(&mut self) {
-        let _ = self.command("stop", std::path::Path::new("/dev/null"));
+        let _ = self.command("stop");
     }
 }
 
 #[test]
 fn a_run_against_a_cluster_of_processes_survives_kills_and_pauses() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cluster = ScriptCluster {
-        dir: tempfile::tempdir().unwrap(),
-        script: root.join("scripts/cluster.sh"),
-    };
-    // The local cluster's settings, with small regions so that they split during the run.
-    let local = std::fs::read_to_string(root.join("etc/regionstore.local.toml")).unwrap();
-    let config = cluster.dir.path().join("cluster.toml");
-    let small = "[raftstore]\nregion_split_size = 1024\nregion_max_size = 1536\nregion_split_check_diff = 128\n";
-    std::fs::write(&config, local.replacen("[raftstore]\n", small, 1)).unwrap();
-    let started = cluster.command("start", &config);
-    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
-    let env = std::fs::read_to_string(cluster.dir.path().join("cluster/cluster.env")).unwrap();
-    let pd = env.lines().find_map(|l| l.strip_prefix("PD=")).unwrap().to_string();
-
-    let (report, history) =
-        (cluster.dir.path().join("report.json"), cluster.dir.path().join("history.jsonl"));
-    let cluster_dir = cluster.dir.path().join("cluster");
-    let out = region_sim(&[
-        "--pd",
-        &pd,
-        "--cluster-dir",
-        cluster_dir.to_str().unwrap(),
+    // Small regions, so that they split during the run.
+    let small = "region_split_size = 1024\nregion_max_size = 1536\nregion_split_check_diff = 128";
+    let cluster = ScriptCluster::start(small, "");
+    let (report, history) = cluster.region_sim(&[
         "--nemesis",
         "kill,pause",
         "--nemesis-interval",
@@ -400,26 +421,44 @@ fn a_run_against_a_cluster_of_processes_survives_kills_and_pauses() {
         "4",
         "--key-space",
         "200",
-        "--quiet",
-        "--report-json",
-        report.to_str().unwrap(),
-        "--history",
-        history.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert!(report["ops"]["writes"].as_u64().unwrap() > 0, "{report}");
     assert!(report["regions"]["final"].as_u64().unwrap() > 1, "{}", report["regions"]);
     assert_eq!(report["linearizability"]["violations"].as_u64(), Some(0));
     let faults = report["process_nemesis"]["faults"].as_array().unwrap();
     assert!(!faults.is_empty(), "{}", report["process_nemesis"]);
     assert!(report["process_nemesis"]["recovery_ms"].is_number());
-    let history = std::fs::read_to_string(&history).unwrap();
     assert_eq!(stale_reads(&history), 0);
     assert_eq!(reads_back_in_time(&history), 0);
     // Every server runs after the run (the killed ones restarted), and the script stops them.
-    let stopped = cluster.command("stop", &config);
+    let stopped = cluster.command("stop");
     let stopped = String::from_utf8_lossy(&stopped.stdout).into_owned();
     assert_eq!(stopped.matches("stopped server-").count(), 3, "{stopped}");
+}
+
+#[test]
+fn a_grow_shrink_run_against_a_cluster_of_processes_splits_then_merges() {
+    let small = "region_split_size = 512\nregion_max_size = 768\nregion_split_check_diff = 64";
+    let pd = "[schedule]\nmax_merge_region_size = 128\nsplit_merge_interval = \"1s\"\n\
+              merge_timeout = \"10s\"\n";
+    let cluster = ScriptCluster::start(small, pd);
+    let (report, history) = cluster.region_sim(&[
+        "--scenario",
+        "grow-shrink",
+        "--duration",
+        "12",
+        "--clients",
+        "4",
+        "--key-space",
+        "300",
+        "--peak-regions",
+        "10",
+    ]);
+    let regions = &report["regions"];
+    let (peak, last) = (regions["peak"].as_u64().unwrap(), regions["final"].as_u64().unwrap());
+    assert!(peak >= 6 && last < peak, "the regions split, then merged: {regions}");
+    assert!(report["ops"]["deletes"].as_u64().unwrap() > 0, "{}", report["ops"]);
+    // The report's checker knows deletes (this file's stale-read checker does not).
+    assert_eq!(report["linearizability"]["violations"].as_u64(), Some(0));
+    assert!(history.lines().any(|l| l.contains("\"delete\"")));
 }

@@ -143,7 +143,8 @@ fn context(ctx: &Context) -> kvrpcpb::Context {
 /// The error a response carries, as the node gave it.
 fn response_error(e: &ResponseError) -> Error {
     if e.has_region_error() {
-        Error::Request(raftstore::Error::from_errorpb(e.get_region_error()))
+        // An error the store could not type (`OutcomeUnknown`) stays undetermined.
+        Error::from_store(raftstore::Error::from_errorpb(e.get_region_error()))
     } else if !e.undetermined.is_empty() {
         Error::Undetermined(e.undetermined.clone())
     } else if e.retryable {

@@ -37,6 +37,19 @@ pub struct ScheduleConfig {
     pub balance_leaders: bool,
     /// Transfer a leader only when its store leads this many more regions than the target.
     pub leader_balance_threshold: u64,
+    /// Merge small regions into an adjacent one with peers on the same stores.
+    pub enable_merge: bool,
+    /// A region (source or target) of at most this many bytes may be merged...
+    pub max_merge_region_size: u64,
+    /// ...and of at most this many keys.
+    pub max_merge_region_keys: u64,
+    /// A region split less than this long ago is not merged (nor merged into).
+    #[serde(with = "humantime_serde")]
+    pub split_merge_interval: Duration,
+    /// A merge not done this long after it was handed out is given up (and may be tried
+    /// again).
+    #[serde(with = "humantime_serde")]
+    pub merge_timeout: Duration,
 }
 
 impl Default for PdConfig {
@@ -55,7 +68,17 @@ impl Default for PdConfig {
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        ScheduleConfig { max_replicas: 3, balance_leaders: true, leader_balance_threshold: 2 }
+        let merge = MemPdConfig::default();
+        ScheduleConfig {
+            max_replicas: 3,
+            balance_leaders: true,
+            leader_balance_threshold: 2,
+            enable_merge: true,
+            max_merge_region_size: merge.max_merge_region_size,
+            max_merge_region_keys: merge.max_merge_region_keys,
+            split_merge_interval: merge.split_merge_interval,
+            merge_timeout: merge.merge_timeout,
+        }
     }
 }
 
@@ -124,6 +147,9 @@ impl PdConfig {
         if self.schedule.max_replicas == 0 || self.schedule.max_replicas > 7 {
             return invalid("schedule.max_replicas", "must be from 1 to 7");
         }
+        if self.schedule.merge_timeout.is_zero() {
+            return invalid("schedule.merge_timeout", "must be positive");
+        }
         Ok(())
     }
 
@@ -134,7 +160,11 @@ impl PdConfig {
             balance_leaders: self.schedule.balance_leaders,
             leader_balance_threshold: self.schedule.leader_balance_threshold,
             max_replicas: self.schedule.max_replicas,
-            ..MemPdConfig::default()
+            enable_merge: self.schedule.enable_merge,
+            max_merge_region_size: self.schedule.max_merge_region_size,
+            max_merge_region_keys: self.schedule.max_merge_region_keys,
+            split_merge_interval: self.schedule.split_merge_interval,
+            merge_timeout: self.schedule.merge_timeout,
         }
     }
 }
@@ -161,5 +191,24 @@ mod tests {
         assert_eq!(bad(|c| c.schedule.max_replicas = 0), "schedule.max_replicas");
         let err = toml::from_str::<PdConfig>("lease_tll = \"3s\"").unwrap_err();
         assert!(err.to_string().contains("lease_tll"), "{err}");
+    }
+
+    /// The example file lists every key, each at its default.
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let text = include_str!("../../../etc/regionstore-pd.example.toml");
+        let parsed: PdConfig = toml::from_str(text).unwrap();
+        assert_eq!(parsed, PdConfig::default());
+        let written = toml::to_string(&PdConfig::default()).unwrap();
+        let keys = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.starts_with('#') && l.contains(" = "))
+                .map(|l| l.split(" = ").next().unwrap().to_string())
+                .collect()
+        };
+        let (mut listed, mut all) = (keys(text), keys(&written));
+        listed.sort();
+        all.sort();
+        assert_eq!(listed, all, "every key is in the example");
     }
 }

@@ -50,9 +50,10 @@ pub struct Member {
     /// Until when the lease surely holds: a quarter of the TTL short of the send time of the
     /// last keep-alive etcd acknowledged plus the TTL. Past it, this member serves nothing.
     lease_until: Mutex<Option<Instant>>,
-    /// Set by the meta store when a write's outcome is unknown (or its guard failed): memory
-    /// may differ from etcd, so the member steps down and the next term reloads.
-    tainted: Arc<AtomicBool>,
+    /// This term's flag, set by the meta store when a write's outcome is unknown (or its
+    /// guard failed): memory may differ from etcd, so the member steps down and the next
+    /// term reloads. A new flag each term: a late write of an old term taints only its own.
+    tainted: Mutex<Arc<AtomicBool>>,
     logger: Logger,
 }
 
@@ -79,7 +80,7 @@ impl Member {
             client,
             role: RwLock::new(Role::Standby),
             lease_until: Mutex::new(None),
-            tainted: Arc::default(),
+            tainted: Mutex::default(),
             logger,
         }))
     }
@@ -97,13 +98,21 @@ impl Member {
     /// The placement driver, if this member is the active one and its lease surely holds.
     pub fn active(&self) -> Option<Arc<MemPd>> {
         let until = *self.lease_until.lock().unwrap_or_else(|e| e.into_inner());
-        if until.is_none_or(|t| Instant::now() >= t) || self.tainted.load(Ordering::Acquire) {
+        if until.is_none_or(|t| Instant::now() >= t) || self.is_tainted() {
             return None;
         }
         match &*self.role.read().unwrap_or_else(|e| e.into_inner()) {
             Role::Active(pd) => Some(pd.clone()),
             Role::Standby => None,
         }
+    }
+
+    fn term_flag(&self) -> Arc<AtomicBool> {
+        self.tainted.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn is_tainted(&self) -> bool {
+        self.term_flag().load(Ordering::Acquire)
     }
 
     fn extend_lease(&self, sent_at: Instant) {
@@ -153,7 +162,7 @@ impl Member {
             }
             self.set_role(Role::Standby);
             *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            self.tainted.store(false, Ordering::Release);
+            *self.tainted.lock().unwrap_or_else(|e| e.into_inner()) = Arc::default();
             if let Some(id) = lease {
                 let mut client = self.client.clone();
                 let _ = tokio::time::timeout(Duration::from_secs(1), client.lease_revoke(id)).await;
@@ -204,14 +213,15 @@ impl Member {
                     info!(self.logger, "elected: the active placement driver"; "regions" => regions);
                 }
                 _ = tick.tick() => {
-                    if self.tainted.load(Ordering::Acquire) {
+                    if self.is_tainted() {
                         return Err("a metadata write's outcome is unknown: reloading".into());
                     }
                     if last_ack.elapsed() > late {
                         return Err("lease keep-alive late".into());
                     }
+                    let sending = Instant::now();
                     match tokio::time::timeout(every, keeper.keep_alive()).await {
-                        Ok(Ok(())) => sent.push_back(Instant::now()),
+                        Ok(Ok(())) => sent.push_back(sending),
                         Ok(Err(e)) => return Err(e.to_string()),
                         Err(_) => return Err("lease keep-alive stalled".into()),
                     }
@@ -239,7 +249,7 @@ impl Member {
             self.keys.clone(),
             Handle::current(),
             fence,
-            self.tainted.clone(),
+            self.term_flag(),
         );
         MemPd::restore(self.cfg.mem_pd_config(self.cluster_id), meta, Box::new(store))
     }

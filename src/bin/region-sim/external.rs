@@ -41,18 +41,45 @@ impl External {
     }
 
     /// Every region, in key order, as the placement driver has them (a walk from the first
-    /// key; stops early at a gap or an error).
+    /// key; stops early at a gap or an error, then only the regions before it).
     pub fn regions(&self) -> Vec<metapb::Region> {
+        self.walk().0
+    }
+
+    /// The walk of [`Self::regions`], and whether it reached the end of the key space.
+    fn walk(&self) -> (Vec<metapb::Region>, bool) {
         let (mut out, mut key) = (Vec::new(), Vec::new());
         while let Ok((region, _)) = self.pd.get_region(&key) {
             let end = region.end_key.clone();
             out.push(region);
-            if end.is_empty() || out.len() > 1_000_000 {
+            if end.is_empty() {
+                return (out, true);
+            }
+            if out.len() > 1_000_000 {
                 break;
             }
             key = end;
         }
-        out
+        (out, false)
+    }
+
+    /// Deletes what an earlier run left in the key space (the history of this one starts
+    /// with every key absent); how many keys it deleted.
+    pub fn clear_key_space(&self, deadline: Instant) -> Result<usize, Error> {
+        let pd: Arc<dyn PdClient> = self.pd.clone();
+        let mut client =
+            client::Client::new(pd, self.stores.clone(), client::ClientConfig::default(), 2);
+        let mut deleted = 0;
+        loop {
+            let left = client.scan(b"key", b"kez", 10_000, deadline)?;
+            if left.is_empty() {
+                return Ok(deleted);
+            }
+            for (key, _) in left {
+                client.delete(&key, deadline)?;
+                deleted += 1;
+            }
+        }
     }
 
     /// Waits until every region has a leader the placement driver knows and `replicas`
@@ -60,8 +87,8 @@ impl External {
     pub fn wait_ready(&self, replicas: usize, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         loop {
-            let regions = self.regions();
-            let ready = !regions.is_empty()
+            let (regions, whole) = self.walk();
+            let ready = whole
                 && regions.iter().all(|r| {
                     r.get_peers().len() >= replicas
                         && self.pd.get_region_by_id(r.id).is_ok_and(|(_, l)| l.is_some())
@@ -81,48 +108,102 @@ impl External {
 struct ServerProc {
     name: String,
     pid_file: PathBuf,
+    status_port_file: PathBuf,
     cmd: Vec<String>,
     log: PathBuf,
     /// The process, once this run restarted it (so it can be reaped).
     child: Option<Child>,
 }
 
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
 impl ServerProc {
+    /// The pid in the pid file, if that process runs this server's binary (a pid left
+    /// behind by a dead server may have been reused).
     fn pid(&self) -> Option<i32> {
-        std::fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()
+        let pid: i32 = std::fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let exe = cmdline.split(|b| *b == 0).next()?;
+        (exe == self.cmd[0].as_bytes() && alive(pid)).then_some(pid)
     }
 
     fn signal(&self, sig: i32) {
         if let Some(pid) = self.pid() {
-            // SAFETY: kill(2) on a pid of the cluster directory; no memory is involved.
+            // SAFETY: kill(2) on the server's own pid; no memory is involved.
             unsafe { libc::kill(pid, sig) };
         }
     }
 
+    /// `kill -9`, and waits (up to 10 s) until it is gone; its pid file is removed.
     fn kill(&mut self) {
+        let pid = self.pid();
         self.signal(libc::SIGKILL);
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
-        } else if let Some(pid) = self.pid() {
-            // Not ours to reap: wait until it is gone.
-            // SAFETY: signal 0 only checks that the pid exists.
-            while unsafe { libc::kill(pid, 0) } == 0 {
+        } else if let Some(pid) = pid {
+            // Not ours to reap: wait until it is gone (or a zombie).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        let _ = std::fs::remove_file(&self.pid_file);
     }
 
+    /// Starts it again from its command line, in a process group of its own (a ^C to
+    /// region-sim does not reach it), and records its pid.
     fn restart(&mut self) -> std::io::Result<()> {
+        use std::os::unix::process::CommandExt;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(&self.cmd[0])
             .args(&self.cmd[1..])
+            .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
+            .process_group(0)
             .spawn()?;
-        std::fs::write(&self.pid_file, format!("{}\n", child.id()))?;
+        let tmp = self.pid_file.with_extension("pid.tmp");
+        std::fs::write(&tmp, format!("{}\n", child.id()))?;
+        std::fs::rename(&tmp, &self.pid_file)?;
         self.child = Some(child);
         Ok(())
     }
+
+    /// Waits until its `/status` answers with `"running":true`, up to `timeout`.
+    fn wait_serving(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let port = std::fs::read_to_string(&self.status_port_file).unwrap_or_default();
+        let addr = format!("127.0.0.1:{}", port.trim());
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                return false; // it exited
+            }
+            if http_get(&addr, "/status").is_some_and(|b| b.contains("\"running\":true")) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+/// `GET path` on `addr`: the body of a 200 answer.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    (head.split_whitespace().nth(1) == Some("200")).then(|| body.to_string())
 }
 
 /// The server processes under a cluster directory.
@@ -147,6 +228,7 @@ impl Procs {
             servers.push(Mutex::new(ServerProc {
                 name: format!("server-{i}"),
                 pid_file: dir.join(format!("server-{i}.pid")),
+                status_port_file: dir.join(format!("server-{i}.status_port")),
                 cmd,
                 log: dir.join(format!("server-{i}.log")),
                 child: None,
@@ -185,6 +267,7 @@ impl ProcessFault {
                 }
             }
         }
+        out.sort_by_key(|f| *f as u8);
         out.dedup();
         Ok(out)
     }
@@ -240,6 +323,12 @@ pub fn run_process_nemesis(
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5eed_9e0c);
     let mut report = ProcessNemesisReport::default();
     let mut next = Duration::from_secs(1).min(duration / 10);
+    // Faults start once every region has all its voters.
+    let voters = procs.servers.len().min(3);
+    if let Err(e) = external.wait_ready(voters, Duration::from_secs_f64(args.recovery_timeout)) {
+        eprintln!("region-sim: no faults: {e}");
+        return report;
+    }
     while next < final_heal {
         sleep_until(start + next);
         let fault = kinds[rng.gen_range(0..kinds.len())];
@@ -259,8 +348,15 @@ pub fn run_process_nemesis(
                 Ok(())
             }
         };
+        // The next fault waits until this server serves again: one server down at a time.
+        let recovery = Duration::from_secs_f64(args.recovery_timeout);
+        let healed = healed.and_then(|()| {
+            let serving = server.wait_serving(recovery);
+            serving.then_some(()).ok_or_else(|| format!("not serving within {recovery:?}"))
+        });
         if let Err(e) = healed {
-            eprintln!("region-sim: restarting {}: {e}", server.name);
+            eprintln!("region-sim: healing {}: {e}; no more faults", server.name);
+            return report; // recovery_ms stays None: the run fails
         }
         let name = format!("{fault:?}").to_lowercase();
         *report.faults_by_kind.entry(name).or_default() += 1;
@@ -270,7 +366,7 @@ pub fn run_process_nemesis(
             server: server.name.clone(),
             healed_at_s: start.elapsed().as_secs_f64(),
         });
-        next = start.elapsed() + interval.mul_f64(rng.gen_range(0.0..0.5));
+        next = start.elapsed() + interval.mul_f64(rng.gen_range(0.5..1.0));
     }
     let healed = Instant::now();
     let recovery = Duration::from_secs_f64(args.recovery_timeout);
@@ -292,8 +388,8 @@ fn probe_every_region(external: &External, deadline: Instant) -> bool {
         client::Client::new(pd, external.stores.clone(), client::ClientConfig::default(), 1);
     let mut done = HashSet::new();
     while Instant::now() < deadline {
-        let regions = external.regions();
-        let mut all = !regions.is_empty();
+        let (regions, whole) = external.walk();
+        let mut all = whole;
         for region in &regions {
             if done.contains(&region.id) {
                 continue;
@@ -334,6 +430,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         _ => None,
     };
     external.wait_ready(1, Duration::from_secs(60))?;
+    let cleared = external.clear_key_space(Instant::now() + Duration::from_secs(120))?;
     let initial = external.regions();
     let seen = Mutex::new(initial.iter().map(|r| r.id).collect::<HashSet<u64>>());
     let sampled = Mutex::new((Instant::now(), initial.len() as u64));
@@ -383,6 +480,9 @@ pub fn run(args: &Args) -> Result<(), Error> {
         "external cluster at {addrs}: read paths, per-store peers and merges are not measured \
          from outside; splits counts the region ids seen beyond the initial ones"
     ));
+    if cleared > 0 {
+        report.notes.push(format!("deleted {cleared} keys an earlier run left, before the run"));
+    }
     report.process_nemesis = process_nemesis;
     report.print_summary();
     if let Some(n) = &report.process_nemesis {
