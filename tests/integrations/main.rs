@@ -1,5 +1,4 @@
 //! Integration tests of regionstore, one module per topic, in one binary so that they link
 //! once.
 
-mod processes;
 mod raftstore;

@@ -1,4 +1,5 @@
-//! The placement driver learns leaders from heartbeats, and its operators are carried out.
+//! The placement driver learns leaders from heartbeats, stores report their counts, and its
+//! operators are carried out.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,23 @@ fn leaders_report_to_the_placement_driver() {
             cluster.pd.get_region(key).unwrap().1.is_some_and(|l| l.id == leader.id)
         });
     }
+}
+
+#[test]
+fn stores_report_their_regions_and_leaders() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_with_split_keys(&[b"m".to_vec()]);
+    for key in [&b"a"[..], b"x"] {
+        let region = cluster.pd.get_region(key).unwrap().0;
+        cluster.wait_leader(region.id);
+    }
+    // Two regions, each with a peer on every store; two leaders in all.
+    wait("every store's heartbeat", || {
+        let stats: Vec<_> = (1..=3).filter_map(|s| cluster.pd.store_stats(s)).collect();
+        stats.len() == 3
+            && stats.iter().all(|s| s.region_count == 2)
+            && stats.iter().map(|s| s.leader_count).sum::<u64>() == 2
+    });
 }
 
 #[test]

@@ -13,6 +13,7 @@ use crate::{
     operation::{
         life::maybe_create_peer,
         liveness::{is_liveness_message, on_liveness_message, on_liveness_tick},
+        pd::on_store_heartbeat_tick,
     },
     transport::Transport,
 };
@@ -40,9 +41,15 @@ impl StoreFsm {
         match msg {
             StoreMsg::RaftMessage(m) if is_liveness_message(&m) => on_liveness_message(ctx, &m),
             StoreMsg::RaftMessage(m) => maybe_create_peer(ctx, *m),
-            StoreMsg::Tick => on_liveness_tick(ctx),
+            StoreMsg::Tick => on_tick(ctx),
         }
     }
+}
+
+/// The store's periodic work: the liveness round and the store heartbeat.
+fn on_tick<EK: KvEngine, ER: RaftEngine, T: Transport>(ctx: &mut StoreContext<EK, ER, T>) {
+    on_liveness_tick(ctx);
+    on_store_heartbeat_tick(ctx);
 }
 
 impl Fsm for StoreFsm {

@@ -7,12 +7,26 @@ use std::{
 };
 
 use engine::{KvEngine, RaftEngine};
-use pd_client::{Operator, RegionStats};
+use pd_client::{Operator, RegionStats, StoreStats};
 use proto::raft_cmdpb::{AdminCmdType, ConfChangeType, RaftCmdRequest};
 use rustc_hash::{FxHashMap, FxHasher};
 use slog::info;
 
 use crate::{batch::StoreContext, msg::RaftCommand, raft::peer::Peer, worker::pd::PdTask};
+
+/// The store's heartbeat (each `StoreMsg::Tick`, every `hibernated_tick_interval`): its
+/// regions and leaders, and whether its mailboxes are full.
+pub(crate) fn on_store_heartbeat_tick<EK: KvEngine, ER: RaftEngine, T>(
+    ctx: &mut StoreContext<EK, ER, T>,
+) {
+    let (region_count, leader_count) = {
+        let meta = ctx.meta.lock().unwrap_or_else(|e| e.into_inner());
+        (meta.len() as u64, meta.leader_stats().0 as u64)
+    };
+    let stats = StoreStats { store_id: ctx.store_id, region_count, leader_count, is_busy: false };
+    // A full worker queue drops it: the next tick sends a newer one.
+    let _ = ctx.pd.schedule(PdTask::StoreHeartbeat(stats));
+}
 
 /// What a peer knows of the other peers' health: when it last heard from each, and when it
 /// last became leader (a peer not heard from since counts from then).

@@ -1,9 +1,9 @@
-//! The placement-driver worker: sends region heartbeats for the store's leaders and hands the
-//! operators in the answers back to the peers.
+//! The placement-driver worker: sends region heartbeats for the store's leaders and the
+//! store's own heartbeats, and hands the operators in the answers back to the peers.
 
 use std::sync::Arc;
 
-use pd_client::{PdClient, RegionStats};
+use pd_client::{PdClient, RegionStats, StoreStats};
 use proto::metapb;
 use slog::{debug, Logger};
 
@@ -39,6 +39,8 @@ pub enum PdTask {
         /// Every region of the split, in key order.
         regions: Vec<metapb::Region>,
     },
+    /// The store reports its regions and leaders.
+    StoreHeartbeat(StoreStats),
     /// A peer long without a leader asks whether its region still holds it.
     ValidatePeer {
         /// The region as the peer knows it.
@@ -141,6 +143,11 @@ impl<N: PeerNotifier> Runnable for PdRunner<N> {
                 }
             }
             PdTask::ValidatePeer { region, peer } => self.validate_peer(region, peer),
+            PdTask::StoreHeartbeat(stats) => {
+                if let Err(e) = self.pd.store_heartbeat(stats) {
+                    debug!(self.logger, "store heartbeat refused"; "err" => %e);
+                }
+            }
         }
     }
 }
