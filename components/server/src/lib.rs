@@ -16,6 +16,7 @@ pub mod local;
 pub mod metrics;
 mod node;
 mod request;
+pub mod signals;
 pub mod transport;
 
 pub use self::{

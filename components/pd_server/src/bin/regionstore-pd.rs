@@ -1,5 +1,6 @@
 //! `regionstore-pd`: one placement driver member. Several members over one etcd run active /
-//! standby. SIGTERM or SIGINT stops it cleanly (it resigns, so a standby takes over at once).
+//! standby. SIGTERM or SIGINT stops it cleanly (it resigns, so a standby takes over at once);
+//! a second one ends it at once.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -55,20 +56,6 @@ fn config(args: &Args) -> Result<PdConfig, String> {
     Ok(cfg)
 }
 
-fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        Ok(())
-    })
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     let cfg = match config(&args) {
@@ -94,7 +81,7 @@ fn main() -> ExitCode {
     };
     // Scripts and tests read the address (with the port it got) from this line.
     println!("regionstore-pd listening on {}", server.addr());
-    if let Err(e) = wait_for_signal() {
+    if let Err(e) = server::signals::wait_for_signal("regionstore-pd") {
         eprintln!("regionstore-pd: waiting for signals: {e}");
     }
     server.stop();

@@ -64,35 +64,6 @@ fn load_config(args: &Args) -> Result<FileConfig, String> {
     Ok(cfg)
 }
 
-/// Waits for SIGTERM or SIGINT. A second one, while the server stops, ends the process at
-/// once (exit code 1): a stop held up by an unreachable placement driver can be cut short.
-fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, Signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (mut term, mut int) = rt.block_on(async {
-        Ok::<_, std::io::Error>((
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-        ))
-    })?;
-    async fn either(term: &mut Signal, int: &mut Signal) {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
-    rt.block_on(either(&mut term, &mut int));
-    std::thread::spawn(move || {
-        rt.block_on(either(&mut term, &mut int));
-        eprintln!("regionstore-server: a second signal: exiting without a clean stop");
-        // _exit: no exit handlers or C++ destructors while RocksDB's threads still run
-        // (what a kill would leave is what the next start recovers from).
-        // SAFETY: _exit ends the process at once; nothing of ours runs after it.
-        unsafe { libc::_exit(1) };
-    });
-    Ok(())
-}
-
 /// `/status`: the store, its regions and leaders, and what its raft transport sent.
 fn status(node: &Node, grpc: &GrpcTransport, addr: &str) -> String {
     let sent = grpc.client_stats();
@@ -167,7 +138,7 @@ fn run(args: Args, cfg: FileConfig) -> Result<(), String> {
         advertise,
         http.addr()
     );
-    if let Err(e) = wait_for_signal() {
+    if let Err(e) = server::signals::wait_for_signal("regionstore-server") {
         error!(logger, "waiting for signals"; "err" => %e);
     }
     info!(logger, "stopping");
