@@ -3,7 +3,7 @@
 # (regionstore-pd) and SERVERS regionstore-servers (default 3), each on free ports, with data
 # and logs under CLUSTER_DIR (default $TMPDIR/regionstore-cluster).
 #
-#   scripts/cluster.sh start   starts them, waits until every server answers /status, prints
+#   scripts/cluster.sh start   starts them, waits until every server's /status says it runs, prints
 #                              the addresses (and writes them to $CLUSTER_DIR/cluster.env)
 #   scripts/cluster.sh stop    stops them by pid (SIGTERM, then SIGKILL after 15 s)
 #   scripts/cluster.sh status  prints what runs
@@ -125,7 +125,9 @@ start() {
         status_port="$(cat "$dir/server-$i.status_port")"
         local body="" end=$((SECONDS + 60))
         while ((SECONDS < end)); do
-            body="$(http_get 127.0.0.1 "$status_port" /status 2>/dev/null)" && break
+            body="$(http_get 127.0.0.1 "$status_port" /status 2>/dev/null)" || body=""
+            [[ "$body" == *'"running":true'* ]] && break
+            body=""
             alive "$dir/server-$i.pid" || break
             sleep 0.2
         done

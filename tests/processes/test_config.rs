@@ -31,6 +31,14 @@ fn a_config_error_exits_non_zero_and_names_the_key() {
         assert!(!ok && err.contains(key), "{key}: {err}");
         assert!(!dir.path().join("data").exists(), "nothing was created");
     }
+    // A status port in use: refused before the store is touched (or the placement driver).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let status = taken.local_addr().unwrap().to_string();
+    let data = dir.path().join("data").display().to_string();
+    let args = ["--status-addr", &status, "--pd", "127.0.0.1:1", "--data-dir", &data];
+    let (ok, err) = run("regionstore-server", &args);
+    assert!(!ok && err.contains("status server"), "{err}");
+    assert!(!dir.path().join("data").exists(), "nothing was created");
     let good = local_config().display().to_string();
     assert!(run("regionstore-server", &["--config", &good, "--config-check"]).0);
 

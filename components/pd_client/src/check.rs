@@ -9,6 +9,10 @@ use crate::{Error, Result};
 /// The most peers a region may have.
 pub const MAX_PEERS: usize = 16;
 
+/// The most regions one split report may carry (it is saved as one etcd transaction, and
+/// etcd takes at most 128 operations in one by default).
+pub const MAX_REPORT_REGIONS: usize = 64;
+
 fn invalid(why: String) -> Result<()> {
     Err(Error::Invalid(why))
 }
@@ -49,8 +53,8 @@ pub fn leader(r: &metapb::Region, leader: &metapb::Peer) -> Result<()> {
 /// The regions of one split report: each well formed, distinct ids, ranges that do not
 /// overlap one another.
 pub fn batch(regions: &[metapb::Region]) -> Result<()> {
-    if regions.is_empty() {
-        return invalid("an empty split report".into());
+    if regions.is_empty() || regions.len() > MAX_REPORT_REGIONS {
+        return invalid(format!("a split report of 1 to {MAX_REPORT_REGIONS} regions"));
     }
     for r in regions {
         region(r)?;

@@ -18,8 +18,9 @@ use crate::{
 
 /// The first id handed out by a new cluster.
 const FIRST_ID: u64 = 1000;
-/// The most new regions one split may ask ids for.
-pub const MAX_SPLIT_COUNT: usize = 1024;
+/// The most new regions one split may ask ids for (a split report carries them and the
+/// parent: at most `check::MAX_REPORT_REGIONS`).
+pub const MAX_SPLIT_COUNT: usize = crate::check::MAX_REPORT_REGIONS - 1;
 /// Ids reserved in the meta store at a time: a restart skips what was reserved and not used.
 const ID_BATCH: u64 = 1000;
 

@@ -215,11 +215,12 @@ impl ProcessCluster {
         self.status_addrs.push(status);
     }
 
-    /// Waits until server `i` answers `/status`; its JSON.
+    /// Waits until server `i`'s `/status` says its store runs; its JSON.
     pub fn wait_status(&self, i: usize, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(body) = http_get(&self.status_addrs[i], "/status") {
+            let body = http_get(&self.status_addrs[i], "/status");
+            if let Some(body) = body.filter(|b| b.contains("\"running\":true")) {
                 return body;
             }
             assert!(

@@ -58,6 +58,13 @@ fn config(args: &Args) -> Result<PdConfig, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let signals = match server::signals::Signals::install("regionstore-pd") {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("regionstore-pd: installing signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cfg = match config(&args) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -81,9 +88,7 @@ fn main() -> ExitCode {
     };
     // Scripts and tests read the address (with the port it got) from this line.
     println!("regionstore-pd listening on {}", server.addr());
-    if let Err(e) = server::signals::wait_for_signal("regionstore-pd") {
-        eprintln!("regionstore-pd: waiting for signals: {e}");
-    }
+    signals.wait();
     server.stop();
     ExitCode::SUCCESS
 }

@@ -5,7 +5,13 @@
 //! engines are flushed and closed) and exits 0. `kill -9` loses no acknowledged write when
 //! `raftstore.sync_log` is on (the default): the next start recovers every region.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use clap::Parser;
 use rpc::{GrpcPdClient, PdClientConfig};
@@ -13,9 +19,10 @@ use server::{
     config::{build_logger, FileConfig, LogLevel},
     grpc::{GrpcConfig, GrpcTransport},
     metrics::MetricsServer,
+    signals::Signals,
     Node, NodeConfig,
 };
-use slog::{error, info};
+use slog::{info, Logger};
 
 /// One store of a regionstore cluster.
 #[derive(Parser, Debug)]
@@ -87,8 +94,26 @@ fn status(node: &Node, grpc: &GrpcTransport, addr: &str) -> String {
     .to_string()
 }
 
-fn run(args: Args, cfg: FileConfig) -> Result<(), String> {
-    let logger = build_logger(&cfg.log).map_err(|e| format!("log: {e}"))?;
+/// The node, once open, as `/metrics` and `/status` show it.
+type Shown = Arc<RwLock<Option<(Node, GrpcTransport, String)>>>;
+
+fn run(args: Args, cfg: FileConfig, logger: Logger, signals: Signals) -> Result<(), String> {
+    // Everything that listens is bound before the store is touched: a port in use fails
+    // the start with nothing created.
+    let shown: Shown = Arc::default();
+    let (page, status_page) = (shown.clone(), shown.clone());
+    let http = MetricsServer::start_with_status(
+        args.status_addr,
+        move || match &*page.read().unwrap_or_else(|e| e.into_inner()) {
+            Some((node, _, _)) => server::metrics::encode(&[node.registry()]),
+            None => String::new(),
+        },
+        move || match &*status_page.read().unwrap_or_else(|e| e.into_inner()) {
+            Some((node, grpc, addr)) => status(node, grpc, addr),
+            None => serde_json::json!({ "running": false }).to_string(),
+        },
+    )
+    .map_err(|e| format!("status server on {}: {e}", args.status_addr))?;
     // A minute to find the placement driver at start; then each call retries for as long
     // as a failover of the placement driver takes, so a stop is not held up for long.
     let mut pd_cfg = PdClientConfig::new(args.pd.iter().cloned());
@@ -113,22 +138,8 @@ fn run(args: Args, cfg: FileConfig) -> Result<(), String> {
         }
     };
     grpc.serve_kv(Some(node.clone()));
-    let (page_node, status_node, shown) = (node.clone(), node.clone(), advertise.clone());
-    let status_grpc = grpc.clone();
-    let http = MetricsServer::start_with_status(
-        args.status_addr,
-        move || server::metrics::encode(&[page_node.registry()]),
-        move || status(&status_node, &status_grpc, &shown),
-    )
-    .map_err(|e| format!("status server on {}: {e}", args.status_addr));
-    let http = match http {
-        Ok(http) => http,
-        Err(e) => {
-            node.stop();
-            grpc.stop();
-            return Err(e);
-        }
-    };
+    *shown.write().unwrap_or_else(|e| e.into_inner()) =
+        Some((node.clone(), grpc.clone(), advertise.clone()));
     info!(logger, "server ready"; "store_id" => node.store_id(), "addr" => &advertise,
         "status_addr" => %http.addr());
     // Scripts and tests read this line.
@@ -138,13 +149,12 @@ fn run(args: Args, cfg: FileConfig) -> Result<(), String> {
         advertise,
         http.addr()
     );
-    if let Err(e) = server::signals::wait_for_signal("regionstore-server") {
-        error!(logger, "waiting for signals"; "err" => %e);
-    }
+    signals.wait();
     info!(logger, "stopping");
     grpc.serve_kv(None);
     node.stop();
     grpc.stop();
+    shown.write().unwrap_or_else(|e| e.into_inner()).take();
     drop(http);
     info!(logger, "stopped");
     Ok(())
@@ -152,6 +162,13 @@ fn run(args: Args, cfg: FileConfig) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let signals = match Signals::install("regionstore-server") {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("regionstore-server: installing signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cfg = match load_config(&args) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -159,11 +176,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The log file is part of the configuration: one that cannot be opened is an error here.
+    let logger = match build_logger(&cfg.log) {
+        Ok(logger) => logger,
+        Err(e) => {
+            eprintln!("regionstore-server: configuration error: log.file: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if args.config_check {
         println!("regionstore-server: configuration is valid");
         return ExitCode::SUCCESS;
     }
-    match run(args, cfg) {
+    match run(args, cfg, logger, signals) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("regionstore-server: {e}");
