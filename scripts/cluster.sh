@@ -44,7 +44,19 @@ wait_port() { # HOST PORT SECONDS
     return 1
 }
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# alive PIDFILE: whether the pid in it runs the program the file is named for (etcd, pd or a
+# server): a pid left by a process that died may have been reused by another.
+alive() {
+    [ -f "$1" ] || return 1
+    local pid want
+    pid="$(cat "$1")"
+    case "$(basename "$1" .pid)" in
+        etcd) want=etcd ;;
+        pd) want=regionstore-pd ;;
+        *) want=regionstore-server ;;
+    esac
+    kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "$want"
+}
 
 stop() {
     [ -d "$dir" ] || { echo "cluster: nothing under $dir"; return 0; }
